@@ -1,0 +1,188 @@
+//! Job-wide counters, the periodic status line and the end-of-run summary.
+//!
+//! Counters are shared by the workers of one process (atomics); with several
+//! processes each prints its own.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::JobError;
+
+/// Counters and control shared by all workers of a process.
+#[derive(Debug)]
+pub struct JobShared {
+    started: Instant,
+    stop: AtomicBool,
+    error: Mutex<Option<JobError>>,
+    /// Records read by sources (decoded or not).
+    pub events_in: AtomicU64,
+    /// Records that became dead letters.
+    pub dead_letters: AtomicU64,
+    /// Records that arrived after their window closed.
+    pub late: AtomicU64,
+    /// Records written by sinks.
+    pub records_out: AtomicU64,
+    /// Each local worker's source watermark (ms; `u64::MAX` before any).
+    watermarks: Vec<AtomicU64>,
+}
+
+impl JobShared {
+    /// State for a process running `local_workers` worker threads.
+    pub fn new(local_workers: usize) -> Arc<Self> {
+        Arc::new(JobShared {
+            started: Instant::now(),
+            stop: AtomicBool::new(false),
+            error: Mutex::new(None),
+            events_in: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            watermarks: (0..local_workers).map(|_| AtomicU64::new(u64::MAX)).collect(),
+        })
+    }
+
+    /// Asks every source to finish as if its input had ended (Ctrl-C, or an error).
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was requested.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Records a fault; the first one wins and stops the job.
+    pub fn fail(&self, error: JobError) {
+        if let Ok(mut slot) = self.error.lock() {
+            slot.get_or_insert(error);
+        }
+        self.request_stop();
+    }
+
+    /// Takes the recorded fault, if any.
+    pub fn take_error(&self) -> Option<JobError> {
+        self.error.lock().ok().and_then(|mut e| e.take())
+    }
+
+    /// Publishes a local worker's source watermark.
+    pub fn publish_watermark(&self, local_worker: usize, watermark: u64) {
+        if let Some(slot) = self.watermarks.get(local_worker) {
+            slot.store(watermark, Ordering::Relaxed);
+        }
+    }
+
+    /// The highest watermark published by a local worker other than `me`.
+    pub fn highest_other_watermark(&self, me: usize) -> Option<u64> {
+        self.watermarks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != me)
+            .map(|(_, w)| w.load(Ordering::Relaxed))
+            .filter(|w| *w != u64::MAX)
+            .max()
+    }
+
+    /// The lowest published watermark, if any.
+    pub fn watermark(&self) -> Option<u64> {
+        self.watermarks
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .filter(|w| *w != u64::MAX)
+            .min()
+    }
+
+    /// A snapshot of the counters.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            elapsed: self.started.elapsed(),
+            events_in: self.events_in.load(Ordering::Relaxed),
+            dead_letters: self.dead_letters.load(Ordering::Relaxed),
+            late: self.late.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
+            watermark: self.watermark(),
+        }
+    }
+}
+
+/// Counters at one moment (or at the end of a run).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// Time since the job started.
+    pub elapsed: Duration,
+    /// Records read by sources.
+    pub events_in: u64,
+    /// Records sent to dead letters.
+    pub dead_letters: u64,
+    /// Late records.
+    pub late: u64,
+    /// Records written by sinks.
+    pub records_out: u64,
+    /// The lowest source watermark (ms since the epoch of event time).
+    pub watermark: Option<u64>,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        write!(
+            f,
+            "{} events in {:.1}s ({:.0} events/s), {} records out, {} late, {} dead letters",
+            self.events_in,
+            secs,
+            self.events_in as f64 / secs,
+            self.records_out,
+            self.late,
+            self.dead_letters
+        )?;
+        if let Some(w) = self.watermark {
+            write!(f, ", watermark {w} ms")?;
+        }
+        Ok(())
+    }
+}
+
+/// Prints a status line to stderr every `interval` until `done` is set.
+pub(crate) fn spawn_status_thread(
+    shared: Arc<JobShared>,
+    interval: Duration,
+    done: Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    if interval.is_zero() {
+        return None;
+    }
+    std::thread::Builder::new()
+        .name("weir-status".into())
+        .spawn(move || {
+            let mut last = shared.summary();
+            let tick = Duration::from_millis(50);
+            let mut waited = Duration::ZERO;
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                waited += tick;
+                if waited < interval {
+                    continue;
+                }
+                waited = Duration::ZERO;
+                let now = shared.summary();
+                let dt = (now.elapsed - last.elapsed).as_secs_f64().max(1e-9);
+                let rate = (now.events_in - last.events_in) as f64 / dt;
+                let watermark = now
+                    .watermark
+                    .map(|w| format!("{w} ms"))
+                    .unwrap_or_else(|| "none yet".into());
+                eprintln!(
+                    "weir: {:>6.1}s  {:>10.0} events/s  watermark {}  late {}  dead letters {}  out {}",
+                    now.elapsed.as_secs_f64(),
+                    rate,
+                    watermark,
+                    now.late,
+                    now.dead_letters,
+                    now.records_out
+                );
+                last = now;
+            }
+        })
+        .ok()
+}

@@ -1,0 +1,242 @@
+//! Building and running a job: [`Pipeline`] and [`run`].
+//!
+//! A job is a closure that builds a [`Pipeline`]; [`run`] calls it once on
+//! every worker (threads and processes alike), then steps the workers until
+//! every source has ended and every window has fired, and returns the
+//! [`Summary`]. The same closure runs unchanged on `-w 4` or `-n 2 -p …`.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use timely::dataflow::operators::core::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::Concatenate;
+use timely::dataflow::{Scope, StreamVec};
+
+use crate::config::RunArgs;
+use crate::dead_letter::DeadLetter;
+use crate::error::{ConfigError, JobError};
+use crate::metrics::{spawn_status_thread, JobShared, Summary};
+use crate::source::Source;
+use crate::source_op::{build_source, IntoEventTime};
+use crate::stream::Stream;
+use crate::time::Time;
+use crate::watermark::Watermarks;
+
+/// What a worker's operators share at run time.
+pub(crate) struct WorkerCtx {
+    pub(crate) shared: Arc<JobShared>,
+    pub(crate) local_worker: usize,
+    pub(crate) epoch_interval: Duration,
+    /// The frontier of data not yet consumed by stateful operators and sinks:
+    /// what sources watch for flow control.
+    pub(crate) flow: ProbeHandle<Time>,
+    /// Records a source may have in flight before it pauses.
+    pub(crate) max_in_flight: usize,
+}
+
+/// State one worker's pipeline shares between its streams while it is built.
+pub(crate) struct PipelineState<'s> {
+    pub(crate) ctx: Rc<WorkerCtx>,
+    pub(crate) shared: Arc<JobShared>,
+    pub(crate) flow: ProbeHandle<Time>,
+    dead_letters: RefCell<Vec<StreamVec<'s, Time, DeadLetter>>>,
+    names: RefCell<BTreeSet<String>>,
+}
+
+impl<'s> PipelineState<'s> {
+    /// Claims a step name; names must be unique within a job (they will key
+    /// checkpointed state).
+    pub(crate) fn claim_name(&self, kind: &str, name: &str) {
+        if name.is_empty() {
+            self.shared
+                .fail(ConfigError::new(format!("a {kind} needs a non-empty name")).into());
+        } else if !self.names.borrow_mut().insert(name.to_string()) {
+            self.shared.fail(
+                ConfigError::new(format!(
+                    "two steps are named `{name}`: give every source, key_by, window and sink its own name"
+                ))
+                .into(),
+            );
+        }
+    }
+
+    pub(crate) fn add_dead_letters(&self, stream: StreamVec<'s, Time, DeadLetter>) {
+        self.dead_letters.borrow_mut().push(stream);
+    }
+}
+
+/// A job under construction on one worker.
+pub struct Pipeline<'s> {
+    scope: Scope<'s, Time>,
+    pub(crate) state: Rc<PipelineState<'s>>,
+}
+
+impl<'s> Pipeline<'s> {
+    /// Starts a stream from a connector. Give it event time with
+    /// [`SourceBuilder::event_time`].
+    pub fn source<S: Source>(&mut self, name: &str, source: S) -> SourceBuilder<'s, S>
+    where
+        S::Item: crate::Data,
+    {
+        self.state.claim_name("source", name);
+        SourceBuilder {
+            scope: self.scope,
+            state: Rc::clone(&self.state),
+            name: name.to_string(),
+            source,
+        }
+    }
+
+    /// All dead letters produced so far (malformed records, missing
+    /// timestamps, late records sent with [`Stream::dead_letter`]), as one
+    /// stream. Dead letters produced by steps added after this call, and any
+    /// never collected, go to stderr as JSON lines.
+    pub fn dead_letters(&mut self) -> Stream<'s, DeadLetter> {
+        let streams: Vec<_> = self.state.dead_letters.borrow_mut().drain(..).collect();
+        let inner = self.scope.concatenate(streams);
+        Stream::new(inner, Rc::clone(&self.state), false)
+    }
+
+    /// This worker's index among all workers.
+    pub fn worker_index(&self) -> usize {
+        self.scope.index()
+    }
+
+    /// The number of workers across all processes.
+    pub fn workers(&self) -> usize {
+        self.scope.peers()
+    }
+
+    /// The timely scope, for experts who need raw timely operators.
+    pub fn scope(&self) -> Scope<'s, Time> {
+        self.scope
+    }
+
+    fn finish(&mut self) {
+        if !self.state.dead_letters.borrow().is_empty() {
+            self.dead_letters()
+                .sink("weir.dead_letters.stderr", crate::sink::StderrDeadLetters);
+        }
+    }
+}
+
+/// A source that still needs its event-time extractor and watermark strategy.
+pub struct SourceBuilder<'s, S: Source> {
+    scope: Scope<'s, Time>,
+    state: Rc<PipelineState<'s>>,
+    name: String,
+    source: S,
+}
+
+impl<'s, S: Source> SourceBuilder<'s, S>
+where
+    S::Item: crate::Data,
+{
+    /// Says where each record's event time is (ms; a `u64` or an
+    /// `Option<u64>`, where `None` sends the record to dead letters) and how
+    /// watermarks follow event time.
+    pub fn event_time<E, F>(self, extract: F, watermarks: Watermarks) -> Stream<'s, S::Item>
+    where
+        E: IntoEventTime,
+        F: Fn(&S::Item) -> E + 'static,
+    {
+        let (records, dead) = build_source(
+            self.scope,
+            &self.state.ctx,
+            &self.name,
+            self.source,
+            move |r: &S::Item| extract(r).into_event_time(),
+            watermarks,
+        );
+        self.state.add_dead_letters(dead);
+        Stream::new(records, self.state, false)
+    }
+}
+
+static CTRL_C: AtomicBool = AtomicBool::new(false);
+static CTRL_C_HANDLER: Once = Once::new();
+
+/// Whether Ctrl-C was pressed: sources then end as if their input had ended,
+/// so windows flush and the summary prints.
+pub(crate) fn ctrl_c_pressed() -> bool {
+    CTRL_C.load(Ordering::Relaxed)
+}
+
+/// Runs a job: builds `job` on every worker and runs it to completion.
+///
+/// Returns the run's counters, or the first fault (a bad flag, an unreadable
+/// file, a failed sink). Faults stop every source; the error names the step.
+pub fn run<F>(args: &RunArgs, job: F) -> Result<Summary, JobError>
+where
+    F: Fn(&mut Pipeline<'_>) + Send + Sync + 'static,
+{
+    let config = args.timely_config()?;
+    CTRL_C_HANDLER.call_once(|| {
+        // A second Ctrl-C kills the process the usual way.
+        let _ = ctrlc::set_handler(|| {
+            if CTRL_C.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    });
+    let shared = JobShared::new(args.workers);
+    let done = Arc::new(AtomicBool::new(false));
+    let status = if args.quiet {
+        None
+    } else {
+        spawn_status_thread(Arc::clone(&shared), args.status_interval, Arc::clone(&done))
+    };
+    let workers_per_process = args.workers;
+    let epoch_interval = args.epoch_interval;
+    let job_shared = Arc::clone(&shared);
+    let guards = timely::execute(config, move |worker| {
+        let shared = Arc::clone(&job_shared);
+        worker.dataflow::<Time, _, _>(|scope| {
+            let flow = ProbeHandle::new();
+            let ctx = Rc::new(WorkerCtx {
+                shared: Arc::clone(&shared),
+                local_worker: scope.index() % workers_per_process,
+                epoch_interval,
+                flow: flow.clone(),
+                max_in_flight: 64 * 1024,
+            });
+            let state = Rc::new(PipelineState {
+                ctx,
+                shared,
+                flow,
+                dead_letters: RefCell::new(Vec::new()),
+                names: RefCell::new(BTreeSet::new()),
+            });
+            let mut pipeline = Pipeline { scope, state };
+            job(&mut pipeline);
+            pipeline.finish();
+        });
+        while worker.step_or_park(Some(Duration::from_millis(100))) {}
+    })
+    .map_err(JobError::Runtime)?;
+    let mut panicked = None;
+    for result in guards.join() {
+        if let Err(message) = result {
+            panicked.get_or_insert(message);
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    if let Some(handle) = status {
+        let _ = handle.join();
+    }
+    if let Some(error) = shared.take_error() {
+        return Err(error);
+    }
+    if let Some(message) = panicked {
+        return Err(JobError::Runtime(format!("a worker panicked: {message}")));
+    }
+    let summary = shared.summary();
+    if !args.quiet {
+        eprintln!("weir: done: {summary}");
+    }
+    Ok(summary)
+}

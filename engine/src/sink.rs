@@ -1,0 +1,145 @@
+//! The sink interface and the operator that drives it.
+//!
+//! A sink value is built on every worker. Non-parallel sinks (a file, stdout)
+//! receive every record on worker 0, which is the only one that opens them;
+//! parallel sinks are opened on every worker and get that worker's records.
+//! Sinks are at-least-once with respect to restarts until checkpoints make file
+//! output exactly-once.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+
+use std::sync::Arc;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange as ExchangePact, Pipeline as Local};
+use timely::dataflow::operators::generic::{InputHandleCore, Operator, OutputBuilderSession};
+use timely::dataflow::operators::Probe;
+use timely::dataflow::StreamVec;
+
+use crate::data::Data;
+use crate::dead_letter::DeadLetter;
+use crate::error::JobError;
+use crate::ids::WorkerIndex;
+use crate::metrics::JobShared;
+use crate::stream::Stream;
+use crate::time::Time;
+
+/// Where records leave the job.
+pub trait Sink<T>: 'static {
+    /// Opens the sink on a worker that will write to it (worker 0 only,
+    /// unless [`Sink::parallel`]).
+    fn open(&mut self, worker: WorkerIndex) -> Result<(), String> {
+        let _ = worker;
+        Ok(())
+    }
+    /// Writes a batch of records.
+    fn write(&mut self, records: &mut Vec<T>) -> Result<(), String>;
+    /// Makes written records durable/visible (called when the input frontier
+    /// advances and at the end).
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Whether every worker writes its own records (`true`), or all records
+    /// go to worker 0 (`false`, the default).
+    fn parallel(&self) -> bool {
+        false
+    }
+}
+
+pub(crate) fn build_sink<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl Sink<D>) {
+    let input = if stream.held {
+        stream.inner
+    } else {
+        stream.inner.probe_with(&stream.state.flow)
+    };
+    let driver = SinkDriver {
+        sink,
+        name: name.to_string(),
+        shared: Arc::clone(&stream.state.shared),
+        failed: false,
+        worker: WorkerIndex(input.scope().index()),
+    };
+    let operator = format!("Sink({name})");
+    let _: StreamVec<'_, Time, ()> = if driver.sink.parallel() {
+        input.unary(Local, &operator, |_, _| driver.logic())
+    } else {
+        input.unary(ExchangePact::new(|_: &D| 0u64), &operator, |_, _| {
+            driver.logic()
+        })
+    };
+}
+
+struct SinkDriver<S> {
+    sink: S,
+    name: String,
+    shared: Arc<JobShared>,
+    failed: bool,
+    worker: WorkerIndex,
+}
+
+impl<S> SinkDriver<S> {
+    fn check(&mut self, result: Result<(), String>) -> bool {
+        if let Err(message) = result {
+            self.failed = true;
+            self.shared.fail(JobError::Sink {
+                sink: self.name.clone(),
+                message,
+            });
+        }
+        !self.failed
+    }
+
+    fn logic<D, P>(
+        mut self,
+    ) -> impl FnMut(&mut InputHandleCore<Time, Vec<D>, P>, &mut OutputBuilderSession<'_, Time, CapacityContainerBuilder<Vec<()>>>)
+    where
+        S: Sink<D>,
+        D: Data,
+        P: timely::communication::Pull<timely::dataflow::channels::Message<Time, Vec<D>>>,
+    {
+        let mut opened = false;
+        move |input, _output| {
+            if !opened {
+                opened = true;
+                if self.sink.parallel() || self.worker.0 == 0 {
+                    let result = self.sink.open(self.worker);
+                    self.check(result);
+                }
+            }
+            let mut wrote = false;
+            input.for_each(|_cap, data| {
+                if self.failed {
+                    data.clear();
+                    return;
+                }
+                let n = data.len() as u64;
+                let result = self.sink.write(data);
+                if self.check(result) {
+                    wrote = true;
+                    self.shared.records_out.fetch_add(n, Ordering::Relaxed);
+                }
+                data.clear();
+            });
+            if wrote {
+                let result = self.sink.flush();
+                self.check(result);
+            }
+        }
+    }
+}
+
+/// Writes dead letters nobody collected to stderr, one JSON object per line.
+pub(crate) struct StderrDeadLetters;
+
+impl Sink<DeadLetter> for StderrDeadLetters {
+    fn write(&mut self, records: &mut Vec<DeadLetter>) -> Result<(), String> {
+        let stderr = std::io::stderr();
+        let mut lock = stderr.lock();
+        for record in records.drain(..) {
+            let line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
+            writeln!(lock, "dead letter: {line}").map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,299 @@
+//! The source operator: splits in, stamped records and dead letters out.
+//!
+//! Per activation the operator, on each worker:
+//! 1. closes an epoch if the epoch interval has passed (wall clock);
+//! 2. pauses if too many of its records are still unconsumed downstream
+//!    (flow control: the `flow` probe watches stateful operators' and sinks'
+//!    inputs);
+//! 3. reads a batch from each split it owns, stamps each record with its
+//!    split's watermark at read time, and emits it at `Time { epoch, stamp }`;
+//! 4. holds its capability at the least watermark over its live splits, so
+//!    timely's frontier is the job's watermark. Idle splits stop holding;
+//!    finished splits drop out; when all are finished the capability goes.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::{Scope, StreamVec};
+use timely::container::CapacityContainerBuilder;
+
+use crate::data::Data;
+use crate::dead_letter::{DeadLetter, Origin};
+use crate::error::JobError;
+use crate::ids::SplitId;
+use crate::pipeline::{ctrl_c_pressed, WorkerCtx};
+use crate::source::{ReadItem, ReadStatus, Source, SplitReader};
+use crate::time::{watermark_of, Time};
+use crate::watermark::{SplitWatermark, Watermarks};
+
+/// Records read per split per activation.
+const BATCH: usize = 4096;
+
+/// An event time as an extractor may return it.
+pub trait IntoEventTime {
+    /// The event time in ms, or `None` if the record has none.
+    fn into_event_time(self) -> Option<u64>;
+}
+
+impl IntoEventTime for u64 {
+    fn into_event_time(self) -> Option<u64> {
+        Some(self)
+    }
+}
+
+impl IntoEventTime for Option<u64> {
+    fn into_event_time(self) -> Option<u64> {
+        self
+    }
+}
+
+struct SplitState<T> {
+    id: SplitId,
+    reader: Box<dyn SplitReader<T>>,
+    watermark: SplitWatermark,
+    done: bool,
+    /// When the split last produced a record (or was opened).
+    last_data: Instant,
+    /// Whether the idle timeout has released this split.
+    idle: bool,
+}
+
+type VecOutput<D> = OutputBuilder<Time, CapacityContainerBuilder<Vec<D>>>;
+
+pub(crate) fn build_source<'s, S>(
+    scope: Scope<'s, Time>,
+    state: &Rc<WorkerCtx>,
+    name: &str,
+    mut source: S,
+    extract: impl Fn(&S::Item) -> Option<u64> + 'static,
+    strategy: Watermarks,
+) -> (StreamVec<'s, Time, S::Item>, StreamVec<'s, Time, DeadLetter>)
+where
+    S: Source,
+    S::Item: Data,
+{
+    let mut builder = OperatorBuilder::new(format!("Source({name})"), scope);
+    let info = builder.operator_info();
+    let activator = scope.activator_for(Rc::clone(&info.address));
+    let (records_out, records) = builder.new_output::<Vec<S::Item>>();
+    let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
+    let mut records_out: VecOutput<S::Item> = OutputBuilder::from(records_out);
+    let mut dead_out: VecOutput<DeadLetter> = OutputBuilder::from(dead_out);
+
+    let state = Rc::clone(state);
+    let name = name.to_string();
+    let worker = scope.index();
+    let peers = scope.peers();
+
+    builder.build(move |capabilities| {
+        let mut caps: Vec<Capability<Time>> = capabilities;
+        let mut time = Time::new(0, 0);
+        let mut splits: Vec<SplitState<S::Item>> = Vec::new();
+        let mut opened = false;
+        let mut next_epoch = Instant::now() + state.epoch_interval;
+        // Records emitted per stamp, not yet consumed downstream.
+        let mut in_flight: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut buffer: Vec<ReadItem<S::Item>> = Vec::with_capacity(BATCH);
+        let mut stamped: Vec<(Time, S::Item)> = Vec::with_capacity(BATCH);
+        let mut dead_letters: Vec<(Time, DeadLetter)> = Vec::new();
+        let mut all_idle_since: Option<Instant> = None;
+
+        move |_frontiers| {
+            if caps.is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            if !opened {
+                opened = true;
+                for s in (0..source.splits()).filter(|s| *s as usize % peers == worker) {
+                    match source.open(SplitId(s)) {
+                        Ok(reader) => splits.push(SplitState {
+                            id: SplitId(s),
+                            reader,
+                            watermark: SplitWatermark::default(),
+                            done: false,
+                            last_data: now,
+                            idle: false,
+                        }),
+                        Err(message) => {
+                            state.shared.fail(JobError::Source {
+                                source_name: name.clone(),
+                                message: format!("{}: {message}", SplitId(s)),
+                            });
+                        }
+                    }
+                }
+            }
+            if state.shared.stop_requested() || ctrl_c_pressed() {
+                caps.clear();
+                return;
+            }
+
+            // 1. Epochs advance on this source's wall clock.
+            if now >= next_epoch {
+                time.epoch += 1;
+                next_epoch = now + state.epoch_interval;
+            }
+
+            // 2. Flow control: retire what downstream has consumed.
+            let consumed_below = state.flow.with_frontier(|f| watermark_of(f));
+            in_flight = in_flight.split_off(&consumed_below);
+            // Records at the current stamp cannot be consumed before this
+            // source moves on, so only older ones may pause it.
+            let retirable: usize = in_flight.range(..time.event).map(|(_, n)| n).sum();
+            let paused = retirable > state.max_in_flight;
+
+            // 3. Read.
+            let mut any_ready = false;
+            if !paused {
+                for split in splits.iter_mut().filter(|s| !s.done) {
+                    buffer.clear();
+                    let status = match split.reader.read(BATCH, &mut buffer) {
+                        Ok(status) => status,
+                        Err(message) => {
+                            state.shared.fail(JobError::Source {
+                                source_name: name.clone(),
+                                message: format!("{}: {message}", split.id),
+                            });
+                            caps.clear();
+                            return;
+                        }
+                    };
+                    if !buffer.is_empty() {
+                        split.last_data = now;
+                        if split.idle {
+                            // Back from idleness: never stamp below what the
+                            // source already promised.
+                            split.idle = false;
+                            split.watermark.raise_to(time.event);
+                        }
+                    }
+                    state
+                        .shared
+                        .events_in
+                        .fetch_add(buffer.len() as u64, Ordering::Relaxed);
+                    for item in buffer.drain(..) {
+                        let stamp = split.watermark.current();
+                        match item {
+                            ReadItem::Record(record) => match extract(&record) {
+                                Some(event) => {
+                                    split.watermark.observe(&strategy, event);
+                                    stamped.push((Time::new(time.epoch, stamp), record));
+                                }
+                                None => {
+                                    let raw = serde_json::to_string(&record).unwrap_or_default();
+                                    dead_letters.push((
+                                        Time::new(time.epoch, stamp),
+                                        DeadLetter {
+                                            source: name.clone(),
+                                            origin: Origin::Split { split: split.id.0, offset: 0 },
+                                            reason: "the record has no event timestamp".into(),
+                                            raw,
+                                        },
+                                    ))
+                                }
+                            },
+                            ReadItem::Bad(mut dead) => {
+                                dead.source.clone_from(&name);
+                                dead_letters.push((Time::new(time.epoch, stamp), dead));
+                            }
+                            ReadItem::Watermark(w) => split.watermark.raise_to(w),
+                            ReadItem::EndEpoch => {
+                                time.epoch += 1;
+                                next_epoch = now + state.epoch_interval;
+                            }
+                        }
+                    }
+                    // Emit in runs of equal times (stamps only rise within a split).
+                    if !stamped.is_empty() {
+                        let mut out = records_out.activate();
+                        let mut records = stamped.drain(..).peekable();
+                        while let Some((at, first)) = records.next() {
+                            let cap = caps[0].delayed(&at);
+                            let mut session = out.session(&cap);
+                            session.give(first);
+                            let mut count = 1;
+                            while let Some((_, record)) = records.next_if(|(t, _)| *t == at) {
+                                session.give(record);
+                                count += 1;
+                            }
+                            *in_flight.entry(at.event).or_insert(0) += count;
+                        }
+                    }
+                    if !dead_letters.is_empty() {
+                        state
+                            .shared
+                            .dead_letters
+                            .fetch_add(dead_letters.len() as u64, Ordering::Relaxed);
+                        let mut out = dead_out.activate();
+                        for (at, dead) in dead_letters.drain(..) {
+                            let cap = caps[1].delayed(&at);
+                            out.session(&cap).give(dead);
+                        }
+                    }
+                    match status {
+                        ReadStatus::Ready => any_ready = true,
+                        ReadStatus::Idle => {}
+                        ReadStatus::Done => split.done = true,
+                    }
+                }
+            }
+
+            // 4. Hold the least watermark over live splits.
+            if let Some(idle_timeout) = strategy.idle() {
+                for split in splits.iter_mut().filter(|s| !s.done && !s.idle) {
+                    if now.duration_since(split.last_data) >= idle_timeout {
+                        split.idle = true;
+                    }
+                }
+            }
+            let live = splits.iter().filter(|s| !s.done);
+            if live.clone().next().is_none() {
+                // Every split has ended: release the frontier.
+                state.shared.publish_watermark(state.local_worker, time.event);
+                caps.clear();
+                return;
+            }
+            let holding = live.clone().filter(|s| !s.idle).map(|s| s.watermark.current()).min();
+            let event = match holding {
+                Some(w) => {
+                    all_idle_since = None;
+                    w
+                }
+                None => {
+                    // Every live split is idle: follow the other workers of
+                    // this process, or else let processing time move it.
+                    let since = *all_idle_since.get_or_insert(now);
+                    let by_clock = time.event + now.duration_since(since).as_millis() as u64;
+                    state
+                        .shared
+                        .highest_other_watermark(state.local_worker)
+                        .unwrap_or(0)
+                        .max(by_clock)
+                }
+            };
+            let next = Time::new(time.epoch, event.max(time.event));
+            if next != time {
+                time = next;
+                for cap in caps.iter_mut() {
+                    cap.downgrade(&time);
+                }
+            }
+            state.shared.publish_watermark(state.local_worker, time.event);
+
+            // 5. When to run again.
+            if any_ready && !paused {
+                activator.activate();
+            } else {
+                let until_epoch = next_epoch.saturating_duration_since(now);
+                activator.activate_after(until_epoch.min(Duration::from_millis(5)));
+            }
+        }
+    });
+    (records, dead)
+}

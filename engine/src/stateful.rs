@@ -1,0 +1,246 @@
+//! The keyed-state primitive every stateful operator sits on.
+//!
+//! An operator implements [`KeyedLogic`]: what to do with one record of a key
+//! (`on_record`), what to fire when the watermark moves (`on_watermark`), and
+//! when it next needs to fire (`next_fire`). The primitive owns the hard parts,
+//! once:
+//!
+//! * **Epochs.** Records of the lowest open epoch of the input frontier are
+//!   applied as they arrive; records of later epochs are buffered until the
+//!   epochs before them complete, so state at an epoch boundary reflects
+//!   exactly the records of epochs `<= e` (what a checkpoint will store).
+//! * **Order.** Logic that is sensitive to record order (merging session
+//!   windows) asks for `ordered()`: records are then applied in stamp order,
+//!   once the frontier has passed their stamp, with `on_watermark(stamp)`
+//!   called before each stamp's records.
+//! * **Watermarks.** `on_watermark(w)` is called with the input watermark,
+//!   held back below any buffered record's stamp, so a window never fires
+//!   while a record that belongs to it is still waiting.
+//! * **Capabilities.** The operator holds the least times it may still emit
+//!   at: `(lowest open epoch, next_fire())` for pending state, and the stamp
+//!   of each buffered record. When an epoch completes, held times move to the
+//!   new lowest epoch, so pending windows never hold checkpoints back.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline as Local;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::CapabilitySet;
+use timely::progress::Antichain;
+
+use crate::data::{Data, Key};
+use crate::stream::{KeyedStream, Stream};
+use crate::time::{lowest_open_epoch, watermark_of, Time};
+
+/// What a stateful operator emits from one call: results at event times, and
+/// late records at their stamps.
+pub struct Emit<O, L> {
+    out: Vec<(u64, O)>,
+    late: Vec<(u64, L)>,
+}
+
+impl<O, L> Emit<O, L> {
+    fn new() -> Self {
+        Emit {
+            out: Vec::new(),
+            late: Vec::new(),
+        }
+    }
+
+    /// Emits a result at event time `at`, which must be at least the
+    /// operator's `next_fire()` when the result was pending (a window's end
+    /// plus allowed lateness).
+    pub fn output(&mut self, at: u64, value: O) {
+        self.out.push((at, value));
+    }
+
+    /// Emits a late record; `stamp` is the stamp the record carried.
+    pub fn late(&mut self, stamp: u64, value: L) {
+        self.late.push((stamp, value));
+    }
+}
+
+/// The logic of a keyed stateful operator. See the module docs.
+pub trait KeyedLogic<K, D>: 'static {
+    /// Results.
+    type Out: Data;
+    /// Late records (with whatever context the operator adds).
+    type Late: Data;
+    /// Whether records must be applied in stamp order.
+    fn ordered(&self) -> bool {
+        false
+    }
+    /// Applies one record with its stamp (the watermark when it was read).
+    fn on_record(&mut self, key: K, record: D, stamp: u64, emit: &mut Emit<Self::Out, Self::Late>);
+    /// The watermark reached `watermark`: emit what is due at or before it.
+    fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>);
+    /// The earliest event time at which pending state will emit, if any.
+    fn next_fire(&self) -> Option<u64>;
+}
+
+type Buffered<K, D> = BTreeMap<Time, Vec<(K, D)>>;
+
+impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
+    /// Runs a keyed stateful operator; returns its results and its late records.
+    pub fn stateful<L: KeyedLogic<K, D>>(
+        self,
+        name: &str,
+        mut logic: L,
+    ) -> (Stream<'s, L::Out>, Stream<'s, L::Late>) {
+        self.state.claim_name("stateful operator", name);
+        let state = Rc::clone(&self.state);
+        let input_stream = if self.held {
+            self.inner
+        } else {
+            use timely::dataflow::operators::Probe;
+            self.inner.probe_with(&state.flow)
+        };
+        let scope = input_stream.scope();
+        let mut builder = OperatorBuilder::new(name.to_string(), scope);
+        let mut input = builder.new_input(input_stream, Local);
+        let (out, out_stream) = builder.new_output::<Vec<L::Out>>();
+        let (late, late_stream) = builder.new_output::<Vec<L::Late>>();
+        let mut out: OutputBuilder<Time, CapacityContainerBuilder<Vec<L::Out>>> =
+            OutputBuilder::from(out);
+        let mut late: OutputBuilder<Time, CapacityContainerBuilder<Vec<L::Late>>> =
+            OutputBuilder::from(late);
+        let shared = std::sync::Arc::clone(&state.shared);
+        let operator = name.to_string();
+
+        builder.build(move |initial| {
+            drop(initial);
+            let mut hold_out: CapabilitySet<Time> = CapabilitySet::new();
+            let mut hold_late: CapabilitySet<Time> = CapabilitySet::new();
+            let mut buffered: Buffered<K, D> = BTreeMap::new();
+            let mut emit = Emit::new();
+            let ordered = logic.ordered();
+
+            move |frontiers| {
+                let frontier = frontiers[0].frontier();
+                let open_epoch = lowest_open_epoch(frontier);
+                let watermark = watermark_of(frontier);
+
+                input.for_each(|cap, data| {
+                    let Some(time) = cap.stamp().iter().next().copied() else {
+                        // A message sent under no capability makes no claims.
+                        return;
+                    };
+                    for t in cap.stamp().iter() {
+                        hold_out.insert(cap.delayed(t, 0));
+                        hold_late.insert(cap.delayed(t, 1));
+                    }
+                    if ordered || time.epoch > open_epoch {
+                        buffered.entry(time).or_default().append(data);
+                    } else {
+                        for (key, record) in data.drain(..) {
+                            logic.on_record(key, record, time.event, &mut emit);
+                        }
+                    }
+                });
+
+                // Records of later epochs hold the watermark below their stamps.
+                let waiting_epochs = buffered
+                    .iter()
+                    .filter(|(t, _)| t.epoch > open_epoch)
+                    .map(|(t, _)| t.event)
+                    .min()
+                    .unwrap_or(u64::MAX);
+                let effective = watermark.min(waiting_epochs);
+                let mut ready: Vec<Time> = buffered
+                    .keys()
+                    .filter(|t| t.epoch <= open_epoch && (!ordered || t.event < effective))
+                    .copied()
+                    .collect();
+                ready.sort_by_key(|t| (t.event, t.epoch));
+                for time in ready {
+                    if ordered {
+                        logic.on_watermark(time.event, &mut emit);
+                    }
+                    if let Some(records) = buffered.remove(&time) {
+                        for (key, record) in records {
+                            logic.on_record(key, record, time.event, &mut emit);
+                        }
+                    }
+                }
+                let still_waiting = buffered.keys().map(|t| t.event).min().unwrap_or(u64::MAX);
+                logic.on_watermark(effective.min(still_waiting), &mut emit);
+
+                // Emit results, each at the least epoch held for it.
+                if !emit.out.is_empty() {
+                    emit.out.sort_by_key(|(at, _)| *at);
+                    let mut handle = out.activate();
+                    let mut results = emit.out.drain(..).peekable();
+                    while let Some((at, first)) = results.next() {
+                        let cap = delayed_to_least_epoch(&hold_out, at, &operator);
+                        let mut session = handle.session(&cap);
+                        session.give(first);
+                        while let Some((_, value)) = results.next_if(|(t, _)| *t == at) {
+                            session.give(value);
+                        }
+                    }
+                }
+                if !emit.late.is_empty() {
+                    shared
+                        .late
+                        .fetch_add(emit.late.len() as u64, Ordering::Relaxed);
+                    let mut handle = late.activate();
+                    for (stamp, value) in emit.late.drain(..) {
+                        let cap = delayed_to_least_epoch(&hold_late, stamp, &operator);
+                        handle.session(&cap).give(value);
+                    }
+                }
+
+                // Hold only what may still be emitted.
+                let mut waiting = Antichain::new();
+                for time in buffered.keys() {
+                    waiting.insert(*time);
+                }
+                let mut pending = waiting.clone();
+                if let Some(fire) = logic.next_fire() {
+                    let epoch = if open_epoch == u64::MAX {
+                        hold_out.iter().map(|c| c.time().epoch).max().unwrap_or(0)
+                    } else {
+                        open_epoch
+                    };
+                    pending.insert(Time::new(epoch, fire));
+                }
+                if hold_out.try_downgrade(pending.elements()).is_err() {
+                    panic!(
+                        "weir invariant broken in `{operator}`: pending state needs times {:?} not covered by held capabilities",
+                        pending.elements()
+                    );
+                }
+                if hold_late.try_downgrade(waiting.elements()).is_err() {
+                    panic!("weir invariant broken in `{operator}`: buffered records lost their capabilities");
+                }
+            }
+        });
+
+        let results = Stream::new(out_stream, Rc::clone(&self.state), true);
+        let lates = Stream::new(late_stream, self.state, true);
+        (results, lates)
+    }
+}
+
+/// A capability at `(least held epoch whose time allows it, event)`.
+fn delayed_to_least_epoch(
+    held: &CapabilitySet<Time>,
+    event: u64,
+    operator: &str,
+) -> timely::dataflow::operators::Capability<Time> {
+    let epoch = held
+        .iter()
+        .filter(|c| c.time().event <= event)
+        .map(|c| c.time().epoch)
+        .min();
+    match epoch.and_then(|epoch| held.try_delayed(&Time::new(epoch, event))) {
+        Some(cap) => cap,
+        None => panic!(
+            "weir invariant broken in `{operator}`: emitting at event time {event} without a held capability at or before it"
+        ),
+    }
+}

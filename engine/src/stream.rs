@@ -1,0 +1,173 @@
+//! weir's streams: [`Stream`] and [`KeyedStream`].
+//!
+//! Both wrap a timely stream of `Vec` batches timestamped with [`Time`]; users
+//! never see a capability or a frontier. Universal operations are inherent
+//! methods here; specialised families (windows, …) are extension traits in
+//! `weir-operators`.
+
+use std::rc::Rc;
+
+use timely::dataflow::operators::core::{Concat, Exchange, Inspect};
+use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::StreamVec;
+
+use crate::data::{Data, Key};
+use crate::dead_letter::DeadLetter;
+use crate::ids::KeyGroup;
+use crate::pipeline::PipelineState;
+use crate::sink::{build_sink, Sink};
+use crate::time::Time;
+
+/// A stream of records of type `D`.
+pub struct Stream<'s, D> {
+    pub(crate) inner: StreamVec<'s, Time, D>,
+    pub(crate) state: Rc<PipelineState<'s>>,
+    /// Whether an upstream stateful operator holds this stream's frontier back
+    /// (window results wait for their window's end). Flow control only watches
+    /// streams that are not held, or sources would wait for windows that wait
+    /// for sources.
+    pub(crate) held: bool,
+}
+
+impl<D: Clone + 'static> Clone for Stream<'_, D> {
+    fn clone(&self) -> Self {
+        Stream {
+            inner: self.inner.clone(),
+            state: Rc::clone(&self.state),
+            held: self.held,
+        }
+    }
+}
+
+impl<'s, D: Data> Stream<'s, D> {
+    pub(crate) fn new(
+        inner: StreamVec<'s, Time, D>,
+        state: Rc<PipelineState<'s>>,
+        held: bool,
+    ) -> Self {
+        Stream { inner, state, held }
+    }
+
+    fn with<D2: Data>(&self, inner: StreamVec<'s, Time, D2>) -> Stream<'s, D2> {
+        Stream::new(inner, Rc::clone(&self.state), self.held)
+    }
+
+    /// Transforms each record.
+    pub fn map<D2: Data>(self, logic: impl FnMut(D) -> D2 + 'static) -> Stream<'s, D2> {
+        let inner = self.inner.clone().map(logic);
+        self.with(inner)
+    }
+
+    /// Keeps the records for which `predicate` is true.
+    pub fn filter(self, mut predicate: impl FnMut(&D) -> bool + 'static) -> Stream<'s, D> {
+        let inner = self.inner.clone().filter(move |d| predicate(d));
+        self.with(inner)
+    }
+
+    /// Replaces each record by any number of records.
+    pub fn flat_map<I>(self, logic: impl FnMut(D) -> I + 'static) -> Stream<'s, I::Item>
+    where
+        I: IntoIterator,
+        I::Item: Data,
+    {
+        let inner = self.inner.clone().flat_map(logic);
+        self.with(inner)
+    }
+
+    /// Looks at each record without changing the stream.
+    pub fn inspect(self, mut logic: impl FnMut(&D) + 'static) -> Stream<'s, D> {
+        let inner = self.inner.clone().inspect(move |d| logic(d));
+        self.with(inner)
+    }
+
+    /// Merges two streams of the same type.
+    pub fn union(self, other: Stream<'s, D>) -> Stream<'s, D> {
+        let held = self.held || other.held;
+        let inner = self.inner.clone().concat(other.inner);
+        Stream::new(inner, self.state, held)
+    }
+
+    /// Partitions the stream by key: every record with the same key goes to
+    /// the worker that owns the key's [`KeyGroup`]. `name` names the step.
+    pub fn key_by<K: Key>(
+        self,
+        name: &str,
+        key: impl Fn(&D) -> K + 'static,
+    ) -> KeyedStream<'s, K, D> {
+        self.state.claim_name("key_by", name);
+        let peers = self.inner.scope().peers();
+        let inner = self
+            .inner
+            .clone()
+            .map(move |d| (key(&d), d))
+            .exchange(move |(k, _): &(K, D)| KeyGroup::of(k).worker(peers).0 as u64);
+        KeyedStream {
+            inner,
+            state: self.state,
+            held: self.held,
+        }
+    }
+
+    /// Sends every record to `sink`. Sinks that are not parallel receive all
+    /// records on worker 0.
+    pub fn sink(self, name: &str, sink: impl Sink<D>) {
+        self.state.claim_name("sink", name);
+        build_sink(self, name, sink);
+    }
+
+    /// Turns every record into a dead letter (for example late records) and
+    /// adds them to the pipeline's dead letters.
+    pub fn dead_letter(self, logic: impl FnMut(D) -> DeadLetter + 'static) {
+        let shared = std::sync::Arc::clone(&self.state.shared);
+        let dead = self.inner.clone().map(logic).inspect(move |_| {
+            shared
+                .dead_letters
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        self.state.add_dead_letters(dead);
+    }
+
+    /// The underlying timely stream, for experts.
+    pub fn into_timely(self) -> StreamVec<'s, Time, D> {
+        self.inner
+    }
+
+    /// Applies a timely operator and keeps the result in weir's world. The
+    /// closure must not hold back the frontier (or set `held` semantics aside).
+    pub fn with_timely<D2: Data>(
+        self,
+        logic: impl FnOnce(StreamVec<'s, Time, D>) -> StreamVec<'s, Time, D2>,
+    ) -> Stream<'s, D2> {
+        let inner = logic(self.inner.clone());
+        Stream::new(inner, self.state, true)
+    }
+}
+
+/// A stream partitioned by key: records with equal keys are on the same worker.
+pub struct KeyedStream<'s, K, D> {
+    pub(crate) inner: StreamVec<'s, Time, (K, D)>,
+    pub(crate) state: Rc<PipelineState<'s>>,
+    pub(crate) held: bool,
+}
+
+impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
+    /// The records with their keys, as a plain stream.
+    pub fn into_stream(self) -> Stream<'s, (K, D)> {
+        Stream::new(self.inner, self.state, self.held)
+    }
+
+    /// Looks at each keyed record without changing the stream.
+    pub fn inspect(self, mut logic: impl FnMut(&K, &D) + 'static) -> KeyedStream<'s, K, D> {
+        let inner = self.inner.clone().inspect(move |(k, d)| logic(k, d));
+        KeyedStream {
+            inner,
+            state: self.state,
+            held: self.held,
+        }
+    }
+
+    /// The underlying timely stream, for experts.
+    pub fn into_timely(self) -> StreamVec<'s, Time, (K, D)> {
+        self.inner
+    }
+}

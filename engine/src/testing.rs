@@ -1,0 +1,288 @@
+//! A deterministic harness for testing jobs: a scripted source, a capturing
+//! sink, and [`run_workers`].
+//!
+//! ```
+//! use weir::testing::{run_workers, Script};
+//! use weir::Watermarks;
+//!
+//! // Two splits; the second is behind. Records carry (key, event time).
+//! let script = Script::new()
+//!     .records(&[('a', 1_000u64), ('b', 2_000)])
+//!     .watermark(5_000)
+//!     .split()
+//!     .records(&[('a', 1_500)])
+//!     .end_epoch()
+//!     .malformed("not a record", "cannot parse");
+//!
+//! for workers in [1, 2, 4] {
+//!     let mut out = run_workers(workers, {
+//!         let script = script.clone();
+//!         move |p, capture| {
+//!             p.source("script", script.clone())
+//!                 .event_time(|r: &(char, u64)| r.1, Watermarks::ascending())
+//!                 .map(|(k, ts)| format!("{k}@{ts}"))
+//!                 .sink("out", capture.sink());
+//!         }
+//!     });
+//!     out.sort();
+//!     assert_eq!(out, vec!["a@1000", "a@1500", "b@2000"]);
+//! }
+//! ```
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::RunArgs;
+use crate::data::Data;
+use crate::dead_letter::{DeadLetter, Origin};
+use crate::ids::SplitId;
+use crate::pipeline::{run, Pipeline};
+use crate::sink::Sink;
+use crate::source::{ReadItem, ReadStatus, Source, SplitReader};
+
+/// One step of a scripted split.
+#[derive(Clone, Debug)]
+pub enum Step<T> {
+    /// A record.
+    Record(T),
+    /// An explicit watermark (ms).
+    Watermark(u64),
+    /// Close the current epoch.
+    EndEpoch,
+    /// A record that fails to decode: the raw text and the reason.
+    Malformed(String, String),
+    /// Produce nothing for this long (processing time), then go on.
+    Idle(Duration),
+}
+
+/// A scripted source: one or more splits, each a list of [`Step`]s.
+#[derive(Clone, Debug)]
+pub struct Script<T> {
+    splits: Vec<Vec<Step<T>>>,
+}
+
+impl<T> Default for Script<T> {
+    fn default() -> Self {
+        Script {
+            splits: vec![Vec::new()],
+        }
+    }
+}
+
+impl<T: Clone> Script<T> {
+    /// A script with one empty split.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn push(mut self, step: Step<T>) -> Self {
+        if let Some(split) = self.splits.last_mut() {
+            split.push(step);
+        }
+        self
+    }
+
+    /// Appends a record to the current split.
+    pub fn record(self, record: T) -> Self {
+        self.push(Step::Record(record))
+    }
+
+    /// Appends records to the current split.
+    pub fn records(mut self, records: &[T]) -> Self {
+        for r in records {
+            self = self.record(r.clone());
+        }
+        self
+    }
+
+    /// Appends an explicit watermark to the current split.
+    pub fn watermark(self, watermark: u64) -> Self {
+        self.push(Step::Watermark(watermark))
+    }
+
+    /// Closes the current epoch at this point of the current split.
+    pub fn end_epoch(self) -> Self {
+        self.push(Step::EndEpoch)
+    }
+
+    /// Appends a record that fails to decode.
+    pub fn malformed(self, raw: &str, reason: &str) -> Self {
+        self.push(Step::Malformed(raw.into(), reason.into()))
+    }
+
+    /// Makes the current split produce nothing for `duration` of processing time.
+    pub fn idle(self, duration: Duration) -> Self {
+        self.push(Step::Idle(duration))
+    }
+
+    /// Starts a new split; later steps go to it.
+    pub fn split(mut self) -> Self {
+        self.splits.push(Vec::new());
+        self
+    }
+}
+
+impl<T: Clone + 'static> Source for Script<T> {
+    type Item = T;
+
+    fn splits(&self) -> u32 {
+        self.splits.len() as u32
+    }
+
+    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<T>>, String> {
+        let steps = self
+            .splits
+            .get(split.0 as usize)
+            .cloned()
+            .ok_or_else(|| format!("the script has no {split}"))?;
+        Ok(Box::new(ScriptReader {
+            split,
+            steps,
+            next: 0,
+            idle_until: None,
+        }))
+    }
+}
+
+struct ScriptReader<T> {
+    split: SplitId,
+    steps: Vec<Step<T>>,
+    next: usize,
+    idle_until: Option<Instant>,
+}
+
+impl<T: Clone> SplitReader<T> for ScriptReader<T> {
+    fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
+        let mut produced = 0;
+        while produced < max {
+            let Some(step) = self.steps.get(self.next) else {
+                return Ok(ReadStatus::Done);
+            };
+            match step {
+                Step::Idle(duration) => {
+                    let until = *self.idle_until.get_or_insert_with(|| Instant::now() + *duration);
+                    if Instant::now() < until {
+                        return Ok(if produced > 0 { ReadStatus::Ready } else { ReadStatus::Idle });
+                    }
+                    self.idle_until = None;
+                }
+                Step::Record(r) => out.push(ReadItem::Record(r.clone())),
+                Step::Watermark(w) => out.push(ReadItem::Watermark(*w)),
+                Step::EndEpoch => out.push(ReadItem::EndEpoch),
+                Step::Malformed(raw, reason) => out.push(ReadItem::Bad(DeadLetter {
+                    source: String::new(),
+                    origin: Origin::Split {
+                        split: self.split.0,
+                        offset: self.next as u64,
+                    },
+                    reason: reason.clone(),
+                    raw: raw.clone(),
+                })),
+            }
+            self.next += 1;
+            produced += 1;
+        }
+        Ok(ReadStatus::Ready)
+    }
+}
+
+/// Collects what a pipeline emits, from every worker of this process.
+pub struct Capture<T> {
+    records: Arc<Mutex<Vec<(Duration, T)>>>,
+    started: Instant,
+}
+
+impl<T> Clone for Capture<T> {
+    fn clone(&self) -> Self {
+        Capture {
+            records: Arc::clone(&self.records),
+            started: self.started,
+        }
+    }
+}
+
+impl<T: Data> Capture<T> {
+    /// An empty capture.
+    pub fn new() -> Self {
+        Capture {
+            records: Arc::new(Mutex::new(Vec::new())),
+            started: Instant::now(),
+        }
+    }
+
+    /// A sink that appends to this capture (parallel: each worker appends its own).
+    pub fn sink(&self) -> CaptureSink<T> {
+        CaptureSink {
+            capture: self.clone(),
+        }
+    }
+
+    /// Everything captured so far, in arrival order.
+    pub fn records(&self) -> Vec<T> {
+        self.timed().into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Everything captured so far, with the time since the capture was made.
+    pub fn timed(&self) -> Vec<(Duration, T)> {
+        match self.records.lock() {
+            Ok(records) => records.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl<T: Data> Default for Capture<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The sink side of a [`Capture`].
+pub struct CaptureSink<T> {
+    capture: Capture<T>,
+}
+
+impl<T: Data> Sink<T> for CaptureSink<T> {
+    fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
+        let at = self.capture.started.elapsed();
+        let mut all = self.capture.records.lock().map_err(|e| e.to_string())?;
+        all.extend(records.drain(..).map(|r| (at, r)));
+        Ok(())
+    }
+
+    fn parallel(&self) -> bool {
+        true
+    }
+}
+
+/// Runs `job` on `workers` threads and returns what it sent to the capture,
+/// sorted (outputs of a parallel job have no order across workers). Panics if
+/// the job fails: this is for tests.
+pub fn run_workers<T, F>(workers: usize, job: F) -> Vec<T>
+where
+    T: Data + Ord,
+    F: Fn(&mut Pipeline<'_>, &Capture<T>) + Send + Sync + 'static,
+{
+    let mut out = run_workers_timed(workers, job)
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect::<Vec<_>>();
+    out.sort();
+    out
+}
+
+/// Like [`run_workers`], but keeps arrival order and each record's arrival
+/// time (since the start), for tests about *when* results appear.
+pub fn run_workers_timed<T, F>(workers: usize, job: F) -> Vec<(Duration, T)>
+where
+    T: Data,
+    F: Fn(&mut Pipeline<'_>, &Capture<T>) + Send + Sync + 'static,
+{
+    let capture = Capture::new();
+    let inner = capture.clone();
+    let args = RunArgs::threads(workers);
+    if let Err(e) = run(&args, move |p| job(p, &inner)) {
+        panic!("the job failed: {e}");
+    }
+    capture.timed()
+}
