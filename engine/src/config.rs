@@ -122,7 +122,10 @@ impl RunArgs {
 
 fn read_hostfile(path: &PathBuf, processes: usize) -> Result<Vec<String>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new(format!("--hostfile {}: cannot read it: {e}", path.display()))
+        ConfigError::new(format!(
+            "--hostfile {}: cannot read it: {e}",
+            path.display()
+        ))
     })?;
     let hosts: Vec<String> = text
         .lines()
@@ -195,8 +198,18 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        for (text, ms) in [("1s", 1000), ("250ms", 250), ("250", 250), ("2m", 120_000), ("1.5s", 1500)] {
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
+        for (text, ms) in [
+            ("1s", 1000),
+            ("250ms", 250),
+            ("250", 250),
+            ("2m", 120_000),
+            ("1.5s", 1500),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
         }
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5 parsecs").is_err());
@@ -205,13 +218,28 @@ mod tests {
     #[test]
     fn bad_cluster_flags_are_refused_with_the_flag_named() {
         let mut a = RunArgs::threads(0);
-        assert!(a.timely_config().err().map(|e| e.to_string()).unwrap_or_default().contains("--workers"));
+        assert!(a
+            .timely_config()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("--workers"));
         a = RunArgs::threads(1);
         a.processes = 2;
         a.process = 2;
-        assert!(a.timely_config().err().map(|e| e.to_string()).unwrap_or_default().contains("--process"));
+        assert!(a
+            .timely_config()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("--process"));
         a.process = 1;
         a.hostfile = Some(PathBuf::from("/nonexistent/hosts"));
-        assert!(a.timely_config().err().map(|e| e.to_string()).unwrap_or_default().contains("--hostfile"));
+        assert!(a
+            .timely_config()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("--hostfile"));
     }
 }

@@ -112,14 +112,22 @@ mod tests {
         assert_eq!(stable_hash("card-1"), stable_hash(&String::from("card-1")));
         assert_ne!(stable_hash(&1u64), stable_hash(&2u64));
         let pinned = stable_hash(&42u64);
-        assert_eq!(pinned, 0xa624_5a5d_cf27_8758, "stable hash of 42u64 changed: {pinned:#x}");
+        assert_eq!(
+            pinned, 0xa624_5a5d_cf27_8758,
+            "stable hash of 42u64 changed: {pinned:#x}"
+        );
     }
 
     #[test]
     fn key_groups_map_to_contiguous_worker_ranges() {
         for workers in [1usize, 2, 3, 4, 7] {
-            let owners: Vec<usize> = (0..KEY_GROUPS).map(|g| KeyGroup(g).worker(workers).0).collect();
-            assert!(owners.windows(2).all(|w| w[0] <= w[1]), "contiguous for {workers}");
+            let owners: Vec<usize> = (0..KEY_GROUPS)
+                .map(|g| KeyGroup(g).worker(workers).0)
+                .collect();
+            assert!(
+                owners.windows(2).all(|w| w[0] <= w[1]),
+                "contiguous for {workers}"
+            );
             assert_eq!(owners[0], 0);
             assert_eq!(*owners.last().expect("non-empty"), workers - 1);
             for w in 0..workers {

@@ -39,7 +39,9 @@ impl JobShared {
             dead_letters: AtomicU64::new(0),
             late: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
-            watermarks: (0..local_workers).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            watermarks: (0..local_workers)
+                .map(|_| AtomicU64::new(u64::MAX))
+                .collect(),
         })
     }
 

@@ -43,7 +43,7 @@ pub(crate) struct PipelineState<'s> {
     pub(crate) ctx: Rc<WorkerCtx>,
     pub(crate) shared: Arc<JobShared>,
     pub(crate) flow: ProbeHandle<Time>,
-    dead_letters: RefCell<Vec<StreamVec<'s, Time, DeadLetter>>>,
+    dead_letters: RefCell<Vec<StreamVec<'s, Time, (u64, DeadLetter)>>>,
     names: RefCell<BTreeSet<String>>,
 }
 
@@ -64,7 +64,7 @@ impl<'s> PipelineState<'s> {
         }
     }
 
-    pub(crate) fn add_dead_letters(&self, stream: StreamVec<'s, Time, DeadLetter>) {
+    pub(crate) fn add_dead_letters(&self, stream: StreamVec<'s, Time, (u64, DeadLetter)>) {
         self.dead_letters.borrow_mut().push(stream);
     }
 }

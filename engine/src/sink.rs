@@ -14,6 +14,7 @@ use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange as ExchangePact, Pipeline as Local};
 use timely::dataflow::operators::generic::{InputHandleCore, Operator, OutputBuilderSession};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::StreamVec;
 
@@ -61,6 +62,7 @@ pub(crate) fn build_sink<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl 
         worker: WorkerIndex(input.scope().index()),
     };
     let operator = format!("Sink({name})");
+    let input = input.map(|(_, d)| d);
     let _: StreamVec<'_, Time, ()> = if driver.sink.parallel() {
         input.unary(Local, &operator, |_, _| driver.logic())
     } else {
@@ -92,7 +94,10 @@ impl<S> SinkDriver<S> {
 
     fn logic<D, P>(
         mut self,
-    ) -> impl FnMut(&mut InputHandleCore<Time, Vec<D>, P>, &mut OutputBuilderSession<'_, Time, CapacityContainerBuilder<Vec<()>>>)
+    ) -> impl FnMut(
+        &mut InputHandleCore<Time, Vec<D>, P>,
+        &mut OutputBuilderSession<'_, Time, CapacityContainerBuilder<Vec<()>>>,
+    )
     where
         S: Sink<D>,
         D: Data,

@@ -16,11 +16,11 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, StreamVec};
-use timely::container::CapacityContainerBuilder;
 
 use crate::data::Data;
 use crate::dead_letter::{DeadLetter, Origin};
@@ -72,7 +72,10 @@ pub(crate) fn build_source<'s, S>(
     mut source: S,
     extract: impl Fn(&S::Item) -> Option<u64> + 'static,
     strategy: Watermarks,
-) -> (StreamVec<'s, Time, S::Item>, StreamVec<'s, Time, DeadLetter>)
+) -> (
+    StreamVec<'s, Time, (u64, S::Item)>,
+    StreamVec<'s, Time, (u64, DeadLetter)>,
+)
 where
     S: Source,
     S::Item: Data,
@@ -80,10 +83,10 @@ where
     let mut builder = OperatorBuilder::new(format!("Source({name})"), scope);
     let info = builder.operator_info();
     let activator = scope.activator_for(Rc::clone(&info.address));
-    let (records_out, records) = builder.new_output::<Vec<S::Item>>();
-    let (dead_out, dead) = builder.new_output::<Vec<DeadLetter>>();
-    let mut records_out: VecOutput<S::Item> = OutputBuilder::from(records_out);
-    let mut dead_out: VecOutput<DeadLetter> = OutputBuilder::from(dead_out);
+    let (records_out, records) = builder.new_output::<Vec<(u64, S::Item)>>();
+    let (dead_out, dead) = builder.new_output::<Vec<(u64, DeadLetter)>>();
+    let mut records_out: VecOutput<(u64, S::Item)> = OutputBuilder::from(records_out);
+    let mut dead_out: VecOutput<(u64, DeadLetter)> = OutputBuilder::from(dead_out);
 
     let state = Rc::clone(state);
     let name = name.to_string();
@@ -99,8 +102,8 @@ where
         // Records emitted per stamp, not yet consumed downstream.
         let mut in_flight: BTreeMap<u64, usize> = BTreeMap::new();
         let mut buffer: Vec<ReadItem<S::Item>> = Vec::with_capacity(BATCH);
-        let mut stamped: Vec<(Time, S::Item)> = Vec::with_capacity(BATCH);
-        let mut dead_letters: Vec<(Time, DeadLetter)> = Vec::new();
+        let mut stamped: Vec<(Time, (u64, S::Item))> = Vec::with_capacity(BATCH);
+        let mut dead_letters: Vec<(Time, (u64, DeadLetter))> = Vec::new();
         let mut all_idle_since: Option<Instant> = None;
 
         move |_frontiers| {
@@ -183,24 +186,30 @@ where
                             ReadItem::Record(record) => match extract(&record) {
                                 Some(event) => {
                                     split.watermark.observe(&strategy, event);
-                                    stamped.push((Time::new(time.epoch, stamp), record));
+                                    stamped.push((Time::new(time.epoch, stamp), (event, record)));
                                 }
                                 None => {
                                     let raw = serde_json::to_string(&record).unwrap_or_default();
                                     dead_letters.push((
                                         Time::new(time.epoch, stamp),
-                                        DeadLetter {
-                                            source: name.clone(),
-                                            origin: Origin::Split { split: split.id.0, offset: 0 },
-                                            reason: "the record has no event timestamp".into(),
-                                            raw,
-                                        },
+                                        (
+                                            stamp,
+                                            DeadLetter {
+                                                source: name.clone(),
+                                                origin: Origin::Split {
+                                                    split: split.id.0,
+                                                    offset: 0,
+                                                },
+                                                reason: "the record has no event timestamp".into(),
+                                                raw,
+                                            },
+                                        ),
                                     ))
                                 }
                             },
                             ReadItem::Bad(mut dead) => {
                                 dead.source.clone_from(&name);
-                                dead_letters.push((Time::new(time.epoch, stamp), dead));
+                                dead_letters.push((Time::new(time.epoch, stamp), (stamp, dead)));
                             }
                             ReadItem::Watermark(w) => split.watermark.raise_to(w),
                             ReadItem::EndEpoch => {
@@ -255,11 +264,17 @@ where
             let live = splits.iter().filter(|s| !s.done);
             if live.clone().next().is_none() {
                 // Every split has ended: release the frontier.
-                state.shared.publish_watermark(state.local_worker, time.event);
+                state
+                    .shared
+                    .publish_watermark(state.local_worker, time.event);
                 caps.clear();
                 return;
             }
-            let holding = live.clone().filter(|s| !s.idle).map(|s| s.watermark.current()).min();
+            let holding = live
+                .clone()
+                .filter(|s| !s.idle)
+                .map(|s| s.watermark.current())
+                .min();
             let event = match holding {
                 Some(w) => {
                     all_idle_since = None;
@@ -284,7 +299,9 @@ where
                     cap.downgrade(&time);
                 }
             }
-            state.shared.publish_watermark(state.local_worker, time.event);
+            state
+                .shared
+                .publish_watermark(state.local_worker, time.event);
 
             // 5. When to run again.
             if any_ready && !paused {

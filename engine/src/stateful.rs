@@ -39,8 +39,10 @@ use crate::time::{lowest_open_epoch, watermark_of, Time};
 /// What a stateful operator emits from one call: results at event times, and
 /// late records at their stamps.
 pub struct Emit<O, L> {
-    out: Vec<(u64, O)>,
-    late: Vec<(u64, L)>,
+    /// (emit at, event time, result)
+    out: Vec<(u64, u64, O)>,
+    /// (stamp, event time, late record)
+    late: Vec<(u64, u64, L)>,
 }
 
 impl<O, L> Emit<O, L> {
@@ -51,16 +53,18 @@ impl<O, L> Emit<O, L> {
         }
     }
 
-    /// Emits a result at event time `at`, which must be at least the
-    /// operator's `next_fire()` when the result was pending (a window's end
-    /// plus allowed lateness).
-    pub fn output(&mut self, at: u64, value: O) {
-        self.out.push((at, value));
+    /// Emits a result stamped `at`, which must be at least the operator's
+    /// `next_fire()` while the result was pending (a window's end plus
+    /// allowed lateness); `event_time` is the event time the result carries
+    /// downstream (a window's last ms).
+    pub fn output(&mut self, at: u64, event_time: u64, value: O) {
+        self.out.push((at, event_time, value));
     }
 
-    /// Emits a late record; `stamp` is the stamp the record carried.
-    pub fn late(&mut self, stamp: u64, value: L) {
-        self.late.push((stamp, value));
+    /// Emits a late record; `stamp` is the stamp the record carried and
+    /// `event_time` its event time.
+    pub fn late(&mut self, stamp: u64, event_time: u64, value: L) {
+        self.late.push((stamp, event_time, value));
     }
 }
 
@@ -74,15 +78,23 @@ pub trait KeyedLogic<K, D>: 'static {
     fn ordered(&self) -> bool {
         false
     }
-    /// Applies one record with its stamp (the watermark when it was read).
-    fn on_record(&mut self, key: K, record: D, stamp: u64, emit: &mut Emit<Self::Out, Self::Late>);
+    /// Applies one record with its event time and its stamp (the watermark
+    /// of its split when it was read).
+    fn on_record(
+        &mut self,
+        key: K,
+        event_time: u64,
+        record: D,
+        stamp: u64,
+        emit: &mut Emit<Self::Out, Self::Late>,
+    );
     /// The watermark reached `watermark`: emit what is due at or before it.
     fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>);
     /// The earliest event time at which pending state will emit, if any.
     fn next_fire(&self) -> Option<u64>;
 }
 
-type Buffered<K, D> = BTreeMap<Time, Vec<(K, D)>>;
+type Buffered<K, D> = BTreeMap<Time, Vec<(K, u64, D)>>;
 
 impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
     /// Runs a keyed stateful operator; returns its results and its late records.
@@ -102,11 +114,11 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
         let scope = input_stream.scope();
         let mut builder = OperatorBuilder::new(name.to_string(), scope);
         let mut input = builder.new_input(input_stream, Local);
-        let (out, out_stream) = builder.new_output::<Vec<L::Out>>();
-        let (late, late_stream) = builder.new_output::<Vec<L::Late>>();
-        let mut out: OutputBuilder<Time, CapacityContainerBuilder<Vec<L::Out>>> =
+        let (out, out_stream) = builder.new_output::<Vec<(u64, L::Out)>>();
+        let (late, late_stream) = builder.new_output::<Vec<(u64, L::Late)>>();
+        let mut out: OutputBuilder<Time, CapacityContainerBuilder<Vec<(u64, L::Out)>>> =
             OutputBuilder::from(out);
-        let mut late: OutputBuilder<Time, CapacityContainerBuilder<Vec<L::Late>>> =
+        let mut late: OutputBuilder<Time, CapacityContainerBuilder<Vec<(u64, L::Late)>>> =
             OutputBuilder::from(late);
         let shared = std::sync::Arc::clone(&state.shared);
         let operator = name.to_string();
@@ -136,8 +148,8 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     if ordered || time.epoch > open_epoch {
                         buffered.entry(time).or_default().append(data);
                     } else {
-                        for (key, record) in data.drain(..) {
-                            logic.on_record(key, record, time.event, &mut emit);
+                        for (key, event_time, record) in data.drain(..) {
+                            logic.on_record(key, event_time, record, time.event, &mut emit);
                         }
                     }
                 });
@@ -161,8 +173,8 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                         logic.on_watermark(time.event, &mut emit);
                     }
                     if let Some(records) = buffered.remove(&time) {
-                        for (key, record) in records {
-                            logic.on_record(key, record, time.event, &mut emit);
+                        for (key, event_time, record) in records {
+                            logic.on_record(key, event_time, record, time.event, &mut emit);
                         }
                     }
                 }
@@ -171,15 +183,15 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
 
                 // Emit results, each at the least epoch held for it.
                 if !emit.out.is_empty() {
-                    emit.out.sort_by_key(|(at, _)| *at);
+                    emit.out.sort_by_key(|(at, _, _)| *at);
                     let mut handle = out.activate();
                     let mut results = emit.out.drain(..).peekable();
-                    while let Some((at, first)) = results.next() {
+                    while let Some((at, event_time, first)) = results.next() {
                         let cap = delayed_to_least_epoch(&hold_out, at, &operator);
                         let mut session = handle.session(&cap);
-                        session.give(first);
-                        while let Some((_, value)) = results.next_if(|(t, _)| *t == at) {
-                            session.give(value);
+                        session.give((event_time, first));
+                        while let Some((_, t, value)) = results.next_if(|(a, _, _)| *a == at) {
+                            session.give((t, value));
                         }
                     }
                 }
@@ -188,9 +200,9 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                         .late
                         .fetch_add(emit.late.len() as u64, Ordering::Relaxed);
                     let mut handle = late.activate();
-                    for (stamp, value) in emit.late.drain(..) {
+                    for (stamp, event_time, value) in emit.late.drain(..) {
                         let cap = delayed_to_least_epoch(&hold_late, stamp, &operator);
-                        handle.session(&cap).give(value);
+                        handle.session(&cap).give((event_time, value));
                     }
                 }
 
@@ -221,7 +233,8 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
         });
 
         let results = Stream::new(out_stream, Rc::clone(&self.state), true);
-        let lates = Stream::new(late_stream, self.state, true);
+        // Late records are not held back by pending state.
+        let lates = Stream::new(late_stream, self.state, false);
         (results, lates)
     }
 }

@@ -18,9 +18,14 @@ use crate::pipeline::PipelineState;
 use crate::sink::{build_sink, Sink};
 use crate::time::Time;
 
-/// A stream of records of type `D`.
+/// A record with its event time (ms), as streams carry it internally.
+pub type Timed<D> = (u64, D);
+
+/// A stream of records of type `D`. Every record carries the event time its
+/// source extracted (or, for window results, the window's last ms), so later
+/// operators need no extractor.
 pub struct Stream<'s, D> {
-    pub(crate) inner: StreamVec<'s, Time, D>,
+    pub(crate) inner: StreamVec<'s, Time, Timed<D>>,
     pub(crate) state: Rc<PipelineState<'s>>,
     /// Whether an upstream stateful operator holds this stream's frontier back
     /// (window results wait for their window's end). Flow control only watches
@@ -41,42 +46,45 @@ impl<D: Clone + 'static> Clone for Stream<'_, D> {
 
 impl<'s, D: Data> Stream<'s, D> {
     pub(crate) fn new(
-        inner: StreamVec<'s, Time, D>,
+        inner: StreamVec<'s, Time, Timed<D>>,
         state: Rc<PipelineState<'s>>,
         held: bool,
     ) -> Self {
         Stream { inner, state, held }
     }
 
-    fn with<D2: Data>(&self, inner: StreamVec<'s, Time, D2>) -> Stream<'s, D2> {
+    fn with<D2: Data>(&self, inner: StreamVec<'s, Time, Timed<D2>>) -> Stream<'s, D2> {
         Stream::new(inner, Rc::clone(&self.state), self.held)
     }
 
     /// Transforms each record.
-    pub fn map<D2: Data>(self, logic: impl FnMut(D) -> D2 + 'static) -> Stream<'s, D2> {
-        let inner = self.inner.clone().map(logic);
+    pub fn map<D2: Data>(self, mut logic: impl FnMut(D) -> D2 + 'static) -> Stream<'s, D2> {
+        let inner = self.inner.clone().map(move |(t, d)| (t, logic(d)));
         self.with(inner)
     }
 
     /// Keeps the records for which `predicate` is true.
     pub fn filter(self, mut predicate: impl FnMut(&D) -> bool + 'static) -> Stream<'s, D> {
-        let inner = self.inner.clone().filter(move |d| predicate(d));
+        let inner = self.inner.clone().filter(move |(_, d)| predicate(d));
         self.with(inner)
     }
 
     /// Replaces each record by any number of records.
-    pub fn flat_map<I>(self, logic: impl FnMut(D) -> I + 'static) -> Stream<'s, I::Item>
+    pub fn flat_map<I>(self, mut logic: impl FnMut(D) -> I + 'static) -> Stream<'s, I::Item>
     where
         I: IntoIterator,
         I::Item: Data,
     {
-        let inner = self.inner.clone().flat_map(logic);
+        let inner = self
+            .inner
+            .clone()
+            .flat_map(move |(t, d)| logic(d).into_iter().map(move |x| (t, x)));
         self.with(inner)
     }
 
     /// Looks at each record without changing the stream.
     pub fn inspect(self, mut logic: impl FnMut(&D) + 'static) -> Stream<'s, D> {
-        let inner = self.inner.clone().inspect(move |d| logic(d));
+        let inner = self.inner.clone().inspect(move |(_, d)| logic(d));
         self.with(inner)
     }
 
@@ -99,8 +107,8 @@ impl<'s, D: Data> Stream<'s, D> {
         let inner = self
             .inner
             .clone()
-            .map(move |d| (key(&d), d))
-            .exchange(move |(k, _): &(K, D)| KeyGroup::of(k).worker(peers).0 as u64);
+            .map(move |(t, d)| (key(&d), t, d))
+            .exchange(move |(k, _, _): &(K, u64, D)| KeyGroup::of(k).worker(peers).0 as u64);
         KeyedStream {
             inner,
             state: self.state,
@@ -119,24 +127,35 @@ impl<'s, D: Data> Stream<'s, D> {
     /// adds them to the pipeline's dead letters.
     pub fn dead_letter(self, logic: impl FnMut(D) -> DeadLetter + 'static) {
         let shared = std::sync::Arc::clone(&self.state.shared);
-        let dead = self.inner.clone().map(logic).inspect(move |_| {
-            shared
-                .dead_letters
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        });
+        let mut logic = logic;
+        let dead = self
+            .inner
+            .clone()
+            .map(move |(t, d)| (t, logic(d)))
+            .inspect(move |_| {
+                shared
+                    .dead_letters
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            });
         self.state.add_dead_letters(dead);
     }
 
-    /// The underlying timely stream, for experts.
-    pub fn into_timely(self) -> StreamVec<'s, Time, D> {
+    /// The event time of each record, as the record it travels with.
+    pub fn with_event_time(self) -> Stream<'s, (u64, D)> {
+        let inner = self.inner.clone().map(|(t, d)| (t, (t, d)));
+        self.with(inner)
+    }
+
+    /// The underlying timely stream of `(event time, record)`, for experts.
+    pub fn into_timely(self) -> StreamVec<'s, Time, Timed<D>> {
         self.inner
     }
 
-    /// Applies a timely operator and keeps the result in weir's world. The
-    /// closure must not hold back the frontier (or set `held` semantics aside).
+    /// Applies a timely operator and keeps the result in weir's world. Flow
+    /// control treats the result as held back (it may hold capabilities).
     pub fn with_timely<D2: Data>(
         self,
-        logic: impl FnOnce(StreamVec<'s, Time, D>) -> StreamVec<'s, Time, D2>,
+        logic: impl FnOnce(StreamVec<'s, Time, Timed<D>>) -> StreamVec<'s, Time, Timed<D2>>,
     ) -> Stream<'s, D2> {
         let inner = logic(self.inner.clone());
         Stream::new(inner, self.state, true)
@@ -145,7 +164,7 @@ impl<'s, D: Data> Stream<'s, D> {
 
 /// A stream partitioned by key: records with equal keys are on the same worker.
 pub struct KeyedStream<'s, K, D> {
-    pub(crate) inner: StreamVec<'s, Time, (K, D)>,
+    pub(crate) inner: StreamVec<'s, Time, (K, u64, D)>,
     pub(crate) state: Rc<PipelineState<'s>>,
     pub(crate) held: bool,
 }
@@ -153,12 +172,13 @@ pub struct KeyedStream<'s, K, D> {
 impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
     /// The records with their keys, as a plain stream.
     pub fn into_stream(self) -> Stream<'s, (K, D)> {
-        Stream::new(self.inner, self.state, self.held)
+        let inner = self.inner.map(|(k, t, d)| (t, (k, d)));
+        Stream::new(inner, self.state, self.held)
     }
 
     /// Looks at each keyed record without changing the stream.
     pub fn inspect(self, mut logic: impl FnMut(&K, &D) + 'static) -> KeyedStream<'s, K, D> {
-        let inner = self.inner.clone().inspect(move |(k, d)| logic(k, d));
+        let inner = self.inner.clone().inspect(move |(k, _, d)| logic(k, d));
         KeyedStream {
             inner,
             state: self.state,
@@ -166,8 +186,8 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
         }
     }
 
-    /// The underlying timely stream, for experts.
-    pub fn into_timely(self) -> StreamVec<'s, Time, (K, D)> {
+    /// The underlying timely stream of `(key, event time, record)`, for experts.
+    pub fn into_timely(self) -> StreamVec<'s, Time, (K, u64, D)> {
         self.inner
     }
 }

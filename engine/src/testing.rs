@@ -160,9 +160,15 @@ impl<T: Clone> SplitReader<T> for ScriptReader<T> {
             };
             match step {
                 Step::Idle(duration) => {
-                    let until = *self.idle_until.get_or_insert_with(|| Instant::now() + *duration);
+                    let until = *self
+                        .idle_until
+                        .get_or_insert_with(|| Instant::now() + *duration);
                     if Instant::now() < until {
-                        return Ok(if produced > 0 { ReadStatus::Ready } else { ReadStatus::Idle });
+                        return Ok(if produced > 0 {
+                            ReadStatus::Ready
+                        } else {
+                            ReadStatus::Idle
+                        });
                     }
                     self.idle_until = None;
                 }

@@ -165,10 +165,7 @@ mod tests {
                 assert!(a.less_equal(&c), "transitive: {a} {b} {c}");
             }
             // The product order agrees with the coordinates, independently computed.
-            assert_eq!(
-                a.less_equal(&b),
-                a.epoch <= b.epoch && a.event <= b.event
-            );
+            assert_eq!(a.less_equal(&b), a.epoch <= b.epoch && a.event <= b.event);
             // The total `Ord` used for sorting extends the partial order.
             if a.less_equal(&b) {
                 assert!(a <= b, "Ord must extend the partial order: {a} {b}");
@@ -239,7 +236,10 @@ mod tests {
             None,
             "overflow yields no time"
         );
-        assert_eq!(TimeSummary::default().results_in(&Time::new(3, 4)), Some(Time::new(3, 4)));
+        assert_eq!(
+            TimeSummary::default().results_in(&Time::new(3, 4)),
+            Some(Time::new(3, 4))
+        );
     }
 
     #[test]

@@ -76,7 +76,11 @@ impl Watermarks {
 
 impl std::fmt::Display for Watermarks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "bounded out-of-orderness {}ms, quantum {}ms", self.bound_ms, self.quantum_ms)?;
+        write!(
+            f,
+            "bounded out-of-orderness {}ms, quantum {}ms",
+            self.bound_ms, self.quantum_ms
+        )?;
         if let Some(idle) = self.idle {
             write!(f, ", idle timeout {}", ShowDuration(idle))?;
         }

@@ -1,0 +1,13 @@
+//! # weir-operators
+//!
+//! Stateful operator families for weir, each on the engine's keyed-state
+//! primitive ([`weir::stateful`]): event-time windows ([`WindowExt`]) and the
+//! aggregators they compute ([`Count`], [`Sum`], [`Min`], [`Max`], [`Avg`],
+//! [`Fold`], [`Percentiles`], and tuples of them).
+#![deny(missing_docs)]
+
+pub mod aggregate;
+pub mod window;
+
+pub use aggregate::{Aggregator, Avg, Count, Fold, Max, Min, Percentiles, Quantiles, Sum};
+pub use window::{Fired, Late, Window, WindowExt, Windowed, Windows};

@@ -1,0 +1,312 @@
+//! Aggregators: what a window computes over its records.
+//!
+//! An [`Aggregator`] folds records into an accumulator, merges accumulators
+//! (session windows merge), and finishes into a result. Records of a window
+//! arrive in no particular order, so an aggregator must not depend on order:
+//! that is what keeps window results identical on any number of workers.
+//! Tuples of aggregators are aggregators: `(Count, Sum::of(..))`.
+
+use std::ops::Add;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use weir::Data;
+
+/// Computes one result from the records of a window.
+pub trait Aggregator<T>: Clone + 'static {
+    /// The running state.
+    type Acc: Clone + 'static;
+    /// The result.
+    type Out: Data;
+    /// The state of an empty window.
+    fn init(&self) -> Self::Acc;
+    /// Adds one record.
+    fn add(&self, acc: &mut Self::Acc, record: &T);
+    /// Merges another window's state into `acc` (when session windows merge).
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc);
+    /// The result for a window (never called on an empty window).
+    fn finish(&self, acc: &Self::Acc) -> Self::Out;
+}
+
+/// Counts records.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Count;
+
+impl<T> Aggregator<T> for Count {
+    type Acc = u64;
+    type Out = u64;
+    fn init(&self) -> u64 {
+        0
+    }
+    fn add(&self, acc: &mut u64, _: &T) {
+        *acc += 1;
+    }
+    fn merge(&self, acc: &mut u64, other: u64) {
+        *acc += other;
+    }
+    fn finish(&self, acc: &u64) -> u64 {
+        *acc
+    }
+}
+
+/// Sums a field.
+#[derive(Clone, Copy, Debug)]
+pub struct Sum<F>(F);
+
+impl<F> Sum<F> {
+    /// Sums `field(record)`.
+    pub fn of(field: F) -> Self {
+        Sum(field)
+    }
+}
+
+impl<T, V, F> Aggregator<T> for Sum<F>
+where
+    F: Fn(&T) -> V + Clone + 'static,
+    V: Add<Output = V> + Default + Copy + Data,
+{
+    type Acc = V;
+    type Out = V;
+    fn init(&self) -> V {
+        V::default()
+    }
+    fn add(&self, acc: &mut V, record: &T) {
+        *acc = *acc + (self.0)(record);
+    }
+    fn merge(&self, acc: &mut V, other: V) {
+        *acc = *acc + other;
+    }
+    fn finish(&self, acc: &V) -> V {
+        *acc
+    }
+}
+
+/// The least value of a field.
+#[derive(Clone, Copy, Debug)]
+pub struct Min<F>(F);
+
+impl<F> Min<F> {
+    /// The minimum of `field(record)`.
+    pub fn of(field: F) -> Self {
+        Min(field)
+    }
+}
+
+/// The greatest value of a field.
+#[derive(Clone, Copy, Debug)]
+pub struct Max<F>(F);
+
+impl<F> Max<F> {
+    /// The maximum of `field(record)`.
+    pub fn of(field: F) -> Self {
+        Max(field)
+    }
+}
+
+fn keep<V: PartialOrd + Copy>(acc: &mut Option<V>, v: V, better: impl Fn(&V, &V) -> bool) {
+    match acc {
+        Some(current) if !better(&v, current) => {}
+        _ => *acc = Some(v),
+    }
+}
+
+impl<T, V, F> Aggregator<T> for Min<F>
+where
+    F: Fn(&T) -> V + Clone + 'static,
+    V: PartialOrd + Copy + Data,
+{
+    type Acc = Option<V>;
+    type Out = V;
+    fn init(&self) -> Option<V> {
+        None
+    }
+    fn add(&self, acc: &mut Option<V>, record: &T) {
+        keep(acc, (self.0)(record), |a, b| a < b);
+    }
+    fn merge(&self, acc: &mut Option<V>, other: Option<V>) {
+        if let Some(v) = other {
+            keep(acc, v, |a, b| a < b);
+        }
+    }
+    fn finish(&self, acc: &Option<V>) -> V {
+        acc.expect("weir invariant: a window holds at least one record")
+    }
+}
+
+impl<T, V, F> Aggregator<T> for Max<F>
+where
+    F: Fn(&T) -> V + Clone + 'static,
+    V: PartialOrd + Copy + Data,
+{
+    type Acc = Option<V>;
+    type Out = V;
+    fn init(&self) -> Option<V> {
+        None
+    }
+    fn add(&self, acc: &mut Option<V>, record: &T) {
+        keep(acc, (self.0)(record), |a, b| a > b);
+    }
+    fn merge(&self, acc: &mut Option<V>, other: Option<V>) {
+        if let Some(v) = other {
+            keep(acc, v, |a, b| a > b);
+        }
+    }
+    fn finish(&self, acc: &Option<V>) -> V {
+        acc.expect("weir invariant: a window holds at least one record")
+    }
+}
+
+/// The mean of a field.
+#[derive(Clone, Copy, Debug)]
+pub struct Avg<F>(F);
+
+impl<F> Avg<F> {
+    /// The mean of `field(record)`.
+    pub fn of(field: F) -> Self {
+        Avg(field)
+    }
+}
+
+impl<T, F> Aggregator<T> for Avg<F>
+where
+    F: Fn(&T) -> f64 + Clone + 'static,
+{
+    type Acc = (f64, u64);
+    type Out = f64;
+    fn init(&self) -> (f64, u64) {
+        (0.0, 0)
+    }
+    fn add(&self, acc: &mut (f64, u64), record: &T) {
+        acc.0 += (self.0)(record);
+        acc.1 += 1;
+    }
+    fn merge(&self, acc: &mut (f64, u64), other: (f64, u64)) {
+        acc.0 += other.0;
+        acc.1 += other.1;
+    }
+    fn finish(&self, acc: &(f64, u64)) -> f64 {
+        acc.0 / acc.1.max(1) as f64
+    }
+}
+
+/// A general fold: an initial state, a step per record, a merge of two
+/// states. The fold must give the same result whatever the record order.
+#[derive(Clone)]
+pub struct Fold<A, S, M> {
+    init: A,
+    step: S,
+    merge: M,
+}
+
+impl<A, S, M> Fold<A, S, M> {
+    /// Folds records into `init` with `step`; `merge` combines two states.
+    pub fn new(init: A, step: S, merge: M) -> Self {
+        Fold { init, step, merge }
+    }
+}
+
+impl<T, A, S, M> Aggregator<T> for Fold<A, S, M>
+where
+    A: Data,
+    S: Fn(&mut A, &T) + Clone + 'static,
+    M: Fn(&mut A, A) + Clone + 'static,
+{
+    type Acc = A;
+    type Out = A;
+    fn init(&self) -> A {
+        self.init.clone()
+    }
+    fn add(&self, acc: &mut A, record: &T) {
+        (self.step)(acc, record)
+    }
+    fn merge(&self, acc: &mut A, other: A) {
+        (self.merge)(acc, other)
+    }
+    fn finish(&self, acc: &A) -> A {
+        acc.clone()
+    }
+}
+
+/// Latency percentiles of a window (same unit as the input values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Quantiles {
+    /// Number of values.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest value.
+    pub max: u64,
+}
+
+/// Percentiles (p50/p90/p99/p99.9/max) of a field, from an HDR histogram with
+/// three significant digits (values are exact to within 0.1%).
+#[derive(Clone, Copy, Debug)]
+pub struct Percentiles<F>(F);
+
+impl<F> Percentiles<F> {
+    /// Percentiles of `field(record)`.
+    pub fn of(field: F) -> Self {
+        Percentiles(field)
+    }
+}
+
+impl<T, F> Aggregator<T> for Percentiles<F>
+where
+    F: Fn(&T) -> u64 + Clone + 'static,
+{
+    type Acc = Histogram<u64>;
+    type Out = Quantiles;
+    fn init(&self) -> Histogram<u64> {
+        // Three significant digits cannot fail to construct.
+        Histogram::new(3).expect("weir invariant: 3 significant digits is valid")
+    }
+    fn add(&self, acc: &mut Histogram<u64>, record: &T) {
+        // Auto-resizing histograms accept any u64.
+        let _ = acc.record((self.0)(record));
+    }
+    fn merge(&self, acc: &mut Histogram<u64>, other: Histogram<u64>) {
+        let _ = acc.add(&other);
+    }
+    fn finish(&self, acc: &Histogram<u64>) -> Quantiles {
+        Quantiles {
+            count: acc.len(),
+            p50: acc.value_at_quantile(0.5),
+            p90: acc.value_at_quantile(0.9),
+            p99: acc.value_at_quantile(0.99),
+            p999: acc.value_at_quantile(0.999),
+            max: acc.max(),
+        }
+    }
+}
+
+macro_rules! tuple_aggregator {
+    ($($name:ident $idx:tt),+) => {
+        impl<T, $($name: Aggregator<T>),+> Aggregator<T> for ($($name,)+) {
+            type Acc = ($($name::Acc,)+);
+            type Out = ($($name::Out,)+);
+            fn init(&self) -> Self::Acc {
+                ($(self.$idx.init(),)+)
+            }
+            fn add(&self, acc: &mut Self::Acc, record: &T) {
+                $(self.$idx.add(&mut acc.$idx, record);)+
+            }
+            fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
+                $(self.$idx.merge(&mut acc.$idx, other.$idx);)+
+            }
+            fn finish(&self, acc: &Self::Acc) -> Self::Out {
+                ($(self.$idx.finish(&acc.$idx),)+)
+            }
+        }
+    };
+}
+
+tuple_aggregator!(A 0, B 1);
+tuple_aggregator!(A 0, B 1, C 2);
+tuple_aggregator!(A 0, B 1, C 2, D 3);
+tuple_aggregator!(A 0, B 1, C 2, D 3, E 4);

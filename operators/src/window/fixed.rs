@@ -1,0 +1,91 @@
+//! Tumbling and sliding windows: state per window end, fired in end order.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+
+use weir::stateful::{Emit, KeyedLogic};
+use weir::{Data, Key};
+
+use super::assign::{sliding_windows, Window};
+use super::{Fired, Late};
+use crate::aggregate::Aggregator;
+
+pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
+    pub(crate) size: u64,
+    pub(crate) slide: u64,
+    pub(crate) lateness: u64,
+    pub(crate) aggregator: A,
+    /// Open windows by fire time (`end + lateness`); all keys' state for it.
+    pub(crate) pending: BTreeMap<u64, (Window, HashMap<K, A::Acc>)>,
+    pub(crate) scratch: Vec<Window>,
+    pub(crate) _record: PhantomData<T>,
+}
+
+impl<K, T, A> KeyedLogic<K, T> for FixedWindows<K, T, A>
+where
+    K: Key,
+    T: Data,
+    A: Aggregator<T>,
+{
+    type Out = Fired<K, A::Out>;
+    type Late = Late<K, T>;
+
+    fn on_record(
+        &mut self,
+        key: K,
+        ts: u64,
+        record: T,
+        stamp: u64,
+        emit: &mut Emit<Self::Out, Self::Late>,
+    ) {
+        self.scratch.clear();
+        sliding_windows(ts, self.size, self.slide, &mut self.scratch);
+        for window in self.scratch.drain(..) {
+            let fire = window.end + self.lateness;
+            if stamp >= fire {
+                emit.late(
+                    stamp,
+                    ts,
+                    Late {
+                        key: key.clone(),
+                        window,
+                        record: record.clone(),
+                        watermark: stamp,
+                    },
+                );
+                continue;
+            }
+            let (_, accs) = self
+                .pending
+                .entry(fire)
+                .or_insert_with(|| (window, HashMap::new()));
+            match accs.entry(key.clone()) {
+                Entry::Occupied(mut acc) => self.aggregator.add(acc.get_mut(), &record),
+                Entry::Vacant(slot) => {
+                    let mut acc = self.aggregator.init();
+                    self.aggregator.add(&mut acc, &record);
+                    slot.insert(acc);
+                }
+            }
+        }
+    }
+
+    fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>) {
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() > watermark {
+                break;
+            }
+            let fire = *entry.key();
+            let (window, accs) = entry.remove();
+            for (key, acc) in accs {
+                let value = self.aggregator.finish(&acc);
+                emit.output(fire, window.end - 1, Fired { key, window, value });
+            }
+        }
+    }
+
+    fn next_fire(&self) -> Option<u64> {
+        self.pending.keys().next().copied()
+    }
+}

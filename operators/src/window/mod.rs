@@ -1,0 +1,197 @@
+//! Keyed event-time windows: tumbling, sliding (hopping) and session.
+//!
+//! A window operator is an assigner (which windows a record belongs to), an
+//! [`Aggregator`] (what to compute) and a firing policy: a window
+//! `[start, end)` fires once, when the input watermark reaches
+//! `end + allowed lateness`. A record is late for a window iff the watermark
+//! it was stamped with at its source had already reached `end + allowed
+//! lateness`; late records come out on the `late` stream, once per window they
+//! missed, never silently dropped. A bounded input closes every window at its
+//! end.
+//!
+//! ```
+//! use std::time::Duration;
+//! use weir::testing::{run_workers, Script};
+//! use weir::Watermarks;
+//! use weir_operators::{Count, WindowExt, Windows};
+//!
+//! // (sensor, event time ms)
+//! let script = Script::new().records(&[(1u32, 100u64), (1, 900), (2, 950), (1, 1_100)]);
+//! let fired = run_workers(2, move |p, capture| {
+//!     let w = p
+//!         .source("readings", script.clone())
+//!         .event_time(|r: &(u32, u64)| r.1, Watermarks::ascending())
+//!         .key_by("by_sensor", |r| r.0)
+//!         .window("per_second", Windows::tumbling(Duration::from_secs(1)), Count);
+//!     w.fired
+//!         .map(|f| (f.key, f.window.start, f.value))
+//!         .sink("out", capture.sink());
+//! });
+//! assert_eq!(fired, vec![(1, 0, 2), (1, 1_000, 1), (2, 0, 1)]);
+//! ```
+
+mod assign;
+mod fixed;
+mod session;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use weir::{Data, DeadLetter, Key, KeyedStream, Origin, Stream};
+
+pub use assign::{sliding_windows, Window};
+
+use crate::aggregate::Aggregator;
+
+/// The result of one window for one key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Fired<K, V> {
+    /// The key.
+    pub key: K,
+    /// The window.
+    pub window: Window,
+    /// The aggregate.
+    pub value: V,
+}
+
+/// A record that arrived after a window it belonged to had closed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Late<K, T> {
+    /// The key.
+    pub key: K,
+    /// The window it missed.
+    pub window: Window,
+    /// The record.
+    pub record: T,
+    /// The watermark it was stamped with at its source (ms).
+    pub watermark: u64,
+}
+
+impl<K, T: Serialize> Late<K, T> {
+    /// A dead letter for this late record, naming the window operator.
+    pub fn into_dead_letter(self, operator: &str) -> DeadLetter {
+        DeadLetter {
+            source: operator.to_string(),
+            raw: serde_json::to_string(&self.record).unwrap_or_default(),
+            reason: format!(
+                "late: the watermark ({} ms) had passed the window's end plus allowed lateness",
+                self.watermark
+            ),
+            origin: Origin::Late {
+                operator: operator.to_string(),
+                window_start: self.window.start,
+                window_end: self.window.end,
+                watermark: self.watermark,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Sliding { size: u64, slide: u64 },
+    Session { gap: u64 },
+}
+
+/// Which windows, and how long after its end a window waits for late records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Windows {
+    kind: Kind,
+    lateness: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    (d.as_millis() as u64).max(1)
+}
+
+impl Windows {
+    /// Consecutive, non-overlapping windows of length `size`.
+    pub fn tumbling(size: Duration) -> Self {
+        Self::sliding(size, size)
+    }
+
+    /// Windows of length `size` starting every `slide` (hopping windows).
+    pub fn sliding(size: Duration, slide: Duration) -> Self {
+        Windows {
+            kind: Kind::Sliding {
+                size: ms(size),
+                slide: ms(slide),
+            },
+            lateness: 0,
+        }
+    }
+
+    /// Per key, records closer than `gap` share a window `[first, last + gap)`.
+    pub fn session(gap: Duration) -> Self {
+        Windows {
+            kind: Kind::Session { gap: ms(gap) },
+            lateness: 0,
+        }
+    }
+
+    /// Waits `lateness` after a window's end before firing it; records stamped
+    /// before `end + lateness` still count, later ones are late.
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.lateness = lateness.as_millis() as u64;
+        self
+    }
+}
+
+/// A window operator's outputs.
+pub struct Windowed<'s, K, V, T> {
+    /// One result per key and window.
+    pub fired: Stream<'s, Fired<K, V>>,
+    /// Late records, once per window they missed.
+    pub late: Stream<'s, Late<K, T>>,
+}
+
+/// Windows on keyed streams.
+pub trait WindowExt<'s, K, T> {
+    /// Aggregates each key's records per window of their event time.
+    /// `name` names the step (and, later, its checkpointed state). Results
+    /// carry their window's last ms as event time.
+    fn window<A: Aggregator<T>>(
+        self,
+        name: &str,
+        windows: Windows,
+        aggregator: A,
+    ) -> Windowed<'s, K, A::Out, T>;
+}
+
+impl<'s, K: Key, T: Data> WindowExt<'s, K, T> for KeyedStream<'s, K, T> {
+    fn window<A: Aggregator<T>>(
+        self,
+        name: &str,
+        windows: Windows,
+        aggregator: A,
+    ) -> Windowed<'s, K, A::Out, T> {
+        let (fired, late) = match windows.kind {
+            Kind::Sliding { size, slide } => self.stateful(
+                name,
+                fixed::FixedWindows {
+                    size,
+                    slide,
+                    lateness: windows.lateness,
+                    aggregator,
+                    pending: BTreeMap::new(),
+                    scratch: Vec::new(),
+                    _record: PhantomData,
+                },
+            ),
+            Kind::Session { gap } => self.stateful(
+                name,
+                session::SessionWindows {
+                    gap,
+                    lateness: windows.lateness,
+                    aggregator,
+                    sessions: HashMap::new(),
+                    fires: BTreeSet::new(),
+                    _record: PhantomData,
+                },
+            ),
+        };
+        Windowed { fired, late }
+    }
+}

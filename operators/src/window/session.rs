@@ -1,0 +1,134 @@
+//! Session windows: per key, records closer than `gap` in event time share a
+//! window `[first, last + gap)`; overlapping sessions merge.
+//!
+//! Merging depends on order, so this logic asks the keyed-state primitive for
+//! stamp-ordered application: a record stamped `s` sees every session that
+//! closed at or before `s` already fired, whichever worker count runs the job.
+//! A record is late iff its stamp has passed its own window `[ts, ts + gap)`
+//! (plus allowed lateness).
+
+use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
+
+use weir::stateful::{Emit, KeyedLogic};
+use weir::{Data, Key};
+
+use super::assign::Window;
+use super::{Fired, Late};
+use crate::aggregate::Aggregator;
+
+pub(crate) struct Session<Acc> {
+    window: Window,
+    acc: Acc,
+}
+
+pub(crate) struct SessionWindows<K, T, A: Aggregator<T>> {
+    pub(crate) gap: u64,
+    pub(crate) lateness: u64,
+    pub(crate) aggregator: A,
+    /// Open sessions per key, sorted by start, non-overlapping.
+    pub(crate) sessions: HashMap<K, Vec<Session<A::Acc>>>,
+    /// (fire time, key, session start) of every open session.
+    pub(crate) fires: BTreeSet<(u64, K, u64)>,
+    pub(crate) _record: PhantomData<T>,
+}
+
+impl<K, T, A> KeyedLogic<K, T> for SessionWindows<K, T, A>
+where
+    K: Key,
+    T: Data,
+    A: Aggregator<T>,
+{
+    type Out = Fired<K, A::Out>;
+    type Late = Late<K, T>;
+
+    fn ordered(&self) -> bool {
+        true
+    }
+
+    fn on_record(
+        &mut self,
+        key: K,
+        ts: u64,
+        record: T,
+        stamp: u64,
+        emit: &mut Emit<Self::Out, Self::Late>,
+    ) {
+        let mut window = Window {
+            start: ts,
+            end: ts + self.gap,
+        };
+        if stamp >= window.end + self.lateness {
+            emit.late(
+                stamp,
+                ts,
+                Late {
+                    key,
+                    window,
+                    record,
+                    watermark: stamp,
+                },
+            );
+            return;
+        }
+        let mut acc = self.aggregator.init();
+        self.aggregator.add(&mut acc, &record);
+        let sessions = self.sessions.entry(key.clone()).or_default();
+        // Absorb every open session that overlaps the record's own window.
+        let mut i = 0;
+        while i < sessions.len() {
+            let s = &sessions[i].window;
+            if s.start < window.end && window.start < s.end {
+                let absorbed = sessions.remove(i);
+                self.fires.remove(&(
+                    absorbed.window.end + self.lateness,
+                    key.clone(),
+                    absorbed.window.start,
+                ));
+                window.start = window.start.min(absorbed.window.start);
+                window.end = window.end.max(absorbed.window.end);
+                self.aggregator.merge(&mut acc, absorbed.acc);
+            } else {
+                i += 1;
+            }
+        }
+        let at = sessions.partition_point(|s| s.window.start < window.start);
+        sessions.insert(at, Session { window, acc });
+        self.fires
+            .insert((window.end + self.lateness, key, window.start));
+    }
+
+    fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>) {
+        while let Some((fire, _, _)) = self.fires.first() {
+            if *fire > watermark {
+                break;
+            }
+            let Some((fire, key, start)) = self.fires.pop_first() else {
+                break;
+            };
+            let Some(sessions) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            if let Some(i) = sessions.iter().position(|s| s.window.start == start) {
+                let session = sessions.remove(i);
+                let value = self.aggregator.finish(&session.acc);
+                emit.output(
+                    fire,
+                    session.window.end - 1,
+                    Fired {
+                        key: key.clone(),
+                        window: session.window,
+                        value,
+                    },
+                );
+            }
+            if sessions.is_empty() {
+                self.sessions.remove(&key);
+            }
+        }
+    }
+
+    fn next_fire(&self) -> Option<u64> {
+        self.fires.first().map(|(fire, _, _)| *fire)
+    }
+}
