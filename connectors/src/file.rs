@@ -1,0 +1,331 @@
+//! Files in and out: CSV and JSON lines, one file or a directory of them.
+//!
+//! A [`FileSource`] has one split per file (a directory's regular files, in
+//! name order, hidden files skipped). Malformed lines, unparsable or missing
+//! timestamps and oversized records become dead letters naming the file, line
+//! and byte offset. A [`FileSink`] writes records to one file from worker 0.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use weir::{DeadLetter, Origin, ReadItem, ReadStatus, Sink, Source, SplitId, SplitReader, WorkerIndex};
+
+use crate::format::{decode_csv_record, Format, MAX_RECORD_BYTES};
+
+/// Reads records of type `T` from a file or a directory of files.
+#[derive(Clone, Debug)]
+pub struct FileSource<T> {
+    files: Vec<PathBuf>,
+    format: Format,
+    _record: PhantomData<T>,
+}
+
+impl<T> FileSource<T> {
+    /// Lists the input: `path` is a file, or a directory whose files are read.
+    /// Fails (with a message naming the path) if it does not exist or holds no files.
+    pub fn open(path: impl AsRef<Path>, format: Format) -> Result<Self, String> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("input {}: {}", path.display(), describe_io(&e)))?;
+        let files = if meta.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| format!("input {}: {}", path.display(), describe_io(&e)))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .filter(|p| {
+                    !p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('.'))
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(format!("input {}: the directory has no files", path.display()));
+            }
+            files
+        } else {
+            vec![path.to_path_buf()]
+        };
+        Ok(FileSource {
+            files,
+            format,
+            _record: PhantomData,
+        })
+    }
+
+    /// The files, one per split.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+}
+
+fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+impl<T: DeserializeOwned + 'static> Source for FileSource<T> {
+    type Item = T;
+
+    fn splits(&self) -> u32 {
+        self.files.len() as u32
+    }
+
+    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<T>>, String> {
+        let path = self
+            .files
+            .get(split.0 as usize)
+            .ok_or_else(|| format!("no file for {split}"))?
+            .clone();
+        let file = File::open(&path).map_err(|e| format!("{}: {}", path.display(), describe_io(&e)))?;
+        Ok(Box::new(FileReader {
+            reader: BufReader::with_capacity(1 << 16, file),
+            display: path.display().to_string(),
+            format: self.format,
+            headers: None,
+            line: 0,
+            offset: 0,
+            buf: Vec::new(),
+            _record: PhantomData::<T>,
+        }))
+    }
+}
+
+struct FileReader<T> {
+    reader: BufReader<File>,
+    display: String,
+    format: Format,
+    headers: Option<csv::StringRecord>,
+    /// Lines read so far.
+    line: u64,
+    /// Byte offset of the next line.
+    offset: u64,
+    buf: Vec<u8>,
+    _record: PhantomData<T>,
+}
+
+impl<T: DeserializeOwned> FileReader<T> {
+    fn dead(&self, offset: u64, reason: String, raw: &[u8]) -> ReadItem<T> {
+        let mut raw = String::from_utf8_lossy(raw).into_owned();
+        if raw.len() > 4096 {
+            // Keep dead letters small: a prefix is enough to find the record.
+            let mut cut = 4096;
+            while !raw.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            raw.truncate(cut);
+            raw.push('…');
+        }
+        ReadItem::Bad(DeadLetter {
+            source: String::new(),
+            origin: Origin::File {
+                path: self.display.clone(),
+                line: self.line,
+                offset,
+            },
+            reason,
+            raw,
+        })
+    }
+
+    fn decode(&mut self, offset: u64) -> Option<ReadItem<T>> {
+        let mut bytes: &[u8] = &self.buf;
+        while let Some((last, rest)) = bytes.split_last() {
+            if *last == b'\n' || *last == b'\r' {
+                bytes = rest;
+            } else {
+                break;
+            }
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Some(self.dead(
+                offset,
+                format!("record of {} bytes exceeds the {MAX_RECORD_BYTES}-byte limit", bytes.len()),
+                bytes,
+            ));
+        }
+        match self.format {
+            Format::Jsonl => Some(match serde_json::from_slice::<T>(bytes) {
+                Ok(record) => ReadItem::Record(record),
+                Err(e) => self.dead(offset, format!("malformed JSON: {e}"), bytes),
+            }),
+            Format::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .from_reader(bytes);
+                let mut record = csv::StringRecord::new();
+                let parsed = match reader.read_record(&mut record) {
+                    Ok(_) => Ok(record),
+                    Err(e) => Err(format!("malformed CSV: {e}")),
+                };
+                match (&self.headers, parsed) {
+                    (None, Ok(record)) => {
+                        self.headers = Some(record.iter().map(str::trim).collect());
+                        None
+                    }
+                    (None, Err(reason)) => Some(self.dead(offset, format!("bad header: {reason}"), bytes)),
+                    (Some(headers), Ok(record)) => Some(match decode_csv_record::<T>(headers, &record) {
+                        Ok(r) => ReadItem::Record(r),
+                        Err(reason) => self.dead(offset, reason, bytes),
+                    }),
+                    (Some(_), Err(reason)) => Some(self.dead(offset, reason, bytes)),
+                }
+            }
+        }
+    }
+}
+
+impl<T: DeserializeOwned> SplitReader<T> for FileReader<T> {
+    fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
+        let mut produced = 0;
+        while produced < max {
+            self.buf.clear();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| format!("{}: read failed: {}", self.display, describe_io(&e)))?;
+            if n == 0 {
+                return Ok(ReadStatus::Done);
+            }
+            let offset = self.offset;
+            self.offset += n as u64;
+            self.line += 1;
+            if let Some(item) = self.decode(offset) {
+                out.push(item);
+                produced += 1;
+            }
+        }
+        Ok(ReadStatus::Ready)
+    }
+}
+
+/// Writes records to a file, as CSV (header from the first record's field
+/// names) or JSON lines. All records go through worker 0.
+pub struct FileSink<T> {
+    path: PathBuf,
+    format: Format,
+    writer: Option<Writer>,
+    _record: PhantomData<T>,
+}
+
+enum Writer {
+    Csv(csv::Writer<BufWriter<File>>),
+    Jsonl(BufWriter<File>),
+}
+
+impl<T> FileSink<T> {
+    /// A sink that will create (or truncate) `path` when the job starts.
+    pub fn create(path: impl Into<PathBuf>, format: Format) -> Self {
+        FileSink {
+            path: path.into(),
+            format,
+            writer: None,
+            _record: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + 'static> Sink<T> for FileSink<T> {
+    fn open(&mut self, _worker: WorkerIndex) -> Result<(), String> {
+        let file = File::create(&self.path)
+            .map_err(|e| format!("cannot create {}: {}", self.path.display(), describe_io(&e)))?;
+        let buffered = BufWriter::with_capacity(1 << 16, file);
+        self.writer = Some(match self.format {
+            Format::Csv => Writer::Csv(csv::Writer::from_writer(buffered)),
+            Format::Jsonl => Writer::Jsonl(buffered),
+        });
+        Ok(())
+    }
+
+    fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
+        let path = &self.path;
+        let fail = |e: &dyn std::fmt::Display| format!("writing {}: {e}", path.display());
+        match &mut self.writer {
+            None => Err(fail(&"the file is not open")),
+            Some(Writer::Csv(w)) => records
+                .drain(..)
+                .try_for_each(|r| w.serialize(r).map_err(|e| fail(&e))),
+            Some(Writer::Jsonl(w)) => records.drain(..).try_for_each(|r| {
+                serde_json::to_writer(&mut *w, &r).map_err(|e| fail(&e))?;
+                w.write_all(b"\n").map_err(|e| fail(&e))
+            }),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        let result = match &mut self.writer {
+            None => Ok(()),
+            Some(Writer::Csv(w)) => w.flush(),
+            Some(Writer::Jsonl(w)) => w.flush(),
+        };
+        result.map_err(|e| format!("flushing {}: {}", self.path.display(), describe_io(&e)))
+    }
+}
+
+/// Writes records to stdout as JSON lines or CSV, from worker 0. Output is
+/// flushed as batches complete.
+pub struct StdoutSink<T> {
+    format: Format,
+    csv: Option<csv::Writer<std::io::Stdout>>,
+    _record: PhantomData<T>,
+}
+
+impl<T> StdoutSink<T> {
+    /// A stdout sink in `format`.
+    pub fn new(format: Format) -> Self {
+        StdoutSink {
+            format,
+            csv: None,
+            _record: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + 'static> Sink<T> for StdoutSink<T> {
+    fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
+        match self.format {
+            Format::Jsonl => {
+                let stdout = std::io::stdout();
+                let mut lock = stdout.lock();
+                for r in records.drain(..) {
+                    let line = serde_json::to_string(&r).map_err(|e| e.to_string())?;
+                    if let Err(e) = writeln!(lock, "{line}") {
+                        // A closed pipe (`| head`) ends output quietly.
+                        if e.kind() == std::io::ErrorKind::BrokenPipe {
+                            return Ok(());
+                        }
+                        return Err(format!("writing stdout: {e}"));
+                    }
+                }
+                Ok(())
+            }
+            Format::Csv => {
+                let writer = self
+                    .csv
+                    .get_or_insert_with(|| csv::Writer::from_writer(std::io::stdout()));
+                records
+                    .drain(..)
+                    .try_for_each(|r| writer.serialize(r).map_err(|e| format!("writing stdout: {e}")))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        if let Some(w) = &mut self.csv {
+            let _ = w.flush();
+        }
+        let _ = std::io::stdout().flush();
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! The record types the generator produces, one per example domain.
+
+use serde::{Deserialize, Serialize};
+use weir::rng::SplitMix64;
+
+use super::Keys;
+
+/// What the generator needs from a record type.
+pub trait Generated: weir::Data {
+    /// The CSV header line (column names, comma-separated).
+    const HEADER: &'static str;
+    /// Record `index` with event time `ts_ms`, drawn from `rng`.
+    fn generate(index: u64, ts_ms: u64, keys: &Keys, rng: &mut SplitMix64) -> Self;
+    /// A malformed CSV line of this type (for the dead-letter path).
+    fn malformed(index: u64, rng: &mut SplitMix64) -> String {
+        let columns: Vec<&str> = Self::HEADER.split(',').collect();
+        match rng.below(3) {
+            // Too few fields.
+            0 => format!("{index}"),
+            // Nothing parses.
+            1 => vec!["x"; columns.len()].join(","),
+            // Every field fine but the timestamp.
+            _ => columns
+                .iter()
+                .map(|c| if *c == "ts_ms" { "not-a-time" } else { "1" })
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+}
+
+/// A card transaction (`fraud` example).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Transaction {
+    /// Card id.
+    pub card: u64,
+    /// Merchant id.
+    pub merchant: u32,
+    /// Amount in cents.
+    pub amount_cents: u64,
+    /// ISO country code of the merchant.
+    pub country: String,
+    /// Event time (ms).
+    pub ts_ms: u64,
+}
+
+const COUNTRIES: [&str; 8] = ["US", "GB", "DE", "FR", "NL", "JP", "BR", "IN"];
+
+impl Generated for Transaction {
+    const HEADER: &'static str = "card,merchant,amount_cents,country,ts_ms";
+    fn generate(_index: u64, ts_ms: u64, keys: &Keys, rng: &mut SplitMix64) -> Self {
+        let card = keys.pick(rng);
+        // Cards shop at home, and now and then abroad.
+        let home = (card % COUNTRIES.len() as u64) as usize;
+        let country = if rng.chance(0.02) {
+            COUNTRIES[rng.below(COUNTRIES.len() as u64) as usize]
+        } else {
+            COUNTRIES[home]
+        };
+        // Mostly small amounts, a long tail of large ones.
+        let amount_cents = if rng.chance(0.01) {
+            50_000 + rng.below(500_000)
+        } else {
+            100 + rng.below(10_000)
+        };
+        Transaction {
+            card,
+            merchant: rng.below(5_000) as u32,
+            amount_cents,
+            country: country.to_string(),
+            ts_ms,
+        }
+    }
+}
+
+/// A service request (`metrics` example).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Request {
+    /// Service name.
+    pub service: String,
+    /// Endpoint path.
+    pub endpoint: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Latency in microseconds.
+    pub latency_us: u64,
+    /// Event time (ms).
+    pub ts_ms: u64,
+}
+
+const ENDPOINTS: [&str; 5] = ["/", "/login", "/search", "/cart", "/checkout"];
+
+impl Generated for Request {
+    const HEADER: &'static str = "service,endpoint,status,latency_us,ts_ms";
+    fn generate(_index: u64, ts_ms: u64, keys: &Keys, rng: &mut SplitMix64) -> Self {
+        let service = keys.pick(rng);
+        // Service 0 has bad minutes: every 7th minute its errors and latency jump.
+        let degraded = service == 0 && (ts_ms / 60_000) % 7 == 3;
+        let error_rate = if degraded { 0.2 } else { 0.01 };
+        let status = if rng.chance(error_rate) {
+            500
+        } else if rng.chance(0.03) {
+            404
+        } else {
+            200
+        };
+        let base = 2_000 + rng.below(8_000);
+        let latency_us = if degraded || rng.chance(0.005) {
+            base * (10 + rng.below(40))
+        } else {
+            base
+        };
+        Request {
+            service: format!("svc-{service}"),
+            endpoint: ENDPOINTS[rng.below(ENDPOINTS.len() as u64) as usize].to_string(),
+            status,
+            latency_us,
+            ts_ms,
+        }
+    }
+}
+
+/// A sensor reading (`iot` example).
+#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct Reading {
+    /// Device id.
+    pub device: u64,
+    /// Event time (ms).
+    pub ts_ms: u64,
+    /// Measured value (e.g. °C).
+    pub value: f64,
+}
+
+impl Generated for Reading {
+    const HEADER: &'static str = "device,ts_ms,value";
+    fn generate(_index: u64, ts_ms: u64, keys: &Keys, rng: &mut SplitMix64) -> Self {
+        let device = keys.pick(rng);
+        let base = 15.0 + (device % 10) as f64;
+        let value = if rng.chance(0.001) {
+            // A faulty sensor spike.
+            150.0 + rng.unit() * 50.0
+        } else {
+            // Two decimals, so values print and parse exactly.
+            ((base + rng.unit() * 10.0) * 100.0).round() / 100.0
+        };
+        Reading {
+            device,
+            ts_ms,
+            value,
+        }
+    }
+}
+
+/// An auction bid (Nexmark-style).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Bid {
+    /// Auction id.
+    pub auction: u64,
+    /// Bidder id.
+    pub bidder: u64,
+    /// Bid in cents.
+    pub price_cents: u64,
+    /// Event time (ms).
+    pub ts_ms: u64,
+}
+
+impl Generated for Bid {
+    const HEADER: &'static str = "auction,bidder,price_cents,ts_ms";
+    fn generate(_index: u64, ts_ms: u64, keys: &Keys, rng: &mut SplitMix64) -> Self {
+        Bid {
+            auction: keys.pick(rng),
+            bidder: rng.below(100_000),
+            price_cents: 100 + rng.below(1_000_000),
+            ts_ms,
+        }
+    }
+}
