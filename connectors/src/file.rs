@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use weir::{DeadLetter, Origin, ReadItem, ReadStatus, Sink, Source, SplitId, SplitReader, WorkerIndex};
+use weir::{
+    DeadLetter, Origin, ReadItem, ReadStatus, Sink, Source, SplitId, SplitReader, WorkerIndex,
+};
 
 use crate::format::{decode_csv_record, Format, MAX_RECORD_BYTES};
 
@@ -44,7 +46,10 @@ impl<T> FileSource<T> {
                 .collect();
             files.sort();
             if files.is_empty() {
-                return Err(format!("input {}: the directory has no files", path.display()));
+                return Err(format!(
+                    "input {}: the directory has no files",
+                    path.display()
+                ));
             }
             files
         } else {
@@ -84,7 +89,8 @@ impl<T: DeserializeOwned + 'static> Source for FileSource<T> {
             .get(split.0 as usize)
             .ok_or_else(|| format!("no file for {split}"))?
             .clone();
-        let file = File::open(&path).map_err(|e| format!("{}: {}", path.display(), describe_io(&e)))?;
+        let file =
+            File::open(&path).map_err(|e| format!("{}: {}", path.display(), describe_io(&e)))?;
         Ok(Box::new(FileReader {
             reader: BufReader::with_capacity(1 << 16, file),
             display: path.display().to_string(),
@@ -150,7 +156,10 @@ impl<T: DeserializeOwned> FileReader<T> {
         if bytes.len() > MAX_RECORD_BYTES {
             return Some(self.dead(
                 offset,
-                format!("record of {} bytes exceeds the {MAX_RECORD_BYTES}-byte limit", bytes.len()),
+                format!(
+                    "record of {} bytes exceeds the {MAX_RECORD_BYTES}-byte limit",
+                    bytes.len()
+                ),
                 bytes,
             ));
         }
@@ -174,11 +183,15 @@ impl<T: DeserializeOwned> FileReader<T> {
                         self.headers = Some(record.iter().map(str::trim).collect());
                         None
                     }
-                    (None, Err(reason)) => Some(self.dead(offset, format!("bad header: {reason}"), bytes)),
-                    (Some(headers), Ok(record)) => Some(match decode_csv_record::<T>(headers, &record) {
-                        Ok(r) => ReadItem::Record(r),
-                        Err(reason) => self.dead(offset, reason, bytes),
-                    }),
+                    (None, Err(reason)) => {
+                        Some(self.dead(offset, format!("bad header: {reason}"), bytes))
+                    }
+                    (Some(headers), Ok(record)) => {
+                        Some(match decode_csv_record::<T>(headers, &record) {
+                            Ok(r) => ReadItem::Record(r),
+                            Err(reason) => self.dead(offset, reason, bytes),
+                        })
+                    }
                     (Some(_), Err(reason)) => Some(self.dead(offset, reason, bytes)),
                 }
             }
@@ -314,9 +327,11 @@ impl<T: Serialize + 'static> Sink<T> for StdoutSink<T> {
                 let writer = self
                     .csv
                     .get_or_insert_with(|| csv::Writer::from_writer(std::io::stdout()));
-                records
-                    .drain(..)
-                    .try_for_each(|r| writer.serialize(r).map_err(|e| format!("writing stdout: {e}")))
+                records.drain(..).try_for_each(|r| {
+                    writer
+                        .serialize(r)
+                        .map_err(|e| format!("writing stdout: {e}"))
+                })
             }
         }
     }

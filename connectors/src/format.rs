@@ -79,14 +79,19 @@ pub fn decode_csv_record<T: DeserializeOwned>(
             record.len()
         ));
     }
-    record.deserialize(Some(headers)).map_err(|e| {
-        let message = e.to_string();
-        // csv's messages start with position details we report separately.
-        match message.split_once(": ") {
-            Some((_, rest)) if message.starts_with("CSV deserialize error") => rest.to_string(),
-            _ => message,
-        }
-    })
+    record
+        .deserialize(Some(headers))
+        .map_err(|e| match e.kind() {
+            csv::ErrorKind::Deserialize { err, .. } => {
+                let field = err
+                    .field()
+                    .and_then(|i| headers.get(i as usize))
+                    .map(|name| format!("field `{name}`: "))
+                    .unwrap_or_default();
+                format!("{field}{}", err.kind())
+            }
+            other => format!("{other:?}"),
+        })
 }
 
 #[cfg(test)]
@@ -105,7 +110,14 @@ mod tests {
     fn csv_lines_decode_by_column_name() {
         let headers = csv::StringRecord::from(vec!["ts_ms", "device", "value"]);
         let r: Reading = decode_csv_line(&headers, "1000,7,21.5").expect("valid");
-        assert_eq!(r, Reading { device: 7, ts_ms: 1000, value: 21.5 });
+        assert_eq!(
+            r,
+            Reading {
+                device: 7,
+                ts_ms: 1000,
+                value: 21.5
+            }
+        );
         let e = decode_csv_line::<Reading>(&headers, "1000,7").expect_err("short");
         assert!(e.contains("expected 3 fields"), "{e}");
         let e = decode_csv_line::<Reading>(&headers, "soon,7,1.0").expect_err("bad ts");

@@ -11,4 +11,6 @@ pub mod generator;
 
 pub use file::{FileSink, FileSource, StdoutSink};
 pub use format::Format;
-pub use generator::{Bid, Generated, Generation, Generator, GeneratorConfig, Reading, Request, Transaction};
+pub use generator::{
+    Bid, Generated, Generation, Generator, GeneratorConfig, Reading, Request, Transaction,
+};

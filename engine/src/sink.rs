@@ -148,3 +148,18 @@ impl Sink<DeadLetter> for StderrDeadLetters {
         Ok(())
     }
 }
+
+impl<T: 'static> Sink<T> for Box<dyn Sink<T>> {
+    fn open(&mut self, worker: WorkerIndex) -> Result<(), String> {
+        (**self).open(worker)
+    }
+    fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
+        (**self).write(records)
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        (**self).flush()
+    }
+    fn parallel(&self) -> bool {
+        (**self).parallel()
+    }
+}

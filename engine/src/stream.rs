@@ -162,6 +162,16 @@ impl<'s, D: Data> Stream<'s, D> {
     }
 }
 
+impl<K: Clone + 'static, D: Clone + 'static> Clone for KeyedStream<'_, K, D> {
+    fn clone(&self) -> Self {
+        KeyedStream {
+            inner: self.inner.clone(),
+            state: Rc::clone(&self.state),
+            held: self.held,
+        }
+    }
+}
+
 /// A stream partitioned by key: records with equal keys are on the same worker.
 pub struct KeyedStream<'s, K, D> {
     pub(crate) inner: StreamVec<'s, Time, (K, u64, D)>,

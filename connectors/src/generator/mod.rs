@@ -120,6 +120,11 @@ impl Keys {
         }
     }
 
+    /// The number of keys.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
     /// A key in `0..count`.
     pub fn pick(&self, rng: &mut SplitMix64) -> u64 {
         if self.exponent == 1.0 {
@@ -162,7 +167,11 @@ impl<T: Generated> Generator<T> {
     /// Record `index`, exactly as the source produces it: for tests and
     /// baselines that recompute a job's output independently.
     pub fn generate(&self, index: u64) -> Generation<T> {
-        generate(&self.config, &Keys::new(self.config.keys, self.config.skew), index)
+        generate(
+            &self.config,
+            &Keys::new(self.config.keys, self.config.skew),
+            index,
+        )
     }
 
     /// All records, in index order (for bounded generators).
@@ -360,7 +369,10 @@ mod tests {
     fn bad_settings_are_refused() {
         let mut c = config();
         c.skew = 1.5;
-        assert!(Generator::<Bid>::new(c).err().unwrap_or_default().contains("skew"));
+        assert!(Generator::<Bid>::new(c)
+            .err()
+            .unwrap_or_default()
+            .contains("skew"));
         let mut c = config();
         c.keys = 0;
         assert!(Generator::<Bid>::new(c).is_err());

@@ -52,7 +52,7 @@ impl Generated for Transaction {
         let card = keys.pick(rng);
         // Cards shop at home, and now and then abroad.
         let home = (card % COUNTRIES.len() as u64) as usize;
-        let country = if rng.chance(0.02) {
+        let country = if rng.chance(0.002) {
             COUNTRIES[rng.below(COUNTRIES.len() as u64) as usize]
         } else {
             COUNTRIES[home]
@@ -134,7 +134,11 @@ pub struct Reading {
 impl Generated for Reading {
     const HEADER: &'static str = "device,ts_ms,value";
     fn generate(_index: u64, ts_ms: u64, keys: &Keys, rng: &mut SplitMix64) -> Self {
-        let device = keys.pick(rng);
+        let mut device = keys.pick(rng);
+        // Each device goes quiet one minute in five, so sessions of activity end.
+        if (device + ts_ms / 60_000) % 5 == 0 {
+            device = (device + 1) % keys.count();
+        }
         let base = 15.0 + (device % 10) as f64;
         let value = if rng.chance(0.001) {
             // A faulty sensor spike.

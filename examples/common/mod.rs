@@ -1,0 +1,184 @@
+//! Flags and plumbing shared by the example jobs: where records come from
+//! (the generator or files), where results and dead letters go.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+use weir::config::parse_duration;
+use weir::{DeadLetter, RunArgs, Sink, Source, SplitId, SplitReader};
+use weir_connectors::{
+    FileSink, FileSource, Format, Generated, Generator, GeneratorConfig, StdoutSink,
+};
+
+/// Input, output and generator flags, plus weir's run flags.
+#[derive(Args, Clone, Debug)]
+pub struct JobArgs {
+    /// Read records from this file or directory (one split per file) instead of the generator.
+    #[arg(long, value_name = "PATH")]
+    pub input: Option<PathBuf>,
+
+    /// Format of --input: csv (with a header row) or jsonl. Default: from the extension, else csv.
+    #[arg(long, value_name = "csv|jsonl")]
+    pub format: Option<Format>,
+
+    /// Write results to this file instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Format of results: jsonl or csv. Default: from --output's extension, else jsonl.
+    #[arg(long, value_name = "csv|jsonl")]
+    pub output_format: Option<Format>,
+
+    /// Where dead letters (malformed and late records) go, as JSON lines.
+    #[arg(long, value_name = "PATH")]
+    pub dead_letters: Option<PathBuf>,
+
+    /// Generator: stop after N records (default: run until Ctrl-C).
+    #[arg(long, value_name = "N")]
+    pub events: Option<u64>,
+
+    /// Generator: records per second of wall-clock time (default: as fast as the job goes).
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+
+    /// Generator: number of distinct keys.
+    #[arg(long, value_name = "N")]
+    pub keys: Option<u64>,
+
+    /// Generator: key skew in [0, 1); 0 is uniform.
+    #[arg(long, value_name = "F")]
+    pub skew: Option<f64>,
+
+    /// Generator: seed.
+    #[arg(long, value_name = "N", default_value_t = 42)]
+    pub seed: u64,
+
+    /// Generator: number of splits (fixed whatever the worker count).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub splits: u32,
+
+    /// Generator: event time between consecutive records.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "1ms")]
+    pub spacing: Duration,
+
+    /// Generator: maximum out-of-orderness of event times.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "500ms")]
+    pub disorder: Duration,
+
+    /// Generator: fraction of records that arrive a minute late.
+    #[arg(long, value_name = "F", default_value_t = 0.001)]
+    pub late_fraction: f64,
+
+    /// Generator: fraction of malformed records.
+    #[arg(long, value_name = "F", default_value_t = 0.001)]
+    pub malformed_fraction: f64,
+
+    /// Watermark: how far behind the latest event time records may still arrive on time.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "2s")]
+    pub bound: Duration,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl JobArgs {
+    /// The input, checked before the job starts (a missing file fails here).
+    pub fn input<T: Generated>(&self, default_keys: u64) -> anyhow::Result<Input<T>> {
+        if let Some(path) = &self.input {
+            let format = self
+                .format
+                .or_else(|| Format::from_path(path))
+                .unwrap_or(Format::Csv);
+            let source = FileSource::open(path, format).map_err(anyhow::Error::msg)?;
+            return Ok(Input::File(source));
+        }
+        let config = GeneratorConfig {
+            seed: self.seed,
+            events: self.events,
+            rate: self.rate,
+            keys: self.keys.unwrap_or(default_keys),
+            skew: self.skew.unwrap_or(0.0),
+            spacing: self.spacing,
+            disorder: self.disorder,
+            late_fraction: self.late_fraction,
+            malformed_fraction: self.malformed_fraction,
+            splits: self.splits,
+            ..GeneratorConfig::default()
+        };
+        let generator = Generator::new(config).map_err(|e| anyhow::anyhow!("generator: {e}"))?;
+        Ok(Input::Generator(generator))
+    }
+
+    /// Checks output paths before the job starts.
+    pub fn check_outputs(&self) -> anyhow::Result<()> {
+        for path in self.output.iter().chain(self.dead_letters.iter()) {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if !dir.is_dir() {
+                    bail!(
+                        "cannot write {}: directory {} does not exist",
+                        path.display(),
+                        dir.display()
+                    );
+                }
+            }
+        }
+        if self.events == Some(0) {
+            bail!("--events must be at least 1 (leave it out to run until Ctrl-C)");
+        }
+        Ok(())
+    }
+
+    /// Where results go.
+    pub fn output<T: serde::Serialize + 'static>(&self) -> Box<dyn Sink<T>> {
+        let format = self
+            .output_format
+            .or_else(|| self.output.as_deref().and_then(Format::from_path))
+            .unwrap_or(Format::Jsonl);
+        match &self.output {
+            Some(path) => Box::new(FileSink::create(path, format)),
+            None => Box::new(StdoutSink::new(format)),
+        }
+    }
+
+    /// Where dead letters go.
+    pub fn dead_letter_sink(&self, job: &str) -> FileSink<DeadLetter> {
+        let path = self
+            .dead_letters
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{job}-dead-letters.jsonl")));
+        FileSink::create(path, Format::Jsonl)
+    }
+}
+
+/// Records from the generator or from files.
+#[derive(Clone, Debug)]
+pub enum Input<T> {
+    /// The embedded generator.
+    Generator(Generator<T>),
+    /// A file or directory.
+    File(FileSource<T>),
+}
+
+impl<T: Generated> Source for Input<T> {
+    type Item = T;
+    fn splits(&self) -> u32 {
+        match self {
+            Input::Generator(g) => g.splits(),
+            Input::File(f) => f.splits(),
+        }
+    }
+    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<T>>, String> {
+        match self {
+            Input::Generator(g) => g.open(split),
+            Input::File(f) => f.open(split),
+        }
+    }
+}
+
+/// Runs a job and turns its result into the process's exit: the summary, or
+/// one line saying what went wrong.
+pub fn finish(result: Result<weir::Summary, weir::JobError>) -> anyhow::Result<()> {
+    result.map(|_| ()).map_err(|e| anyhow::anyhow!("{e}"))
+}

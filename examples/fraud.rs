@@ -1,0 +1,129 @@
+//! Fraud detection on card transactions.
+//!
+//! Input: `card,merchant,amount_cents,country,ts_ms` (CSV with that header, or
+//! JSON lines with those fields); by default the embedded generator.
+//! Per card, a sliding window (5 min every 1 min by default) counts
+//! transactions, sums spend and collects countries. A window raises an alert
+//! when the card made many transactions, spent a lot, or used more than one
+//! country. Output, one alert per line:
+//! `card,window_start_ms,window_end_ms,transactions,spend_cents,countries,reasons`.
+//! Late and malformed records go to the dead-letter file.
+//!
+//! Run: `cargo run --release --example fraud -- --events 2000000`
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use weir::config::parse_duration;
+use weir::Watermarks;
+use weir_connectors::Transaction;
+use weir_operators::{Count, Fold, Sum, WindowExt, Windows};
+
+/// Alerts on card activity: many transactions, big spend, or a country change within a window.
+#[derive(Parser, Debug)]
+#[command(name = "fraud", version)]
+struct Args {
+    /// Window length.
+    #[arg(long, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
+    window: Duration,
+
+    /// How often a window starts.
+    #[arg(long, value_parser = parse_duration, default_value = "1m", value_name = "DURATION")]
+    slide: Duration,
+
+    /// Alert at this many transactions in a window.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    max_transactions: u64,
+
+    /// Alert at this much spend in a window, in cents.
+    #[arg(long, default_value_t = 500_000, value_name = "CENTS")]
+    max_spend_cents: u64,
+
+    #[command(flatten)]
+    job: common::JobArgs,
+}
+
+/// One alert.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Alert {
+    card: u64,
+    window_start_ms: u64,
+    window_end_ms: u64,
+    transactions: u64,
+    spend_cents: u64,
+    /// Countries seen, `|`-separated.
+    countries: String,
+    /// Why: `many-transactions`, `big-spend`, `country-change`, `|`-separated.
+    reasons: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.slide.is_zero() || args.window < args.slide {
+        anyhow::bail!("--window must be at least --slide, and --slide more than 0");
+    }
+    args.job.check_outputs()?;
+    let input = args.job.input::<Transaction>(100_000)?;
+    let output = args.job.clone();
+    let bound = args.job.bound;
+    let (window, slide) = (args.window, args.slide);
+    let (max_n, max_spend) = (args.max_transactions, args.max_spend_cents);
+
+    common::finish(weir::run(&args.job.run, move |p| {
+        let activity = p
+            .source("transactions", input.clone())
+            .event_time(|t: &Transaction| t.ts_ms, Watermarks::bounded(bound))
+            .key_by("by_card", |t| t.card)
+            .window(
+                "card_activity",
+                Windows::sliding(window, slide),
+                (
+                    Count,
+                    Sum::of(|t: &Transaction| t.amount_cents),
+                    Fold::new(
+                        BTreeSet::<String>::new(),
+                        |seen: &mut BTreeSet<String>, t: &Transaction| {
+                            if !seen.contains(&t.country) {
+                                seen.insert(t.country.clone());
+                            }
+                        },
+                        |seen: &mut BTreeSet<String>, other: BTreeSet<String>| seen.extend(other),
+                    ),
+                ),
+            );
+        activity
+            .fired
+            .flat_map(move |f| {
+                let (transactions, spend_cents, countries) = f.value;
+                let mut reasons = Vec::new();
+                if transactions >= max_n {
+                    reasons.push("many-transactions");
+                }
+                if spend_cents >= max_spend {
+                    reasons.push("big-spend");
+                }
+                if countries.len() > 1 {
+                    reasons.push("country-change");
+                }
+                (!reasons.is_empty()).then(|| Alert {
+                    card: f.key,
+                    window_start_ms: f.window.start,
+                    window_end_ms: f.window.end,
+                    transactions,
+                    spend_cents,
+                    countries: countries.into_iter().collect::<Vec<_>>().join("|"),
+                    reasons: reasons.join("|"),
+                })
+            })
+            .sink("alerts", output.output());
+        activity
+            .late
+            .dead_letter(|late| late.into_dead_letter("card_activity"));
+        p.dead_letters()
+            .sink("dead_letters", output.dead_letter_sink("fraud"));
+    }))
+}
