@@ -105,10 +105,9 @@ fn main() -> anyhow::Result<()> {
             Avg::of(|r: &Reading| r.value),
         );
         let by_device = readings.key_by("by_device", |r| r.device);
-        let minutes =
-            by_device
-                .clone()
-                .window("device_minutes", Windows::tumbling(window), stats.clone());
+        let minutes = by_device
+            .clone()
+            .window("device_minutes", Windows::tumbling(window), stats);
         let sessions = by_device.window("device_sessions", Windows::session(gap), stats);
         let row = |kind: &'static str| {
             move |f: weir_operators::Fired<u64, (u64, f64, f64, f64)>| Row {

@@ -233,7 +233,7 @@ pub struct FileSink<T> {
 }
 
 enum Writer {
-    Csv(csv::Writer<BufWriter<File>>),
+    Csv(Box<csv::Writer<BufWriter<File>>>),
     Jsonl(BufWriter<File>),
 }
 
@@ -255,7 +255,7 @@ impl<T: Serialize + 'static> Sink<T> for FileSink<T> {
             .map_err(|e| format!("cannot create {}: {}", self.path.display(), describe_io(&e)))?;
         let buffered = BufWriter::with_capacity(1 << 16, file);
         self.writer = Some(match self.format {
-            Format::Csv => Writer::Csv(csv::Writer::from_writer(buffered)),
+            Format::Csv => Writer::Csv(Box::new(csv::Writer::from_writer(buffered))),
             Format::Jsonl => Writer::Jsonl(buffered),
         });
         Ok(())

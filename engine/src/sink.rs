@@ -72,6 +72,9 @@ pub(crate) fn build_sink<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl 
     };
 }
 
+/// Sinks have an output port (timely operators do) that never carries data.
+type NoOutput<'a> = OutputBuilderSession<'a, Time, CapacityContainerBuilder<Vec<()>>>;
+
 struct SinkDriver<S> {
     sink: S,
     name: String,
@@ -92,12 +95,7 @@ impl<S> SinkDriver<S> {
         !self.failed
     }
 
-    fn logic<D, P>(
-        mut self,
-    ) -> impl FnMut(
-        &mut InputHandleCore<Time, Vec<D>, P>,
-        &mut OutputBuilderSession<'_, Time, CapacityContainerBuilder<Vec<()>>>,
-    )
+    fn logic<D, P>(mut self) -> impl FnMut(&mut InputHandleCore<Time, Vec<D>, P>, &mut NoOutput<'_>)
     where
         S: Sink<D>,
         D: Data,

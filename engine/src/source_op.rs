@@ -16,11 +16,10 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
-use timely::dataflow::{Scope, StreamVec};
+use timely::dataflow::Scope;
 
 use crate::data::Data;
 use crate::dead_letter::{DeadLetter, Origin};
@@ -28,6 +27,7 @@ use crate::error::JobError;
 use crate::ids::SplitId;
 use crate::pipeline::{ctrl_c_pressed, WorkerCtx};
 use crate::source::{ReadItem, ReadStatus, Source, SplitReader};
+use crate::stream::{TimedOutput, TimedStream};
 use crate::time::{watermark_of, Time};
 use crate::watermark::{SplitWatermark, Watermarks};
 
@@ -63,8 +63,6 @@ struct SplitState<T> {
     idle: bool,
 }
 
-type VecOutput<D> = OutputBuilder<Time, CapacityContainerBuilder<Vec<D>>>;
-
 pub(crate) fn build_source<'s, S>(
     scope: Scope<'s, Time>,
     state: &Rc<WorkerCtx>,
@@ -72,10 +70,7 @@ pub(crate) fn build_source<'s, S>(
     mut source: S,
     extract: impl Fn(&S::Item) -> Option<u64> + 'static,
     strategy: Watermarks,
-) -> (
-    StreamVec<'s, Time, (u64, S::Item)>,
-    StreamVec<'s, Time, (u64, DeadLetter)>,
-)
+) -> (TimedStream<'s, S::Item>, TimedStream<'s, DeadLetter>)
 where
     S: Source,
     S::Item: Data,
@@ -85,8 +80,8 @@ where
     let activator = scope.activator_for(Rc::clone(&info.address));
     let (records_out, records) = builder.new_output::<Vec<(u64, S::Item)>>();
     let (dead_out, dead) = builder.new_output::<Vec<(u64, DeadLetter)>>();
-    let mut records_out: VecOutput<(u64, S::Item)> = OutputBuilder::from(records_out);
-    let mut dead_out: VecOutput<(u64, DeadLetter)> = OutputBuilder::from(dead_out);
+    let mut records_out: TimedOutput<S::Item> = OutputBuilder::from(records_out);
+    let mut dead_out: TimedOutput<DeadLetter> = OutputBuilder::from(dead_out);
 
     let state = Rc::clone(state);
     let name = name.to_string();
@@ -144,7 +139,7 @@ where
             }
 
             // 2. Flow control: retire what downstream has consumed.
-            let consumed_below = state.flow.with_frontier(|f| watermark_of(f));
+            let consumed_below = state.flow.with_frontier(watermark_of);
             in_flight = in_flight.split_off(&consumed_below);
             // Records at the current stamp cannot be consumed before this
             // source moves on, so only older ones may pause it.

@@ -25,7 +25,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
@@ -33,7 +32,7 @@ use timely::dataflow::operators::CapabilitySet;
 use timely::progress::Antichain;
 
 use crate::data::{Data, Key};
-use crate::stream::{KeyedStream, Stream};
+use crate::stream::{KeyedStream, Stream, TimedOutput};
 use crate::time::{lowest_open_epoch, watermark_of, Time};
 
 /// What a stateful operator emits from one call: results at event times, and
@@ -116,10 +115,8 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
         let mut input = builder.new_input(input_stream, Local);
         let (out, out_stream) = builder.new_output::<Vec<(u64, L::Out)>>();
         let (late, late_stream) = builder.new_output::<Vec<(u64, L::Late)>>();
-        let mut out: OutputBuilder<Time, CapacityContainerBuilder<Vec<(u64, L::Out)>>> =
-            OutputBuilder::from(out);
-        let mut late: OutputBuilder<Time, CapacityContainerBuilder<Vec<(u64, L::Late)>>> =
-            OutputBuilder::from(late);
+        let mut out: TimedOutput<L::Out> = OutputBuilder::from(out);
+        let mut late: TimedOutput<L::Late> = OutputBuilder::from(late);
         let shared = std::sync::Arc::clone(&state.shared);
         let operator = name.to_string();
 

@@ -21,6 +21,15 @@ use crate::time::Time;
 /// A record with its event time (ms), as streams carry it internally.
 pub type Timed<D> = (u64, D);
 
+/// The timely stream under a weir [`Stream`].
+pub type TimedStream<'s, D> = StreamVec<'s, Time, Timed<D>>;
+
+/// An operator output of timed records.
+pub(crate) type TimedOutput<D> = timely::dataflow::operators::generic::OutputBuilder<
+    Time,
+    timely::container::CapacityContainerBuilder<Vec<Timed<D>>>,
+>;
+
 /// A stream of records of type `D`. Every record carries the event time its
 /// source extracted (or, for window results, the window's last ms), so later
 /// operators need no extractor.

@@ -136,7 +136,7 @@ impl Generated for Reading {
     fn generate(_index: u64, ts_ms: u64, keys: &Keys, rng: &mut SplitMix64) -> Self {
         let mut device = keys.pick(rng);
         // Each device goes quiet one minute in five, so sessions of activity end.
-        if (device + ts_ms / 60_000) % 5 == 0 {
+        if (device + ts_ms / 60_000).is_multiple_of(5) {
             device = (device + 1) % keys.count();
         }
         let base = 15.0 + (device % 10) as f64;
