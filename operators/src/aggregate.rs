@@ -6,11 +6,11 @@
 //! that is what keeps window results identical on any number of workers.
 //! Tuples of aggregators are aggregators: `(Count, Sum::of(..))`.
 
-use std::ops::Add;
-
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use weir::Data;
+
+use crate::exact_sum::ExactSum;
 
 /// Computes one result from the records of a window.
 pub trait Aggregator<T>: Clone + 'static {
@@ -60,24 +60,76 @@ impl<F> Sum<F> {
     }
 }
 
+/// A type [`Sum`] can add up. Integers add exactly (wrapping on overflow is
+/// not checked: use a wide type); `f64` and `f32` sums are exact until the
+/// final rounding, so the result does not depend on record order.
+pub trait Summable: Copy + 'static {
+    /// The running sum.
+    type Acc: Clone + Default + 'static;
+    /// Adds a value.
+    fn add(acc: &mut Self::Acc, v: Self);
+    /// Adds another running sum.
+    fn merge(acc: &mut Self::Acc, other: Self::Acc);
+    /// The sum.
+    fn total(acc: &Self::Acc) -> Self;
+}
+
+macro_rules! summable_int {
+    ($($t:ty),*) => {$(
+        impl Summable for $t {
+            type Acc = $t;
+            fn add(acc: &mut $t, v: $t) { *acc += v; }
+            fn merge(acc: &mut $t, other: $t) { *acc += other; }
+            fn total(acc: &$t) -> $t { *acc }
+        }
+    )*};
+}
+summable_int!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+
+impl Summable for f64 {
+    type Acc = ExactSum;
+    fn add(acc: &mut ExactSum, v: f64) {
+        acc.add(v);
+    }
+    fn merge(acc: &mut ExactSum, other: ExactSum) {
+        acc.merge(&other);
+    }
+    fn total(acc: &ExactSum) -> f64 {
+        acc.value()
+    }
+}
+
+impl Summable for f32 {
+    type Acc = ExactSum;
+    fn add(acc: &mut ExactSum, v: f32) {
+        acc.add(v as f64);
+    }
+    fn merge(acc: &mut ExactSum, other: ExactSum) {
+        acc.merge(&other);
+    }
+    fn total(acc: &ExactSum) -> f32 {
+        acc.value() as f32
+    }
+}
+
 impl<T, V, F> Aggregator<T> for Sum<F>
 where
     F: Fn(&T) -> V + Clone + 'static,
-    V: Add<Output = V> + Default + Copy + Data,
+    V: Summable + Data,
 {
-    type Acc = V;
+    type Acc = V::Acc;
     type Out = V;
-    fn init(&self) -> V {
-        V::default()
+    fn init(&self) -> V::Acc {
+        V::Acc::default()
     }
-    fn add(&self, acc: &mut V, record: &T) {
-        *acc = *acc + (self.0)(record);
+    fn add(&self, acc: &mut V::Acc, record: &T) {
+        V::add(acc, (self.0)(record));
     }
-    fn merge(&self, acc: &mut V, other: V) {
-        *acc = *acc + other;
+    fn merge(&self, acc: &mut V::Acc, other: V::Acc) {
+        V::merge(acc, other);
     }
-    fn finish(&self, acc: &V) -> V {
-        *acc
+    fn finish(&self, acc: &V::Acc) -> V {
+        V::total(acc)
     }
 }
 
@@ -156,7 +208,7 @@ where
     }
 }
 
-/// The mean of a field.
+/// The mean of a field (exact summation: independent of record order).
 #[derive(Clone, Copy, Debug)]
 pub struct Avg<F>(F);
 
@@ -171,21 +223,21 @@ impl<T, F> Aggregator<T> for Avg<F>
 where
     F: Fn(&T) -> f64 + Clone + 'static,
 {
-    type Acc = (f64, u64);
+    type Acc = (ExactSum, u64);
     type Out = f64;
-    fn init(&self) -> (f64, u64) {
-        (0.0, 0)
+    fn init(&self) -> (ExactSum, u64) {
+        (ExactSum::default(), 0)
     }
-    fn add(&self, acc: &mut (f64, u64), record: &T) {
-        acc.0 += (self.0)(record);
+    fn add(&self, acc: &mut (ExactSum, u64), record: &T) {
+        acc.0.add((self.0)(record));
         acc.1 += 1;
     }
-    fn merge(&self, acc: &mut (f64, u64), other: (f64, u64)) {
-        acc.0 += other.0;
+    fn merge(&self, acc: &mut (ExactSum, u64), other: (ExactSum, u64)) {
+        acc.0.merge(&other.0);
         acc.1 += other.1;
     }
-    fn finish(&self, acc: &(f64, u64)) -> f64 {
-        acc.0 / acc.1.max(1) as f64
+    fn finish(&self, acc: &(ExactSum, u64)) -> f64 {
+        acc.0.value() / acc.1.max(1) as f64
     }
 }
 

@@ -7,7 +7,11 @@
 #![deny(missing_docs)]
 
 pub mod aggregate;
+pub mod exact_sum;
 pub mod window;
 
-pub use aggregate::{Aggregator, Avg, Count, Fold, Max, Min, Percentiles, Quantiles, Sum};
+pub use aggregate::{
+    Aggregator, Avg, Count, Fold, Max, Min, Percentiles, Quantiles, Sum, Summable,
+};
+pub use exact_sum::ExactSum;
 pub use window::{Fired, Late, Window, WindowExt, Windowed, Windows};

@@ -193,7 +193,7 @@ const HOPPING_GAPS: Kind = Kind::Fixed {
     size: 300,
     slide: 700,
 };
-const SESSION: Kind = Kind::Session { gap: 300 };
+const SESSION: Kind = Kind::Session { gap: 200 };
 
 type LateRow = (u64, Late<u32, Rec>);
 
@@ -1067,7 +1067,13 @@ fn hand_written_sessions_merge_and_close() {
 
 #[test]
 fn zz_stats() {
-    for kind in [TUMBLING, SLIDING_ALIGNED, SLIDING_UNALIGNED, HOPPING_GAPS, SESSION] {
+    for kind in [
+        TUMBLING,
+        SLIDING_ALIGNED,
+        SLIDING_UNALIGNED,
+        HOPPING_GAPS,
+        SESSION,
+    ] {
         for (seed, lateness) in CONFIGS {
             let seed = seed * 1_000 + kind_seed(kind);
             let splits = generate(seed, SHAPE);
