@@ -61,8 +61,11 @@ struct Alert {
     reasons: String,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    common::exit(job(Args::parse()))
+}
+
+fn job(args: Args) -> anyhow::Result<()> {
     if args.slide.is_zero() || args.window < args.slide {
         anyhow::bail!("--window must be at least --slide, and --slide more than 0");
     }

@@ -66,8 +66,11 @@ struct Row {
     avg: f64,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    common::exit(job(Args::parse()))
+}
+
+fn job(args: Args) -> anyhow::Result<()> {
     if args.window.is_zero() || args.session_gap.is_zero() {
         anyhow::bail!("--window and --session-gap must be more than 0");
     }

@@ -58,8 +58,11 @@ struct ServiceWindow {
     alert: String,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    common::exit(job(Args::parse()))
+}
+
+fn job(args: Args) -> anyhow::Result<()> {
     if args.window.is_zero() {
         anyhow::bail!("--window must be more than 0");
     }

@@ -23,7 +23,7 @@ pub struct DeadLetter {
 
 /// Where a dead letter came from.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// A line of a file (1-based), with the byte offset of its start.
     File {

@@ -177,8 +177,19 @@ impl<T: Generated> Source for Input<T> {
     }
 }
 
-/// Runs a job and turns its result into the process's exit: the summary, or
-/// one line saying what went wrong.
+/// Turns a job's result into the process's exit: 0, or one line on stderr
+/// saying what went wrong and exit code 1 (no backtrace: bad input is not a bug).
+pub fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A job's result as an `anyhow` result.
 pub fn finish(result: Result<weir::Summary, weir::JobError>) -> anyhow::Result<()> {
-    result.map(|_| ()).map_err(|e| anyhow::anyhow!("{e}"))
+    result.map(|_| ()).map_err(anyhow::Error::new)
 }

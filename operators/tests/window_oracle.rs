@@ -1064,23 +1064,3 @@ fn hand_written_sessions_merge_and_close() {
         );
     }
 }
-
-#[test]
-fn zz_stats() {
-    for kind in [
-        TUMBLING,
-        SLIDING_ALIGNED,
-        SLIDING_UNALIGNED,
-        HOPPING_GAPS,
-        SESSION,
-    ] {
-        for (seed, lateness) in CONFIGS {
-            let seed = seed * 1_000 + kind_seed(kind);
-            let splits = generate(seed, SHAPE);
-            let e = oracle(&splits, kind, lateness);
-            let multi = e.windows.values().filter(|r| r.len() >= 2).count();
-            println!("{kind:?} L={lateness}: windows {} multi {multi} late_records {} late rows {} saved {} partly {} bridges {} reopened {}",
-                e.windows.len(), e.late_records, e.late.len(), e.saved_by_lateness, e.partly_late, e.bridges, e.reopened);
-        }
-    }
-}

@@ -1,0 +1,497 @@
+//! End-to-end tests of the example jobs, run as real processes.
+//!
+//! `cargo test` builds the examples next to the test binaries; these tests run
+//! them on the generator or on files, on 1, 2 and 4 workers and on two
+//! processes over loopback, and compare their output with each other and with
+//! an independent recomputation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use weir_connectors::{Generation, Generator, GeneratorConfig, Reading};
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (which builds the examples)",
+        path.display()
+    );
+    path
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+fn run(job: &str, args: &[String]) -> Output {
+    let output = Command::new(example(job))
+        .args(args)
+        .arg("--quiet")
+        .stdin(Stdio::null())
+        .output()
+        .expect("start the example");
+    assert!(
+        output.status.success(),
+        "{job} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines.sort();
+    lines
+}
+
+/// Generator flags shared by a test's runs: small enough for debug builds,
+/// with disorder, late and malformed records.
+fn generator_flags(events: u64, keys: u64) -> Vec<String> {
+    [
+        "--events",
+        &events.to_string(),
+        "--keys",
+        &keys.to_string(),
+        "--late-fraction",
+        "0.01",
+        "--malformed-fraction",
+        "0.01",
+        "--disorder",
+        "500ms",
+        "--bound",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+struct Run {
+    output: Vec<String>,
+    dead: Vec<String>,
+}
+
+fn run_job(job: &str, dir: &Path, tag: &str, flags: &[String], cluster: &[String]) -> Run {
+    let out = dir.join(format!("{tag}.jsonl"));
+    let dead = dir.join(format!("{tag}.dead.jsonl"));
+    let mut args = flags.to_vec();
+    args.extend(cluster.iter().cloned());
+    args.extend([
+        "--output".into(),
+        out.display().to_string(),
+        "--dead-letters".into(),
+        dead.display().to_string(),
+    ]);
+    run(job, &args);
+    Run {
+        output: sorted_lines(&out),
+        dead: sorted_lines(&dead),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Runs `job` as two processes of one worker each; process 0 writes the output.
+fn run_two_processes(job: &str, dir: &Path, flags: &[String]) -> Run {
+    let hostfile = dir.join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .expect("write hostfile");
+    let out = dir.join("cluster.jsonl");
+    let dead = dir.join("cluster.dead.jsonl");
+    let children: Vec<_> = (0..2)
+        .map(|p| {
+            let mut args = flags.to_vec();
+            args.extend([
+                "-n".into(),
+                "2".into(),
+                "-p".into(),
+                p.to_string(),
+                "--hostfile".into(),
+                hostfile.display().to_string(),
+                "--output".into(),
+                out.display().to_string(),
+                "--dead-letters".into(),
+                dead.display().to_string(),
+                "--quiet".into(),
+            ]);
+            Command::new(example(job))
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a process")
+        })
+        .collect();
+    for child in children {
+        let result = child.wait_with_output().expect("wait for a process");
+        assert!(
+            result.status.success(),
+            "{job} process failed: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+    Run {
+        output: sorted_lines(&out),
+        dead: sorted_lines(&dead),
+    }
+}
+
+fn assert_same_on_any_cluster(job: &str, events: u64, keys: u64) {
+    let dir = temp_dir(job);
+    let flags = generator_flags(events, keys);
+    let one = run_job(job, &dir, "w1", &flags, &["-w".into(), "1".into()]);
+    assert!(!one.output.is_empty(), "{job} produced no output");
+    assert!(
+        one.dead.iter().any(|d| d.contains("\"late\":{")),
+        "{job}: expected late records among the dead letters"
+    );
+    assert!(
+        one.dead.iter().any(|d| d.contains("\"split\":{")),
+        "{job}: expected malformed records among the dead letters"
+    );
+    for workers in [2, 4] {
+        let run = run_job(
+            job,
+            &dir,
+            &format!("w{workers}"),
+            &flags,
+            &["-w".into(), workers.to_string()],
+        );
+        assert_eq!(
+            one.output, run.output,
+            "{job}: output differs with {workers} workers"
+        );
+        assert_eq!(
+            one.dead, run.dead,
+            "{job}: dead letters differ with {workers} workers"
+        );
+    }
+    let cluster = run_two_processes(job, &dir, &flags);
+    assert_eq!(
+        one.output, cluster.output,
+        "{job}: output differs on 2 processes"
+    );
+    assert_eq!(
+        one.dead, cluster.dead,
+        "{job}: dead letters differ on 2 processes"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fraud_gives_the_same_output_on_1_2_4_workers_and_2_processes() {
+    assert_same_on_any_cluster("fraud", 60_000, 300);
+}
+
+#[test]
+fn metrics_gives_the_same_output_on_1_2_4_workers_and_2_processes() {
+    assert_same_on_any_cluster("metrics", 60_000, 10);
+}
+
+#[test]
+fn iot_gives_the_same_output_on_1_2_4_workers_and_2_processes() {
+    assert_same_on_any_cluster("iot", 60_000, 100);
+}
+
+#[derive(serde::Deserialize, Debug, Clone, PartialEq)]
+struct Row {
+    kind: String,
+    device: u64,
+    start_ms: u64,
+    end_ms: u64,
+    count: u64,
+    min: f64,
+    max: f64,
+    avg: f64,
+}
+
+/// The iot job's rows, recomputed here from the generator's records with
+/// weir's documented semantics: per split, a record is stamped with the
+/// split's watermark before it (max event time - bound, rounded down to
+/// 100 ms); it is late for a window iff its stamp has reached the window's end.
+fn iot_oracle(config: &GeneratorConfig, bound: u64, gap: u64) -> (Vec<Row>, usize) {
+    let generator = Generator::<Reading>::new(config.clone()).expect("valid config");
+    let splits = config.splits as u64;
+    let mut watermark = vec![0u64; splits as usize];
+    // (stamp, reading) of every valid record.
+    let mut stamped = Vec::new();
+    for (i, g) in generator.records().enumerate() {
+        let split = i as u64 % splits;
+        let w = &mut watermark[split as usize];
+        if let Generation::Record(r) = g {
+            stamped.push((*w, r.clone()));
+            let candidate = r.ts_ms.saturating_sub(bound);
+            *w = (*w).max(candidate - candidate % 100);
+        }
+    }
+    let mut rows = Vec::new();
+    let mut late = 0;
+    // Minutes.
+    let mut minutes: BTreeMap<(u64, u64), Vec<f64>> = BTreeMap::new();
+    for (stamp, r) in &stamped {
+        let start = r.ts_ms - r.ts_ms % 60_000;
+        if *stamp >= start + 60_000 {
+            late += 1;
+        } else {
+            minutes.entry((r.device, start)).or_default().push(r.value);
+        }
+        if r.value < -20.0 || r.value > 100.0 {
+            rows.push(Row {
+                kind: "alert".into(),
+                device: r.device,
+                start_ms: r.ts_ms,
+                end_ms: r.ts_ms,
+                count: 1,
+                min: r.value,
+                max: r.value,
+                avg: r.value,
+            });
+        }
+    }
+    let summarize = |kind: &str, device: u64, start: u64, end: u64, values: &[f64]| Row {
+        kind: kind.into(),
+        device,
+        start_ms: start,
+        end_ms: end,
+        count: values.len() as u64,
+        min: values.iter().cloned().fold(f64::INFINITY, f64::min),
+        max: values.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+        avg: values.iter().sum::<f64>() / values.len() as f64,
+    };
+    for ((device, start), values) in &minutes {
+        rows.push(summarize("minute", *device, *start, start + 60_000, values));
+    }
+    // Sessions: per device, in stamp order; sessions that ended at or before
+    // a stamp are closed before records of that stamp apply.
+    let mut by_device: HashMap<u64, Vec<(u64, u64, f64)>> = HashMap::new();
+    for (stamp, r) in &stamped {
+        by_device
+            .entry(r.device)
+            .or_default()
+            .push((*stamp, r.ts_ms, r.value));
+    }
+    for (device, mut records) in by_device {
+        records.sort_by_key(|(stamp, _, _)| *stamp);
+        let mut open: Vec<(u64, u64, Vec<f64>)> = Vec::new();
+        for (stamp, ts, value) in records {
+            let (closed, still): (Vec<_>, Vec<_>) = open.into_iter().partition(|s| s.1 <= stamp);
+            for (start, end, values) in closed {
+                rows.push(summarize("session", device, start, end, &values));
+            }
+            open = still;
+            if stamp >= ts + gap {
+                late += 1;
+                continue;
+            }
+            let (mut start, mut end, mut values) = (ts, ts + gap, vec![value]);
+            let (overlapping, rest): (Vec<_>, Vec<_>) =
+                open.into_iter().partition(|s| s.0 < end && start < s.1);
+            for (s, e, v) in overlapping {
+                start = start.min(s);
+                end = end.max(e);
+                values.extend(v);
+            }
+            open = rest;
+            open.push((start, end, values));
+        }
+        for (start, end, values) in open {
+            rows.push(summarize("session", device, start, end, &values));
+        }
+    }
+    (rows, late)
+}
+
+fn key(r: &Row) -> (String, u64, u64, u64) {
+    (r.kind.clone(), r.device, r.start_ms, r.end_ms)
+}
+
+#[test]
+fn iot_output_matches_an_independent_computation() {
+    let dir = temp_dir("iot-oracle");
+    let events = 80_000u64;
+    let config = GeneratorConfig {
+        events: Some(events),
+        keys: 50,
+        late_fraction: 0.01,
+        malformed_fraction: 0.01,
+        ..GeneratorConfig::default()
+    };
+    let mut flags = generator_flags(events, 50);
+    flags.extend([
+        "--session-gap".into(),
+        "30s".into(),
+        "-w".into(),
+        "2".into(),
+    ]);
+    let run = run_job("iot", &dir, "oracle", &flags, &[]);
+    let mut got: Vec<Row> = run
+        .output
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a row"))
+        .collect();
+    let (mut expected, late) = iot_oracle(&config, 1_000, 30_000);
+    got.sort_by_key(key);
+    expected.sort_by_key(key);
+    assert!(
+        expected.iter().any(|r| r.kind == "session"),
+        "oracle has sessions"
+    );
+    assert!(
+        expected.iter().any(|r| r.kind == "alert"),
+        "oracle has alerts"
+    );
+    assert!(late > 0, "the input has late records");
+    assert_eq!(
+        got.iter().map(key).collect::<Vec<_>>(),
+        expected.iter().map(key).collect::<Vec<_>>(),
+        "the job's windows, sessions and alerts differ from the recomputation"
+    );
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(
+            (g.count, g.min, g.max),
+            (e.count, e.min, e.max),
+            "{g:?} vs {e:?}"
+        );
+        assert!(
+            (g.avg - e.avg).abs() <= 1e-9 * e.avg.abs().max(1.0),
+            "{g:?} vs {e:?}"
+        );
+    }
+    let late_letters = run.dead.iter().filter(|d| d.contains("\"late\":{")).count();
+    assert_eq!(late_letters, late, "one dead letter per missed window");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn file_input_sends_bad_lines_to_dead_letters_with_file_and_line() {
+    let dir = temp_dir("iot-file");
+    let input = dir.join("readings.csv");
+    std::fs::write(
+        &input,
+        "device,ts_ms,value\n\
+         1,1000,20.5\n\
+         1,2000,not-a-number\n\
+         2,1500\n\
+         1,61000,21.5\n\
+         ,,\n\
+         2,3000,250.0\n",
+    )
+    .expect("write input");
+    let flags: Vec<String> = vec!["--input".into(), input.display().to_string()];
+    let run = run_job("iot", &dir, "file", &flags, &[]);
+    let rows: Vec<Row> = run
+        .output
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("row"))
+        .collect();
+    let minutes: Vec<(u64, u64, u64)> = rows
+        .iter()
+        .filter(|r| r.kind == "minute")
+        .map(|r| (r.device, r.start_ms, r.count))
+        .collect();
+    assert_eq!(minutes, vec![(1, 0, 1), (1, 60_000, 1), (2, 0, 1)]);
+    assert_eq!(rows.iter().filter(|r| r.kind == "alert").count(), 1);
+    let dead: Vec<serde_json::Value> = run
+        .dead
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("dead letter json"))
+        .collect();
+    let (malformed, late): (Vec<_>, Vec<_>) =
+        dead.iter().partition(|d| d["origin"].get("file").is_some());
+    let mut lines: Vec<u64> = malformed
+        .iter()
+        .map(|d| d["origin"]["file"]["line"].as_u64().expect("a line number"))
+        .collect();
+    lines.sort();
+    assert_eq!(lines, vec![3, 4, 6], "dead letters: {dead:?}");
+    // The reading at 3 000 ms comes after one at 61 000 ms: with the default
+    // 2 s bound the watermark is 59 000, past its 30 s session.
+    assert_eq!(late.len(), 1, "dead letters: {dead:?}");
+    assert_eq!(late[0]["origin"]["late"]["operator"], "device_sessions");
+    assert_eq!(late[0]["origin"]["late"]["watermark"], 59_000);
+    for d in &malformed {
+        assert_eq!(
+            d["origin"]["file"]["path"].as_str(),
+            Some(input.display().to_string().as_str())
+        );
+        assert!(!d["reason"].as_str().unwrap_or_default().is_empty());
+    }
+    assert!(dead
+        .iter()
+        .any(|d| d["reason"].as_str().unwrap_or_default().contains("value")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn run_failing(job: &str, args: &[&str]) -> (i32, String) {
+    let output = Command::new(example(job))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("start the example");
+    assert!(!output.status.success(), "{job} {args:?} should fail");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked"),
+        "{job} {args:?} panicked: {stderr}"
+    );
+    (output.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn bad_flags_and_missing_files_fail_at_start_with_one_line() {
+    for (args, needle) in [
+        (
+            &["--input", "/nonexistent/readings.csv"][..],
+            "/nonexistent/readings.csv",
+        ),
+        (&["-w", "0"][..], "--workers"),
+        (&["--events", "0"][..], "--events"),
+        (&["--skew", "2"][..], "skew"),
+        (
+            &["--output", "/nonexistent-dir/out.jsonl"][..],
+            "does not exist",
+        ),
+        (&["-n", "2", "-p", "5"][..], "--process"),
+    ] {
+        let (_, stderr) = run_failing("iot", args);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line expected, got: {stderr}");
+        assert!(
+            lines[0].contains(needle),
+            "{args:?}: `{needle}` not in: {stderr}"
+        );
+    }
+    // clap's own errors name the flag on their first line.
+    let (code, stderr) = run_failing("fraud", &["--format", "xml"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("--format"),
+        "{stderr}"
+    );
+}
