@@ -1,1 +1,1 @@
-
+//! Benches live in `benches/`; see each file for what it isolates.

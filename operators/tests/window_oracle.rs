@@ -727,6 +727,33 @@ fn value_f64(r: &Rec) -> f64 {
     r.2 as f64
 }
 
+/// A float with up to 53 significant bits spread over ~70 binary orders of
+/// magnitude, positive or negative: naive float sums of these depend on
+/// order. It is `k(r) / 2^20` exactly, so the oracle sums the `k`s in i128.
+fn fixed_k(r: &Rec) -> i64 {
+    let mut g = SplitMix64::new(r.3 ^ 0x5EED);
+    let bits = g.below(53);
+    let m = g.below(1u64 << bits) as i64;
+    let k = m << g.below(8);
+    if g.chance(0.5) {
+        -k
+    } else {
+        k
+    }
+}
+
+const FIXED_SCALE: f64 = 1_048_576.0; // 2^20
+
+fn value_frac(r: &Rec) -> f64 {
+    fixed_k(r) as f64 / FIXED_SCALE
+}
+
+/// The exact sum, rounded once (i128 to f64 rounds to nearest, ties to even).
+fn naive_frac_sum(records: &[Rec]) -> f64 {
+    let exact: i128 = records.iter().map(|r| i128::from(fixed_k(r))).sum();
+    exact as f64 / FIXED_SCALE
+}
+
 fn id<V>(v: V) -> V {
     v
 }
@@ -760,6 +787,23 @@ fn max(kind: Kind) {
 fn avg(kind: Kind) {
     check(kind, Avg::of(value_f64), f64::to_bits, |got, recs| {
         same(&f64::from_bits(*got), naive_avg(recs))
+    });
+}
+
+/// Float sums must be exact until one final rounding (so they do not depend
+/// on record order, hence not on the worker count).
+fn sum_f64(kind: Kind) {
+    check(kind, Sum::of(value_frac), f64::to_bits, |got, recs| {
+        same(&f64::from_bits(*got), naive_frac_sum(recs))
+    });
+}
+
+fn avg_f64(kind: Kind) {
+    check(kind, Avg::of(value_frac), f64::to_bits, |got, recs| {
+        same(
+            &f64::from_bits(*got),
+            naive_frac_sum(recs) / recs.len() as f64,
+        )
     });
 }
 
@@ -826,6 +870,8 @@ per_kind!(TUMBLING:
     tumbling_min => min,
     tumbling_max => max,
     tumbling_avg => avg,
+    tumbling_sum_f64 => sum_f64,
+    tumbling_avg_f64 => avg_f64,
     tumbling_fold => fold,
     tumbling_percentiles => percentiles,
     tumbling_tuple => tuple,
@@ -837,6 +883,8 @@ per_kind!(SLIDING_ALIGNED:
     sliding_aligned_min => min,
     sliding_aligned_max => max,
     sliding_aligned_avg => avg,
+    sliding_aligned_sum_f64 => sum_f64,
+    sliding_aligned_avg_f64 => avg_f64,
     sliding_aligned_fold => fold,
     sliding_aligned_percentiles => percentiles,
     sliding_aligned_tuple => tuple,
@@ -848,6 +896,8 @@ per_kind!(SLIDING_UNALIGNED:
     sliding_unaligned_min => min,
     sliding_unaligned_max => max,
     sliding_unaligned_avg => avg,
+    sliding_unaligned_sum_f64 => sum_f64,
+    sliding_unaligned_avg_f64 => avg_f64,
     sliding_unaligned_fold => fold,
     sliding_unaligned_percentiles => percentiles,
     sliding_unaligned_tuple => tuple,
@@ -864,6 +914,8 @@ per_kind!(SESSION:
     session_min => min,
     session_max => max,
     session_avg => avg,
+    session_sum_f64 => sum_f64,
+    session_avg_f64 => avg_f64,
     session_fold => fold,
     session_percentiles => percentiles,
     session_tuple => tuple,
