@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use clap::Parser;
@@ -61,6 +60,49 @@ struct Alert {
     reasons: String,
 }
 
+/// The distinct countries of a window, kept inline (no allocation per
+/// card and window): up to eight two-letter codes, which is plenty for a
+/// rule that fires at two.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Countries {
+    codes: [[u8; 2]; 8],
+    len: u8,
+}
+
+impl Countries {
+    fn add(&mut self, country: &str) {
+        let b = country.as_bytes();
+        let code = [
+            b.first().copied().unwrap_or(b'?'),
+            b.get(1).copied().unwrap_or(b'?'),
+        ];
+        let seen = &self.codes[..self.len as usize];
+        if !seen.contains(&code) && (self.len as usize) < self.codes.len() {
+            self.codes[self.len as usize] = code;
+            self.len += 1;
+        }
+    }
+
+    fn merge(&mut self, other: Countries) {
+        for code in &other.codes[..other.len as usize] {
+            self.add(&String::from_utf8_lossy(code));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    fn joined(&self) -> String {
+        let mut names: Vec<String> = self.codes[..self.len()]
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        names.sort();
+        names.join("|")
+    }
+}
+
 fn main() -> std::process::ExitCode {
     common::exit(job(Args::parse()))
 }
@@ -87,14 +129,11 @@ fn job(args: Args) -> anyhow::Result<()> {
                 (
                     Count,
                     Sum::of(|t: &Transaction| t.amount_cents),
+                    // The distinct countries, as a small sorted list.
                     Fold::new(
-                        BTreeSet::<String>::new(),
-                        |seen: &mut BTreeSet<String>, t: &Transaction| {
-                            if !seen.contains(&t.country) {
-                                seen.insert(t.country.clone());
-                            }
-                        },
-                        |seen: &mut BTreeSet<String>, other: BTreeSet<String>| seen.extend(other),
+                        Countries::default(),
+                        |seen: &mut Countries, t: &Transaction| seen.add(&t.country),
+                        |seen: &mut Countries, other: Countries| seen.merge(other),
                     ),
                 ),
             );
@@ -118,7 +157,7 @@ fn job(args: Args) -> anyhow::Result<()> {
                     window_end_ms: f.window.end,
                     transactions,
                     spend_cents,
-                    countries: countries.into_iter().collect::<Vec<_>>().join("|"),
+                    countries: countries.joined(),
                     reasons: reasons.join("|"),
                 })
             })

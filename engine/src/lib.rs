@@ -60,7 +60,7 @@ pub use config::RunArgs;
 pub use data::{Data, Key};
 pub use dead_letter::{DeadLetter, Origin};
 pub use error::{ConfigError, JobError};
-pub use ids::{KeyGroup, SplitId, WorkerIndex};
+pub use ids::{FastMap, KeyGroup, SplitId, WorkerIndex};
 pub use metrics::Summary;
 pub use pipeline::{run, Pipeline, SourceBuilder};
 pub use sink::Sink;

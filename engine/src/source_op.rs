@@ -56,6 +56,8 @@ struct SplitState<T> {
     id: SplitId,
     reader: Box<dyn SplitReader<T>>,
     watermark: SplitWatermark,
+    /// Records (good or bad) read so far: the offset of the next one.
+    offset: u64,
     done: bool,
     /// When the split last produced a record (or was opened).
     last_data: Instant,
@@ -114,6 +116,7 @@ where
                             id: SplitId(s),
                             reader,
                             watermark: SplitWatermark::default(),
+                            offset: 0,
                             done: false,
                             last_data: now,
                             idle: false,
@@ -177,6 +180,10 @@ where
                         .fetch_add(buffer.len() as u64, Ordering::Relaxed);
                     for item in buffer.drain(..) {
                         let stamp = split.watermark.current();
+                        let offset = split.offset;
+                        if matches!(item, ReadItem::Record(_) | ReadItem::Bad(_)) {
+                            split.offset += 1;
+                        }
                         match item {
                             ReadItem::Record(record) => match extract(&record) {
                                 Some(event) => {
@@ -193,7 +200,7 @@ where
                                                 source: name.clone(),
                                                 origin: Origin::Split {
                                                     split: split.id.0,
-                                                    offset: 0,
+                                                    offset,
                                                 },
                                                 reason: "the record has no event timestamp".into(),
                                                 raw,

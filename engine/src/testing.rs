@@ -139,6 +139,7 @@ impl<T: Clone + 'static> Source for Script<T> {
             split,
             steps,
             next: 0,
+            offset: 0,
             idle_until: None,
         }))
     }
@@ -148,6 +149,8 @@ struct ScriptReader<T> {
     split: SplitId,
     steps: Vec<Step<T>>,
     next: usize,
+    /// Records (good or malformed) produced: the offset of the next one.
+    offset: u64,
     idle_until: Option<Instant>,
 }
 
@@ -172,18 +175,24 @@ impl<T: Clone> SplitReader<T> for ScriptReader<T> {
                     }
                     self.idle_until = None;
                 }
-                Step::Record(r) => out.push(ReadItem::Record(r.clone())),
+                Step::Record(r) => {
+                    self.offset += 1;
+                    out.push(ReadItem::Record(r.clone()))
+                }
                 Step::Watermark(w) => out.push(ReadItem::Watermark(*w)),
                 Step::EndEpoch => out.push(ReadItem::EndEpoch),
-                Step::Malformed(raw, reason) => out.push(ReadItem::Bad(DeadLetter {
-                    source: String::new(),
-                    origin: Origin::Split {
-                        split: self.split.0,
-                        offset: self.next as u64,
-                    },
-                    reason: reason.clone(),
-                    raw: raw.clone(),
-                })),
+                Step::Malformed(raw, reason) => {
+                    out.push(ReadItem::Bad(DeadLetter {
+                        source: String::new(),
+                        origin: Origin::Split {
+                            split: self.split.0,
+                            offset: self.offset,
+                        },
+                        reason: reason.clone(),
+                        raw: raw.clone(),
+                    }));
+                    self.offset += 1;
+                }
             }
             self.next += 1;
             produced += 1;

@@ -25,7 +25,7 @@ pub trait Aggregator<T>: Clone + 'static {
     /// Merges another window's state into `acc` (when session windows merge).
     fn merge(&self, acc: &mut Self::Acc, other: Self::Acc);
     /// The result for a window (never called on an empty window).
-    fn finish(&self, acc: &Self::Acc) -> Self::Out;
+    fn finish(&self, acc: Self::Acc) -> Self::Out;
 }
 
 /// Counts records.
@@ -44,8 +44,8 @@ impl<T> Aggregator<T> for Count {
     fn merge(&self, acc: &mut u64, other: u64) {
         *acc += other;
     }
-    fn finish(&self, acc: &u64) -> u64 {
-        *acc
+    fn finish(&self, acc: u64) -> u64 {
+        acc
     }
 }
 
@@ -128,8 +128,8 @@ where
     fn merge(&self, acc: &mut V::Acc, other: V::Acc) {
         V::merge(acc, other);
     }
-    fn finish(&self, acc: &V::Acc) -> V {
-        V::total(acc)
+    fn finish(&self, acc: V::Acc) -> V {
+        V::total(&acc)
     }
 }
 
@@ -180,7 +180,7 @@ where
             keep(acc, v, |a, b| a < b);
         }
     }
-    fn finish(&self, acc: &Option<V>) -> V {
+    fn finish(&self, acc: Option<V>) -> V {
         acc.expect("weir invariant: a window holds at least one record")
     }
 }
@@ -203,7 +203,7 @@ where
             keep(acc, v, |a, b| a > b);
         }
     }
-    fn finish(&self, acc: &Option<V>) -> V {
+    fn finish(&self, acc: Option<V>) -> V {
         acc.expect("weir invariant: a window holds at least one record")
     }
 }
@@ -236,7 +236,7 @@ where
         acc.0.merge(&other.0);
         acc.1 += other.1;
     }
-    fn finish(&self, acc: &(ExactSum, u64)) -> f64 {
+    fn finish(&self, acc: (ExactSum, u64)) -> f64 {
         acc.0.value() / acc.1.max(1) as f64
     }
 }
@@ -274,8 +274,8 @@ where
     fn merge(&self, acc: &mut A, other: A) {
         (self.merge)(acc, other)
     }
-    fn finish(&self, acc: &A) -> A {
-        acc.clone()
+    fn finish(&self, acc: A) -> A {
+        acc
     }
 }
 
@@ -325,7 +325,7 @@ where
     fn merge(&self, acc: &mut Histogram<u64>, other: Histogram<u64>) {
         let _ = acc.add(&other);
     }
-    fn finish(&self, acc: &Histogram<u64>) -> Quantiles {
+    fn finish(&self, acc: Histogram<u64>) -> Quantiles {
         Quantiles {
             count: acc.len(),
             p50: acc.value_at_quantile(0.5),
@@ -351,8 +351,8 @@ macro_rules! tuple_aggregator {
             fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
                 $(self.$idx.merge(&mut acc.$idx, other.$idx);)+
             }
-            fn finish(&self, acc: &Self::Acc) -> Self::Out {
-                ($(self.$idx.finish(&acc.$idx),)+)
+            fn finish(&self, acc: Self::Acc) -> Self::Out {
+                ($(self.$idx.finish(acc.$idx),)+)
             }
         }
     };

@@ -1,11 +1,11 @@
 //! Tumbling and sliding windows: state per window end, fired in end order.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use weir::stateful::{Emit, KeyedLogic};
-use weir::{Data, Key};
+use weir::{Data, FastMap, Key};
 
 use super::assign::{sliding_windows, Window};
 use super::{Fired, Late};
@@ -17,7 +17,7 @@ pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
     pub(crate) lateness: u64,
     pub(crate) aggregator: A,
     /// Open windows by fire time (`end + lateness`); all keys' state for it.
-    pub(crate) pending: BTreeMap<u64, (Window, HashMap<K, A::Acc>)>,
+    pub(crate) pending: BTreeMap<u64, (Window, FastMap<K, A::Acc>)>,
     pub(crate) scratch: Vec<Window>,
     pub(crate) _record: PhantomData<T>,
 }
@@ -59,7 +59,7 @@ where
             let (_, accs) = self
                 .pending
                 .entry(fire)
-                .or_insert_with(|| (window, HashMap::new()));
+                .or_insert_with(|| (window, FastMap::default()));
             match accs.entry(key.clone()) {
                 Entry::Occupied(mut acc) => self.aggregator.add(acc.get_mut(), &record),
                 Entry::Vacant(slot) => {
@@ -79,7 +79,7 @@ where
             let fire = *entry.key();
             let (window, accs) = entry.remove();
             for (key, acc) in accs {
-                let value = self.aggregator.finish(&acc);
+                let value = self.aggregator.finish(acc);
                 emit.output(fire, window.end - 1, Fired { key, window, value });
             }
         }

@@ -34,12 +34,12 @@ mod assign;
 mod fixed;
 mod session;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weir::{Data, DeadLetter, Key, KeyedStream, Origin, Stream};
+use weir::{Data, DeadLetter, FastMap, Key, KeyedStream, Origin, Stream};
 
 pub use assign::{sliding_windows, Window};
 
@@ -186,7 +186,7 @@ impl<'s, K: Key, T: Data> WindowExt<'s, K, T> for KeyedStream<'s, K, T> {
                     gap,
                     lateness: windows.lateness,
                     aggregator,
-                    sessions: HashMap::new(),
+                    sessions: FastMap::default(),
                     fires: BTreeSet::new(),
                     _record: PhantomData,
                 },

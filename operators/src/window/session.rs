@@ -7,11 +7,11 @@
 //! A record is late iff its stamp has passed its own window `[ts, ts + gap)`
 //! (plus allowed lateness).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::marker::PhantomData;
 
 use weir::stateful::{Emit, KeyedLogic};
-use weir::{Data, Key};
+use weir::{Data, FastMap, Key};
 
 use super::assign::Window;
 use super::{Fired, Late};
@@ -27,7 +27,7 @@ pub(crate) struct SessionWindows<K, T, A: Aggregator<T>> {
     pub(crate) lateness: u64,
     pub(crate) aggregator: A,
     /// Open sessions per key, sorted by start, non-overlapping.
-    pub(crate) sessions: HashMap<K, Vec<Session<A::Acc>>>,
+    pub(crate) sessions: FastMap<K, Vec<Session<A::Acc>>>,
     /// (fire time, key, session start) of every open session.
     pub(crate) fires: BTreeSet<(u64, K, u64)>,
     pub(crate) _record: PhantomData<T>,
@@ -111,7 +111,7 @@ where
             };
             if let Some(i) = sessions.iter().position(|s| s.window.start == start) {
                 let session = sessions.remove(i);
-                let value = self.aggregator.finish(&session.acc);
+                let value = self.aggregator.finish(session.acc);
                 emit.output(
                     fire,
                     session.window.end - 1,
