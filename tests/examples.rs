@@ -495,3 +495,54 @@ fn bad_flags_and_missing_files_fail_at_start_with_one_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn ctrl_c_ends_the_input_flushes_windows_and_prints_the_summary() {
+    let dir = temp_dir("ctrl-c");
+    let out = dir.join("out.jsonl");
+    let child = Command::new(example("iot"))
+        .args([
+            "--rate",
+            "20000",
+            "--keys",
+            "20",
+            "--status-interval",
+            "200ms",
+            "--output",
+            &out.display().to_string(),
+            "--dead-letters",
+            &dir.join("dead.jsonl").display().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start iot");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("send SIGINT");
+    assert!(status.success());
+    let result = child.wait_with_output().expect("wait for iot");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        result.status.success(),
+        "iot did not exit cleanly on Ctrl-C: {stderr}"
+    );
+    assert!(stderr.contains("events/s"), "no status line: {stderr}");
+    assert!(stderr.contains("weir: done:"), "no summary: {stderr}");
+    // 1.5 s at 20 000 records/s, 1 ms apart, is about 30 s of event time:
+    // every session (30 s gap) was still open at Ctrl-C, so session rows
+    // prove that open windows were flushed.
+    let rows = sorted_lines(&out);
+    assert!(
+        rows.iter().any(|r| r.contains("\"minute\"")),
+        "no minute rows"
+    );
+    assert!(
+        rows.iter().any(|r| r.contains("\"session\"")),
+        "open sessions were not flushed"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
