@@ -298,6 +298,29 @@ pub struct Quantiles {
 
 /// Percentiles (p50/p90/p99/p99.9/max) of a field, from an HDR histogram with
 /// three significant digits (values are exact to within 0.1%).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::testing::{run_workers, Script};
+/// use weir::Watermarks;
+/// use weir_operators::{Percentiles, WindowExt, Windows};
+///
+/// // (service, latency µs, time ms): latencies 1..=1000 µs in one window.
+/// let requests: Vec<(u8, u64, u64)> = (1..=1000).map(|l| (0, l, l)).collect();
+/// let script = Script::new().records(&requests);
+/// let q = run_workers(2, move |p, capture| {
+///     p.source("requests", script.clone())
+///         .event_time(|r: &(u8, u64, u64)| r.2, Watermarks::ascending())
+///         .key_by("by_service", |r| r.0)
+///         .window("latency", Windows::tumbling(Duration::from_secs(10)), Percentiles::of(|r: &(u8, u64, u64)| r.1))
+///         .fired
+///         .map(|f| f.value)
+///         .sink("out", capture.sink());
+/// });
+/// assert_eq!((q[0].count, q[0].p50, q[0].p99, q[0].max), (1000, 500, 990, 1000));
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Percentiles<F>(F);
 

@@ -124,6 +124,31 @@ impl Windows {
     }
 
     /// Per key, records closer than `gap` share a window `[first, last + gap)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir::testing::{run_workers, Script};
+    /// use weir::Watermarks;
+    /// use weir_operators::{Count, WindowExt, Windows};
+    ///
+    /// // (user, click time ms): two bursts for user 1, one for user 2.
+    /// let script = Script::new().records(&[(1u32, 0u64), (2, 5_000), (1, 20_000), (1, 90_000)]);
+    /// let sessions = run_workers(1, move |p, capture| {
+    ///     p.source("clicks", script.clone())
+    ///         .event_time(|c: &(u32, u64)| c.1, Watermarks::ascending())
+    ///         .key_by("by_user", |c| c.0)
+    ///         .window("visits", Windows::session(Duration::from_secs(30)), Count)
+    ///         .fired
+    ///         .map(|f| (f.key, f.window.start, f.window.end, f.value))
+    ///         .sink("out", capture.sink());
+    /// });
+    /// assert_eq!(
+    ///     sessions,
+    ///     vec![(1, 0, 50_000, 2), (1, 90_000, 120_000, 1), (2, 5_000, 35_000, 1)]
+    /// );
+    /// ```
     pub fn session(gap: Duration) -> Self {
         Windows {
             kind: Kind::Session { gap: ms(gap) },
@@ -152,6 +177,58 @@ pub trait WindowExt<'s, K, T> {
     /// Aggregates each key's records per window of their event time.
     /// `name` names the step (and, later, its checkpointed state). Results
     /// carry their window's last ms as event time.
+    ///
+    /// # Examples
+    ///
+    /// Sliding windows of 10 s every 5 s with 1 s allowed lateness; a record
+    /// that arrives after the watermark passed its windows comes out late,
+    /// once per window it missed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir::testing::{run_workers, Script};
+    /// use weir::Watermarks;
+    /// use weir_operators::{Sum, WindowExt, Windows};
+    ///
+    /// // (account, amount, event time ms)
+    /// let script = Script::new()
+    ///     .records(&[(7u32, 5u64, 1_000u64), (7, 10, 6_000), (7, 1, 16_000)])
+    ///     .watermark(20_000)
+    ///     .record((7, 100, 2_000)); // far behind the watermark
+    /// let (fired, late) = (
+    ///     run_workers(2, {
+    ///         let script = script.clone();
+    ///         move |p, capture| {
+    ///             let w = p
+    ///                 .source("payments", script.clone())
+    ///                 .event_time(|r: &(u32, u64, u64)| r.2, Watermarks::ascending())
+    ///                 .key_by("by_account", |r| r.0)
+    ///                 .window(
+    ///                     "totals",
+    ///                     Windows::sliding(Duration::from_secs(10), Duration::from_secs(5))
+    ///                         .allowed_lateness(Duration::from_secs(1)),
+    ///                     Sum::of(|r: &(u32, u64, u64)| r.1),
+    ///                 );
+    ///             w.fired.map(|f| (f.window.start, f.value)).sink("out", capture.sink());
+    ///         }
+    ///     }),
+    ///     run_workers(2, move |p, capture| {
+    ///         let w = p
+    ///             .source("payments", script.clone())
+    ///             .event_time(|r: &(u32, u64, u64)| r.2, Watermarks::ascending())
+    ///             .key_by("by_account", |r| r.0)
+    ///             .window(
+    ///                 "totals",
+    ///                 Windows::sliding(Duration::from_secs(10), Duration::from_secs(5))
+    ///                     .allowed_lateness(Duration::from_secs(1)),
+    ///                 Sum::of(|r: &(u32, u64, u64)| r.1),
+    ///             );
+    ///         w.late.map(|l| (l.window.start, l.record.1)).sink("late", capture.sink());
+    ///     }),
+    /// );
+    /// assert_eq!(fired, vec![(0, 15), (5_000, 10), (10_000, 1), (15_000, 1)]);
+    /// assert_eq!(late, vec![(0, 100)]);
+    /// ```
     fn window<A: Aggregator<T>>(
         self,
         name: &str,
