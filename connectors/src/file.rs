@@ -344,3 +344,121 @@ impl<T: Serialize + 'static> Sink<T> for StdoutSink<T> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq, Clone)]
+    struct Rec {
+        id: u64,
+        ts_ms: u64,
+    }
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("weir-file-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    fn read_split(source: &mut FileSource<Rec>, split: u32) -> Vec<ReadItem<Rec>> {
+        let mut reader = Source::open(source, SplitId(split)).expect("opens");
+        let mut out = Vec::new();
+        while reader.read(3, &mut out).expect("reads") != ReadStatus::Done {}
+        out
+    }
+
+    #[test]
+    fn jsonl_with_bad_and_oversized_lines() {
+        let dir = temp("jsonl");
+        let path = dir.join("in.jsonl");
+        let huge = format!(
+            "{{\"id\": 9, \"ts_ms\": 1, \"pad\": \"{}\"}}",
+            "x".repeat(MAX_RECORD_BYTES)
+        );
+        std::fs::write(
+            &path,
+            format!(
+                "{{\"id\":1,\"ts_ms\":10}}\n\n{{\"id\":2}}\n{huge}\n{{\"id\":3,\"ts_ms\":30}}\n"
+            ),
+        )
+        .expect("write");
+        let mut source = FileSource::<Rec>::open(&path, Format::Jsonl).expect("exists");
+        let items = read_split(&mut source, 0);
+        let good: Vec<u64> = items
+            .iter()
+            .filter_map(|i| match i {
+                ReadItem::Record(r) => Some(r.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(good, vec![1, 3]);
+        let bad: Vec<(u64, String)> = items
+            .iter()
+            .filter_map(|i| match i {
+                ReadItem::Bad(d) => match &d.origin {
+                    Origin::File { line, .. } => Some((*line, d.reason.clone())),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert_eq!(bad[0].0, 3);
+        assert!(bad[0].1.contains("missing field `ts_ms`"), "{bad:?}");
+        assert_eq!(bad[1].0, 4);
+        assert!(bad[1].1.contains("exceeds"), "{bad:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_directory_is_one_split_per_file_in_name_order() {
+        let dir = temp("dir");
+        std::fs::write(dir.join("b.csv"), "ts_ms,id\n20,2\n").expect("write");
+        std::fs::write(dir.join("a.csv"), "id,ts_ms\n1,10\n").expect("write");
+        std::fs::write(dir.join(".hidden.csv"), "garbage").expect("write");
+        let mut source = FileSource::<Rec>::open(&dir, Format::Csv).expect("exists");
+        assert_eq!(source.splits(), 2);
+        let first = read_split(&mut source, 0);
+        let second = read_split(&mut source, 1);
+        assert_eq!(first, vec![ReadItem::Record(Rec { id: 1, ts_ms: 10 })]);
+        assert_eq!(second, vec![ReadItem::Record(Rec { id: 2, ts_ms: 20 })]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn missing_input_and_empty_directory_are_refused_with_the_path() {
+        let e = FileSource::<Rec>::open("/nonexistent/x.csv", Format::Csv).expect_err("missing");
+        assert!(
+            e.contains("/nonexistent/x.csv") && e.contains("no such file"),
+            "{e}"
+        );
+        let dir = temp("empty");
+        let e = FileSource::<Rec>::open(&dir, Format::Csv).expect_err("empty");
+        assert!(e.contains("no files"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn file_sink_writes_csv_and_jsonl() {
+        let dir = temp("sink");
+        for (format, expected) in [
+            (Format::Csv, "id,ts_ms\n1,10\n2,20\n"),
+            (
+                Format::Jsonl,
+                "{\"id\":1,\"ts_ms\":10}\n{\"id\":2,\"ts_ms\":20}\n",
+            ),
+        ] {
+            let path = dir.join(format!("out.{format}"));
+            let mut sink = FileSink::<Rec>::create(&path, format);
+            sink.open(WorkerIndex(0)).expect("open");
+            let mut batch = vec![Rec { id: 1, ts_ms: 10 }, Rec { id: 2, ts_ms: 20 }];
+            sink.write(&mut batch).expect("write");
+            sink.flush().expect("flush");
+            assert_eq!(std::fs::read_to_string(&path).expect("read"), expected);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
