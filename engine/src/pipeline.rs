@@ -41,8 +41,6 @@ pub(crate) struct WorkerCtx {
 /// State one worker's pipeline shares between its streams while it is built.
 pub(crate) struct PipelineState<'s> {
     pub(crate) ctx: Rc<WorkerCtx>,
-    pub(crate) shared: Arc<JobShared>,
-    pub(crate) flow: ProbeHandle<Time>,
     dead_letters: RefCell<Vec<StreamVec<'s, Time, (u64, DeadLetter)>>>,
     names: RefCell<BTreeSet<String>>,
 }
@@ -52,10 +50,11 @@ impl<'s> PipelineState<'s> {
     /// checkpointed state).
     pub(crate) fn claim_name(&self, kind: &str, name: &str) {
         if name.is_empty() {
-            self.shared
+            self.ctx
+                .shared
                 .fail(ConfigError::new(format!("a {kind} needs a non-empty name")).into());
         } else if !self.names.borrow_mut().insert(name.to_string()) {
-            self.shared.fail(
+            self.ctx.shared.fail(
                 ConfigError::new(format!(
                     "two steps are named `{name}`: give every source, key_by, window and sink its own name"
                 ))
@@ -196,18 +195,15 @@ where
     let guards = timely::execute(config, move |worker| {
         let shared = Arc::clone(&job_shared);
         worker.dataflow::<Time, _, _>(|scope| {
-            let flow = ProbeHandle::new();
             let ctx = Rc::new(WorkerCtx {
-                shared: Arc::clone(&shared),
+                shared,
                 local_worker: scope.index() % workers_per_process,
                 epoch_interval,
-                flow: flow.clone(),
+                flow: ProbeHandle::new(),
                 max_in_flight: 64 * 1024,
             });
             let state = Rc::new(PipelineState {
                 ctx,
-                shared,
-                flow,
                 dead_letters: RefCell::new(Vec::new()),
                 names: RefCell::new(BTreeSet::new()),
             });

@@ -52,12 +52,12 @@ pub(crate) fn build_sink<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl 
     let input = if stream.held {
         stream.inner
     } else {
-        stream.inner.probe_with(&stream.state.flow)
+        stream.inner.probe_with(&stream.state.ctx.flow)
     };
     let driver = SinkDriver {
         sink,
         name: name.to_string(),
-        shared: Arc::clone(&stream.state.shared),
+        shared: Arc::clone(&stream.state.ctx.shared),
         failed: false,
         worker: WorkerIndex(input.scope().index()),
     };

@@ -108,7 +108,7 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
             self.inner
         } else {
             use timely::dataflow::operators::Probe;
-            self.inner.probe_with(&state.flow)
+            self.inner.probe_with(&state.ctx.flow)
         };
         let scope = input_stream.scope();
         let mut builder = OperatorBuilder::new(name.to_string(), scope);
@@ -117,7 +117,7 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
         let (late, late_stream) = builder.new_output::<Vec<(u64, L::Late)>>();
         let mut out: TimedOutput<L::Out> = OutputBuilder::from(out);
         let mut late: TimedOutput<L::Late> = OutputBuilder::from(late);
-        let shared = std::sync::Arc::clone(&state.shared);
+        let shared = std::sync::Arc::clone(&state.ctx.shared);
         let operator = name.to_string();
 
         builder.build(move |initial| {

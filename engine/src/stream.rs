@@ -135,7 +135,7 @@ impl<'s, D: Data> Stream<'s, D> {
     /// Turns every record into a dead letter (for example late records) and
     /// adds them to the pipeline's dead letters.
     pub fn dead_letter(self, logic: impl FnMut(D) -> DeadLetter + 'static) {
-        let shared = std::sync::Arc::clone(&self.state.shared);
+        let shared = std::sync::Arc::clone(&self.state.ctx.shared);
         let mut logic = logic;
         let dead = self
             .inner

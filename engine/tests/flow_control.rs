@@ -48,7 +48,11 @@ impl SplitReader<u64> for CountingSplit {
         out.extend((self.next..self.next + n).map(ReadItem::Record));
         self.next += n;
         self.read.fetch_add(n, Ordering::SeqCst);
-        Ok(if self.next == self.end { ReadStatus::Done } else { ReadStatus::Ready })
+        Ok(if self.next == self.end {
+            ReadStatus::Done
+        } else {
+            ReadStatus::Ready
+        })
     }
 }
 
@@ -68,7 +72,10 @@ impl KeyedLogic<u64, u64> for Slow {
             std::hint::spin_loop();
         }
         self.consumed += 1;
-        let gap = self.read.load(Ordering::SeqCst).saturating_sub(self.consumed);
+        let gap = self
+            .read
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.consumed);
         self.max_gap.fetch_max(gap, Ordering::SeqCst);
     }
     fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<u64, u64>) {
@@ -85,12 +92,16 @@ impl KeyedLogic<u64, u64> for Slow {
 #[test]
 fn a_fast_source_waits_for_a_slow_consumer() {
     // A key that lives on worker 1 of 2.
-    let key = (0u64..).find(|k| KeyGroup::of(k).worker(2).0 == 1).expect("some key");
+    let key = (0u64..)
+        .find(|k| KeyGroup::of(k).worker(2).0 == 1)
+        .expect("some key");
     let read = Arc::new(AtomicU64::new(0));
     let max_gap = Arc::new(AtomicU64::new(0));
     let (r, g) = (Arc::clone(&read), Arc::clone(&max_gap));
     let out = run_workers(2, move |p, capture| {
-        let source = Counting { read: Arc::clone(&r) };
+        let source = Counting {
+            read: Arc::clone(&r),
+        };
         let slow = Slow {
             read: Arc::clone(&r),
             consumed: 0,
@@ -100,12 +111,19 @@ fn a_fast_source_waits_for_a_slow_consumer() {
             .source("numbers", source)
             // One ms of event time per record, stamps every 10 ms: flow
             // control can retire records as the watermark moves.
-            .event_time(|n: &u64| *n, Watermarks::ascending().quantum(Duration::from_millis(10)))
+            .event_time(
+                |n: &u64| *n,
+                Watermarks::ascending().quantum(Duration::from_millis(10)),
+            )
             .key_by("one_key", move |_| key)
             .stateful("slow", slow);
         done.sink("out", capture.sink());
     });
-    assert_eq!(out.iter().sum::<u64>(), RECORDS, "every record consumed once");
+    assert_eq!(
+        out.iter().sum::<u64>(),
+        RECORDS,
+        "every record consumed once"
+    );
     let gap = max_gap.load(Ordering::SeqCst);
     // The bound is 64 Ki records in flight per source, plus what one
     // activation reads past it; without flow control the gap nears RECORDS.

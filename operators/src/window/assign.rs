@@ -46,9 +46,12 @@ mod tests {
         out.into_iter().map(|w| (w.start, w.end)).collect()
     }
 
+    /// (event time, size, slide, expected windows)
+    type Case = (u64, u64, u64, &'static [(u64, u64)]);
+
     #[test]
     fn assigner_table() {
-        let cases: &[(u64, u64, u64, &[(u64, u64)])] = &[
+        let cases: &[Case] = &[
             // tumbling
             (0, 10, 10, &[(0, 10)]),
             (9, 10, 10, &[(0, 10)]),
