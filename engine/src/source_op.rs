@@ -101,7 +101,8 @@ where
         let mut buffer: Vec<ReadItem<S::Item>> = Vec::with_capacity(BATCH);
         let mut stamped: Vec<(Time, (u64, S::Item))> = Vec::with_capacity(BATCH);
         let mut dead_letters: Vec<(Time, (u64, DeadLetter))> = Vec::new();
-        let mut all_idle_since: Option<Instant> = None;
+        // When every live split went idle, and the watermark then.
+        let mut all_idle_since: Option<(Instant, u64)> = None;
 
         move |_frontiers| {
             if caps.is_empty() {
@@ -285,8 +286,8 @@ where
                 None => {
                     // Every live split is idle: follow the other workers of
                     // this process, or else let processing time move it.
-                    let since = *all_idle_since.get_or_insert(now);
-                    let by_clock = time.event + now.duration_since(since).as_millis() as u64;
+                    let (since, base) = *all_idle_since.get_or_insert((now, time.event));
+                    let by_clock = base + now.duration_since(since).as_millis() as u64;
                     state
                         .shared
                         .highest_other_watermark(state.local_worker)

@@ -20,16 +20,21 @@ fn dead(split: u32, offset: u64, reason: &str, raw: &str) -> DeadLetter {
 
 #[test]
 fn malformed_steps_become_dead_letters_with_reason_and_origin() {
-    // Offsets are positions within the split (records count too).
+    // Offsets count the records of a split, good or malformed; watermark,
+    // epoch and idle steps are not records.
     let script: Script<Rec> = Script::new()
         .record((1, 100)) // split 0, offset 0
         .malformed("{\"key\": oops", "expected value at line 1 column 9") // offset 1
+        .watermark(150)
         .record((2, 200)) // offset 2
+        .end_epoch()
         .record((1, 300)) // offset 3
+        .idle(std::time::Duration::from_millis(1))
         .malformed("", "empty line") // offset 4
         .split()
         .malformed("\u{fffd}\u{fffd}", "not UTF-8") // split 1, offset 0
         .record((3, 150)) // offset 1
+        .watermark(1_000)
         .malformed("1,2,3,4", "too many fields"); // offset 2
     let expected_dead = {
         let mut v = vec![
@@ -122,6 +127,8 @@ fn a_record_without_event_time_is_a_dead_letter_with_its_origin() {
         .split()
         .record((2, Some(100))) // split 1, offset 0
         .record((2, Some(200))) // offset 1
+        .watermark(150)
+        .end_epoch()
         .record((3, None)) // offset 2
         .record((2, Some(300))); // offset 3
     for workers in [1, 2] {
