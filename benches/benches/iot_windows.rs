@@ -8,7 +8,8 @@
 //! output (checked equal), so the ratio is the engine's overhead.
 //!
 //! Run: `cargo bench -p weir-benches --bench iot_windows` (release build).
-//! Optional: `-- --events N` (default 4 000 000), `--runs R` (default 3).
+//! Optional: `-- --events N` (default 4 000 000), `--runs R` (default 3),
+//! `--quantum-ms Q` (the watermark quantum, default 100).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -75,7 +76,7 @@ fn baseline(events: u64) -> Vec<Row> {
     rows
 }
 
-fn engine(events: u64, workers: usize) -> Vec<Row> {
+fn engine(events: u64, workers: usize, quantum_ms: u64) -> Vec<Row> {
     let capture = Capture::<Row>::new();
     let sink = capture.clone();
     let generator = Generator::<Reading>::new(config(events)).expect("valid config");
@@ -84,7 +85,8 @@ fn engine(events: u64, workers: usize) -> Vec<Row> {
         p.source("readings", generator.clone())
             .event_time(
                 |r: &Reading| r.ts_ms,
-                Watermarks::bounded(Duration::from_secs(2)),
+                Watermarks::bounded(Duration::from_secs(2))
+                    .quantum(Duration::from_millis(quantum_ms)),
             )
             .key_by("by_device", |r| r.device)
             .window(
@@ -170,6 +172,7 @@ fn arg(name: &str, default: u64) -> u64 {
 fn main() {
     let events = arg("--events", 4_000_000);
     let runs = arg("--runs", 3) as usize;
+    let quantum = arg("--quantum-ms", 100);
     println!(
         "iot_windows: {events} events, 1 000 devices, 60 s tumbling windows, {runs} runs each"
     );
@@ -178,8 +181,12 @@ fn main() {
     let base = measure("baseline (1 thread)", runs, events, &expected, || {
         baseline(events)
     });
-    let one = measure("weir -w 1", runs, events, &expected, || engine(events, 1));
-    let two = measure("weir -w 2", runs, events, &expected, || engine(events, 2));
+    let one = measure("weir -w 1", runs, events, &expected, || {
+        engine(events, 1, quantum)
+    });
+    let two = measure("weir -w 2", runs, events, &expected, || {
+        engine(events, 2, quantum)
+    });
     let median = |m: &Measured| m.micros.value_at_quantile(0.5) as f64;
     println!(
         "ratio weir -w 1 / baseline throughput: {:.2} (goal >= 0.5)",

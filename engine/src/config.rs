@@ -41,10 +41,19 @@ pub struct RunArgs {
     #[arg(long = "status-interval", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub status_interval: Duration,
 
+    /// Flow control: records a source may have unconsumed downstream before
+    /// it pauses (per source, per worker). Larger absorbs scheduling hiccups
+    /// between workers; smaller bounds memory tighter.
+    #[arg(long = "max-in-flight", default_value_t = DEFAULT_MAX_IN_FLIGHT, value_name = "N")]
+    pub max_in_flight: usize,
+
     /// Print nothing to stderr but errors (no status line, no summary).
     #[arg(long = "quiet")]
     pub quiet: bool,
 }
+
+/// The default of `--max-in-flight`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256 * 1024;
 
 impl Default for RunArgs {
     fn default() -> Self {
@@ -55,6 +64,7 @@ impl Default for RunArgs {
             hostfile: None,
             epoch_interval: Duration::from_secs(1),
             status_interval: Duration::from_secs(5),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             quiet: false,
         }
     }
@@ -85,6 +95,9 @@ impl RunArgs {
                 self.processes,
                 self.processes - 1
             )));
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::new("--max-in-flight must be at least 1"));
         }
         if self.epoch_interval.is_zero() {
             return Err(ConfigError::new("--epoch-interval must be greater than 0"));

@@ -43,6 +43,7 @@ pub mod config;
 pub mod data;
 pub mod dead_letter;
 pub mod error;
+mod flow;
 pub mod ids;
 pub mod metrics;
 pub mod pipeline;

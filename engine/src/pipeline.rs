@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use timely::dataflow::operators::core::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::Concatenate;
 use timely::dataflow::{Scope, StreamVec};
 
 use crate::config::RunArgs;
 use crate::dead_letter::DeadLetter;
 use crate::error::{ConfigError, JobError};
+use crate::flow::FlowControl;
 use crate::metrics::{spawn_status_thread, JobShared, Summary};
 use crate::source::Source;
 use crate::source_op::{build_source, IntoEventTime};
@@ -31,9 +31,9 @@ pub(crate) struct WorkerCtx {
     pub(crate) shared: Arc<JobShared>,
     pub(crate) local_worker: usize,
     pub(crate) epoch_interval: Duration,
-    /// The frontier of data not yet consumed by stateful operators and sinks:
-    /// what sources watch for flow control.
-    pub(crate) flow: ProbeHandle<Time>,
+    /// How far stateful operators and sinks have consumed: what sources
+    /// watch for flow control.
+    pub(crate) flow: FlowControl,
     /// Records a source may have in flight before it pauses.
     pub(crate) max_in_flight: usize,
 }
@@ -191,6 +191,7 @@ where
     };
     let workers_per_process = args.workers;
     let epoch_interval = args.epoch_interval;
+    let max_in_flight = args.max_in_flight;
     let job_shared = Arc::clone(&shared);
     let guards = timely::execute(config, move |worker| {
         let shared = Arc::clone(&job_shared);
@@ -199,8 +200,8 @@ where
                 shared,
                 local_worker: scope.index() % workers_per_process,
                 epoch_interval,
-                flow: ProbeHandle::new(),
-                max_in_flight: 64 * 1024,
+                flow: FlowControl::default(),
+                max_in_flight,
             });
             let state = Rc::new(PipelineState {
                 ctx,

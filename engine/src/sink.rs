@@ -15,16 +15,17 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange as ExchangePact, Pipeline as Local};
 use timely::dataflow::operators::generic::{InputHandleCore, Operator, OutputBuilderSession};
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::Probe;
 use timely::dataflow::StreamVec;
+use timely::progress::frontier::MutableAntichain;
 
 use crate::data::Data;
 use crate::dead_letter::DeadLetter;
 use crate::error::JobError;
+use crate::flow::Consumer;
 use crate::ids::WorkerIndex;
 use crate::metrics::JobShared;
 use crate::stream::Stream;
-use crate::time::Time;
+use crate::time::{watermark_of, Time};
 
 /// Where records leave the job.
 pub trait Sink<T>: 'static {
@@ -49,28 +50,32 @@ pub trait Sink<T>: 'static {
 }
 
 pub(crate) fn build_sink<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl Sink<D>) {
-    let input = if stream.held {
-        stream.inner
-    } else {
-        stream.inner.probe_with(&stream.state.ctx.flow)
-    };
+    let consumer = (!stream.held).then(|| stream.state.ctx.flow.register());
+    let input = stream.inner;
     let driver = SinkDriver {
         sink,
         name: name.to_string(),
         shared: Arc::clone(&stream.state.ctx.shared),
         failed: false,
         worker: WorkerIndex(input.scope().index()),
+        consumer,
     };
     let operator = format!("Sink({name})");
     let input = input.map(|(_, d)| d);
     let _: StreamVec<'_, Time, ()> = if driver.sink.parallel() {
-        input.unary(Local, &operator, |_, _| driver.logic())
+        input.unary_frontier(Local, &operator, |_, _| driver.logic())
     } else {
-        input.unary(ExchangePact::new(|_: &D| 0u64), &operator, |_, _| {
+        input.unary_frontier(ExchangePact::new(|_: &D| 0u64), &operator, |_, _| {
             driver.logic()
         })
     };
 }
+
+/// What a sink operator reads: its input and the input's frontier.
+type SinkInput<'a, 'b, D, P> = (
+    &'a mut InputHandleCore<Time, Vec<D>, P>,
+    &'b MutableAntichain<Time>,
+);
 
 /// Sinks have an output port (timely operators do) that never carries data.
 type NoOutput<'a> = OutputBuilderSession<'a, Time, CapacityContainerBuilder<Vec<()>>>;
@@ -81,6 +86,7 @@ struct SinkDriver<S> {
     shared: Arc<JobShared>,
     failed: bool,
     worker: WorkerIndex,
+    consumer: Option<Consumer>,
 }
 
 impl<S> SinkDriver<S> {
@@ -95,14 +101,17 @@ impl<S> SinkDriver<S> {
         !self.failed
     }
 
-    fn logic<D, P>(mut self) -> impl FnMut(&mut InputHandleCore<Time, Vec<D>, P>, &mut NoOutput<'_>)
+    fn logic<D, P>(mut self) -> impl FnMut(SinkInput<'_, '_, D, P>, &mut NoOutput<'_>)
     where
         S: Sink<D>,
         D: Data,
         P: timely::communication::Pull<timely::dataflow::channels::Message<Time, Vec<D>>>,
     {
         let mut opened = false;
-        move |input, _output| {
+        move |(input, frontier), _output| {
+            if let Some(consumer) = &self.consumer {
+                consumer.consumed_below(watermark_of(frontier.frontier()));
+            }
             if !opened {
                 opened = true;
                 if self.sink.parallel() || self.worker.0 == 0 {

@@ -3,8 +3,8 @@
 //! Per activation the operator, on each worker:
 //! 1. closes an epoch if the epoch interval has passed (wall clock);
 //! 2. pauses if too many of its records are still unconsumed downstream
-//!    (flow control: the `flow` probe watches stateful operators' and sinks'
-//!    inputs);
+//!    (flow control: stateful operators and sinks report how far they
+//!    have consumed, see `flow`);
 //! 3. reads a batch from each split it owns, stamps each record with its
 //!    split's watermark at read time, and emits it at `Time { epoch, stamp }`;
 //! 4. holds its capability at the least watermark over its live splits, so
@@ -28,7 +28,7 @@ use crate::ids::SplitId;
 use crate::pipeline::{ctrl_c_pressed, WorkerCtx};
 use crate::source::{ReadItem, ReadStatus, Source, SplitReader};
 use crate::stream::{TimedOutput, TimedStream};
-use crate::time::{watermark_of, Time};
+use crate::time::Time;
 use crate::watermark::{SplitWatermark, Watermarks};
 
 /// Records read per split per activation.
@@ -143,7 +143,7 @@ where
             }
 
             // 2. Flow control: retire what downstream has consumed.
-            let consumed_below = state.flow.with_frontier(watermark_of);
+            let consumed_below = state.flow.consumed_below();
             in_flight = in_flight.split_off(&consumed_below);
             // Records at the current stamp cannot be consumed before this
             // source moves on, so only older ones may pause it.
@@ -307,10 +307,14 @@ where
                 .publish_watermark(state.local_worker, time.event);
 
             // 5. When to run again.
-            if any_ready && !paused {
+            // Paused: downstream is catching up, possibly on another worker,
+            // so look again soon. Idle: the splits have nothing; poll gently.
+            let until_epoch = next_epoch.saturating_duration_since(now);
+            if paused {
+                activator.activate_after(until_epoch.min(Duration::from_micros(200)));
+            } else if any_ready {
                 activator.activate();
             } else {
-                let until_epoch = next_epoch.saturating_duration_since(now);
                 activator.activate_after(until_epoch.min(Duration::from_millis(5)));
             }
         }

@@ -104,12 +104,8 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
     ) -> (Stream<'s, L::Out>, Stream<'s, L::Late>) {
         self.state.claim_name("stateful operator", name);
         let state = Rc::clone(&self.state);
-        let input_stream = if self.held {
-            self.inner
-        } else {
-            use timely::dataflow::operators::Probe;
-            self.inner.probe_with(&state.ctx.flow)
-        };
+        let consumer = (!self.held).then(|| state.ctx.flow.register());
+        let input_stream = self.inner;
         let scope = input_stream.scope();
         let mut builder = OperatorBuilder::new(name.to_string(), scope);
         let mut input = builder.new_input(input_stream, Local);
@@ -132,6 +128,9 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                 let frontier = frontiers[0].frontier();
                 let open_epoch = lowest_open_epoch(frontier);
                 let watermark = watermark_of(frontier);
+                if let Some(consumer) = &consumer {
+                    consumer.consumed_below(watermark);
+                }
 
                 input.for_each(|cap, data| {
                     let Some(time) = cap.stamp().iter().next().copied() else {

@@ -293,9 +293,18 @@ where
     T: Data,
     F: Fn(&mut Pipeline<'_>, &Capture<T>) + Send + Sync + 'static,
 {
+    run_with(RunArgs::threads(workers), job)
+}
+
+/// Runs `job` with explicit run flags (workers, epoch interval, flow-control
+/// bound, …); returns records in arrival order with their arrival times.
+pub fn run_with<T, F>(args: RunArgs, job: F) -> Vec<(Duration, T)>
+where
+    T: Data,
+    F: Fn(&mut Pipeline<'_>, &Capture<T>) + Send + Sync + 'static,
+{
     let capture = Capture::new();
     let inner = capture.clone();
-    let args = RunArgs::threads(workers);
     if let Err(e) = run(&args, move |p| job(p, &inner)) {
         panic!("the job failed: {e}");
     }

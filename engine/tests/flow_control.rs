@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir::stateful::{Emit, KeyedLogic};
-use weir::testing::run_workers;
-use weir::{KeyGroup, ReadItem, ReadStatus, Source, SplitId, SplitReader, Watermarks};
+use weir::testing::run_with;
+use weir::{KeyGroup, ReadItem, ReadStatus, RunArgs, Source, SplitId, SplitReader, Watermarks};
 
 const RECORDS: u64 = 300_000;
+const MAX_IN_FLIGHT: usize = 32 * 1024;
 
 #[derive(Clone)]
 struct Counting {
@@ -98,7 +99,11 @@ fn a_fast_source_waits_for_a_slow_consumer() {
     let read = Arc::new(AtomicU64::new(0));
     let max_gap = Arc::new(AtomicU64::new(0));
     let (r, g) = (Arc::clone(&read), Arc::clone(&max_gap));
-    let out = run_workers(2, move |p, capture| {
+    let args = RunArgs {
+        max_in_flight: MAX_IN_FLIGHT,
+        ..RunArgs::threads(2)
+    };
+    let out: Vec<u64> = run_with(args, move |p, capture| {
         let source = Counting {
             read: Arc::clone(&r),
         };
@@ -118,17 +123,20 @@ fn a_fast_source_waits_for_a_slow_consumer() {
             .key_by("one_key", move |_| key)
             .stateful("slow", slow);
         done.sink("out", capture.sink());
-    });
+    })
+    .into_iter()
+    .map(|(_, n)| n)
+    .collect();
     assert_eq!(
         out.iter().sum::<u64>(),
         RECORDS,
         "every record consumed once"
     );
     let gap = max_gap.load(Ordering::SeqCst);
-    // The bound is 64 Ki records in flight per source, plus what one
+    // The bound is 32 Ki records in flight per source, plus what one
     // activation reads past it; without flow control the gap nears RECORDS.
     assert!(
-        gap < 100_000,
+        gap < MAX_IN_FLIGHT as u64 + 20_000,
         "the source ran {gap} records ahead of the consumer (of {RECORDS})"
     );
     assert!(gap > 0, "the test measured nothing");
