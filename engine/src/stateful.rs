@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use timely::dataflow::channels::pact::Pipeline as Local;
+use timely::dataflow::channels::pact::ExchangeCore;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::CapabilitySet;
@@ -93,7 +93,7 @@ pub trait KeyedLogic<K, D>: 'static {
     fn next_fire(&self) -> Option<u64>;
 }
 
-type Buffered<K, D> = BTreeMap<Time, Vec<(K, u64, D)>>;
+type Buffered<D> = BTreeMap<Time, Vec<(u64, D)>>;
 
 impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
     /// Runs a keyed stateful operator; returns its results and its late records.
@@ -105,10 +105,15 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
         self.state.claim_name("stateful operator", name);
         let state = Rc::clone(&self.state);
         let consumer = (!self.held).then(|| state.ctx.flow.register());
+        let route = self.router();
+        let key = Rc::clone(&self.key);
         let input_stream = self.inner;
         let scope = input_stream.scope();
         let mut builder = OperatorBuilder::new(name.to_string(), scope);
-        let mut input = builder.new_input(input_stream, Local);
+        let mut input = builder.new_input(
+            input_stream,
+            ExchangeCore::new(move |r: &(u64, D)| route(r)),
+        );
         let (out, out_stream) = builder.new_output::<Vec<(u64, L::Out)>>();
         let (late, late_stream) = builder.new_output::<Vec<(u64, L::Late)>>();
         let mut out: TimedOutput<L::Out> = OutputBuilder::from(out);
@@ -120,7 +125,7 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
             drop(initial);
             let mut hold_out: CapabilitySet<Time> = CapabilitySet::new();
             let mut hold_late: CapabilitySet<Time> = CapabilitySet::new();
-            let mut buffered: Buffered<K, D> = BTreeMap::new();
+            let mut buffered: Buffered<D> = BTreeMap::new();
             let mut emit = Emit::new();
             let ordered = logic.ordered();
 
@@ -144,8 +149,8 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     if ordered || time.epoch > open_epoch {
                         buffered.entry(time).or_default().append(data);
                     } else {
-                        for (key, event_time, record) in data.drain(..) {
-                            logic.on_record(key, event_time, record, time.event, &mut emit);
+                        for (event_time, record) in data.drain(..) {
+                            logic.on_record(key(&record), event_time, record, time.event, &mut emit);
                         }
                     }
                 });
@@ -169,8 +174,8 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                         logic.on_watermark(time.event, &mut emit);
                     }
                     if let Some(records) = buffered.remove(&time) {
-                        for (key, event_time, record) in records {
-                            logic.on_record(key, event_time, record, time.event, &mut emit);
+                        for (event_time, record) in records {
+                            logic.on_record(key(&record), event_time, record, time.event, &mut emit);
                         }
                     }
                 }

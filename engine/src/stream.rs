@@ -106,20 +106,18 @@ impl<'s, D: Data> Stream<'s, D> {
 
     /// Partitions the stream by key: every record with the same key goes to
     /// the worker that owns the key's [`KeyGroup`]. `name` names the step.
+    ///
+    /// The exchange happens in the operator that consumes the keyed stream
+    /// (no extra pass over the data); the key is computed again there.
     pub fn key_by<K: Key>(
         self,
         name: &str,
         key: impl Fn(&D) -> K + 'static,
     ) -> KeyedStream<'s, K, D> {
         self.state.claim_name("key_by", name);
-        let peers = self.inner.scope().peers();
-        let inner = self
-            .inner
-            .clone()
-            .map(move |(t, d)| (key(&d), t, d))
-            .exchange(move |(k, _, _): &(K, u64, D)| KeyGroup::of(k).worker(peers).0 as u64);
         KeyedStream {
-            inner,
+            inner: self.inner,
+            key: Rc::new(key),
             state: self.state,
             held: self.held,
         }
@@ -171,42 +169,66 @@ impl<'s, D: Data> Stream<'s, D> {
     }
 }
 
-impl<K: Clone + 'static, D: Clone + 'static> Clone for KeyedStream<'_, K, D> {
+impl<K, D: Clone + 'static> Clone for KeyedStream<'_, K, D> {
     fn clone(&self) -> Self {
         KeyedStream {
             inner: self.inner.clone(),
+            key: Rc::clone(&self.key),
             state: Rc::clone(&self.state),
             held: self.held,
         }
     }
 }
 
-/// A stream partitioned by key: records with equal keys are on the same worker.
+/// A stream partitioned by key: the operator that consumes it sees every
+/// record of a key on the worker that owns the key's group.
 pub struct KeyedStream<'s, K, D> {
-    pub(crate) inner: StreamVec<'s, Time, (K, u64, D)>,
+    /// Records not yet exchanged; consumers exchange them by `key`.
+    pub(crate) inner: TimedStream<'s, D>,
+    pub(crate) key: Rc<dyn Fn(&D) -> K>,
     pub(crate) state: Rc<PipelineState<'s>>,
     pub(crate) held: bool,
 }
 
 impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
-    /// The records with their keys, as a plain stream.
+    /// Where a record goes: the worker owning its key's group.
+    pub(crate) fn router(&self) -> impl Fn(&Timed<D>) -> u64 + 'static {
+        let key = Rc::clone(&self.key);
+        let peers = self.inner.scope().peers();
+        move |(_, d): &Timed<D>| KeyGroup::of(&key(d)).worker(peers).0 as u64
+    }
+
+    /// The records with their keys, as a plain stream, each on the worker
+    /// that owns its key.
     pub fn into_stream(self) -> Stream<'s, (K, D)> {
-        let inner = self.inner.map(|(k, t, d)| (t, (k, d)));
+        let key = Rc::clone(&self.key);
+        let route = self.router();
+        let inner = self
+            .inner
+            .exchange(move |r: &Timed<D>| route(r))
+            .map(move |(t, d)| (t, (key(&d), d)));
         Stream::new(inner, self.state, self.held)
     }
 
     /// Looks at each keyed record without changing the stream.
     pub fn inspect(self, mut logic: impl FnMut(&K, &D) + 'static) -> KeyedStream<'s, K, D> {
-        let inner = self.inner.clone().inspect(move |(k, _, d)| logic(k, d));
+        let key = Rc::clone(&self.key);
+        let inner = self.inner.clone().inspect(move |(_, d)| logic(&key(d), d));
         KeyedStream {
             inner,
+            key: self.key,
             state: self.state,
             held: self.held,
         }
     }
 
-    /// The underlying timely stream of `(key, event time, record)`, for experts.
+    /// The underlying timely stream of `(key, event time, record)`, exchanged
+    /// by key, for experts.
     pub fn into_timely(self) -> StreamVec<'s, Time, (K, u64, D)> {
+        let key = Rc::clone(&self.key);
+        let route = self.router();
         self.inner
+            .exchange(move |r: &Timed<D>| route(r))
+            .map(move |(t, d)| (key(&d), t, d))
     }
 }
