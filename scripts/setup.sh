@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
 # Installs what building and testing weir needs, skipping what is already
-# there. Today that is a Rust toolchain (1.88 or newer) and a C compiler;
-# RocksDB and Kafka arrive with the checkpoint and Kafka work.
+# there: a Rust toolchain (1.88 or newer), a C/C++ compiler, and libclang
+# (bindgen generates RocksDB's bindings with it). RocksDB itself is built
+# from source by the rocksdb crate on the first build (about 10 minutes on
+# 2 cores; cached in target/ afterwards).
 set -euo pipefail
 
 need() { command -v "$1" >/dev/null 2>&1; }
+have_libclang() {
+  ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1
+}
 
 if ! need cargo; then
   echo "setup: cargo is missing: install Rust 1.88+ (https://rustup.rs), then rerun" >&2
   exit 1
 fi
-if ! need cc; then
+
+missing=()
+need cc || missing+=(build-essential)
+need c++ || missing+=(g++)
+have_libclang || missing+=(libclang-dev)
+if [ ${#missing[@]} -gt 0 ]; then
   if need apt-get && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
+    echo "setup: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "setup: a C compiler (cc) is missing: install build-essential" >&2
+    echo "setup: missing ${missing[*]}: install them (Debian: apt-get install ${missing[*]})" >&2
     exit 1
   fi
 fi

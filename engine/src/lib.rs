@@ -39,6 +39,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod dead_letter;

@@ -40,6 +40,10 @@ pub trait SplitReader<T> {
     /// An `Err` is a fault (an unreadable file), not bad data: the job stops
     /// with the message.
     fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String>;
+
+    /// Where reading would continue: the position after the last item
+    /// returned. A checkpoint stores it; [`Source::open_at`] resumes from it.
+    fn position(&self) -> Vec<u8>;
 }
 
 /// A connector that produces records of type `Item`.
@@ -51,6 +55,27 @@ pub trait Source: 'static {
     type Item: 'static;
     /// How many splits this source has; the same on every worker.
     fn splits(&self) -> u32;
-    /// Opens one split for reading.
+    /// Opens one split for reading from its start.
     fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<Self::Item>>, String>;
+
+    /// Opens one split at a position its reader returned earlier (restore).
+    fn open_at(
+        &mut self,
+        split: SplitId,
+        position: &[u8],
+    ) -> Result<Box<dyn SplitReader<Self::Item>>, String>;
+}
+
+/// Reads a little-endian `u64` at `index` (in 8-byte words) of a position.
+pub fn position_word(position: &[u8], index: usize) -> Result<u64, String> {
+    position
+        .get(index * 8..index * 8 + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| format!("a stored position of {} bytes is too short", position.len()))
+}
+
+/// Encodes `u64` words as a position.
+pub fn position_of(words: &[u64]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }

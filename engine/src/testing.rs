@@ -38,7 +38,7 @@ use crate::dead_letter::{DeadLetter, Origin};
 use crate::ids::SplitId;
 use crate::pipeline::{run, Pipeline};
 use crate::sink::Sink;
-use crate::source::{ReadItem, ReadStatus, Source, SplitReader};
+use crate::source::{position_of, position_word, ReadItem, ReadStatus, Source, SplitReader};
 
 /// One step of a scripted split.
 #[derive(Clone, Debug)]
@@ -130,6 +130,14 @@ impl<T: Clone + 'static> Source for Script<T> {
     }
 
     fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<T>>, String> {
+        self.open_at(split, &position_of(&[0, 0]))
+    }
+
+    fn open_at(
+        &mut self,
+        split: SplitId,
+        position: &[u8],
+    ) -> Result<Box<dyn SplitReader<T>>, String> {
         let steps = self
             .splits
             .get(split.0 as usize)
@@ -138,8 +146,8 @@ impl<T: Clone + 'static> Source for Script<T> {
         Ok(Box::new(ScriptReader {
             split,
             steps,
-            next: 0,
-            offset: 0,
+            next: position_word(position, 0)? as usize,
+            offset: position_word(position, 1)?,
             idle_until: None,
         }))
     }
@@ -155,6 +163,10 @@ struct ScriptReader<T> {
 }
 
 impl<T: Clone> SplitReader<T> for ScriptReader<T> {
+    fn position(&self) -> Vec<u8> {
+        position_of(&[self.next as u64, self.offset])
+    }
+
     fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
         let mut produced = 0;
         while produced < max {

@@ -34,9 +34,16 @@ impl Source for Counting {
     fn splits(&self) -> u32 {
         1
     }
-    fn open(&mut self, _: SplitId) -> Result<Box<dyn SplitReader<u64>>, String> {
+    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<u64>>, String> {
+        self.open_at(split, &0u64.to_le_bytes())
+    }
+    fn open_at(
+        &mut self,
+        _: SplitId,
+        position: &[u8],
+    ) -> Result<Box<dyn SplitReader<u64>>, String> {
         Ok(Box::new(CountingSplit {
-            next: 0,
+            next: weir::source::position_word(position, 0)?,
             end: RECORDS,
             read: Arc::clone(&self.read),
         }))
@@ -44,6 +51,9 @@ impl Source for Counting {
 }
 
 impl SplitReader<u64> for CountingSplit {
+    fn position(&self) -> Vec<u8> {
+        self.next.to_le_bytes().to_vec()
+    }
     fn read(&mut self, max: usize, out: &mut Vec<ReadItem<u64>>) -> Result<ReadStatus, String> {
         let n = (max as u64).min(self.end - self.next);
         out.extend((self.next..self.next + n).map(ReadItem::Record));

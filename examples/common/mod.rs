@@ -175,6 +175,16 @@ impl<T: Generated> Source for Input<T> {
             Input::File(f) => f.open(split),
         }
     }
+    fn open_at(
+        &mut self,
+        split: SplitId,
+        position: &[u8],
+    ) -> Result<Box<dyn SplitReader<T>>, String> {
+        match self {
+            Input::Generator(g) => g.open_at(split, position),
+            Input::File(f) => f.open_at(split, position),
+        }
+    }
 }
 
 /// Turns a job's result into the process's exit: 0, or one line on stderr

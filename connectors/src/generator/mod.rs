@@ -17,6 +17,7 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use weir::rng::SplitMix64;
+use weir::source::{position_of, position_word};
 use weir::{DeadLetter, Origin, ReadItem, ReadStatus, Source, SplitId, SplitReader};
 
 use crate::format::decode_csv_line;
@@ -211,11 +212,21 @@ impl<T: Generated> Source for Generator<T> {
     }
 
     fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<T>>, String> {
+        self.open_at(split, &position_of(&[0]))
+    }
+
+    fn open_at(
+        &mut self,
+        split: SplitId,
+        position: &[u8],
+    ) -> Result<Box<dyn SplitReader<T>>, String> {
+        let produced = position_word(position, 0)?;
         Ok(Box::new(GeneratorSplit {
             config: self.config.clone(),
             keys: Keys::new(self.config.keys, self.config.skew),
             split: split.0 as u64,
-            produced: 0,
+            produced,
+            resumed_at: produced,
             started: Instant::now(),
             _record: PhantomData::<T>,
         }))
@@ -228,18 +239,24 @@ struct GeneratorSplit<T> {
     split: u64,
     /// Records this split has produced.
     produced: u64,
+    /// `produced` when this reader was opened (the rate counts from here).
+    resumed_at: u64,
     started: Instant,
     _record: PhantomData<T>,
 }
 
 impl<T: Generated> SplitReader<T> for GeneratorSplit<T> {
+    fn position(&self) -> Vec<u8> {
+        position_of(&[self.produced])
+    }
+
     fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
         let splits = self.config.splits as u64;
         let mut budget = max as u64;
         if let Some(rate) = self.config.rate {
             let per_split = rate / splits as f64;
             let due = (self.started.elapsed().as_secs_f64() * per_split) as u64;
-            budget = budget.min(due.saturating_sub(self.produced));
+            budget = budget.min(due.saturating_sub(self.produced - self.resumed_at));
         }
         for _ in 0..budget {
             let index = self.split + self.produced * splits;
@@ -363,6 +380,25 @@ mod tests {
         let s = low(&skewed, &mut rng);
         assert!((800..1_200).contains(&u), "uniform: {u}");
         assert!(s > 3 * u, "skewed {s} vs uniform {u}");
+    }
+
+    #[test]
+    fn a_split_resumes_from_its_position() {
+        let mut g = Generator::<Transaction>::new(config()).expect("valid");
+        let mut straight = Vec::new();
+        let mut reader = g.open(SplitId(1)).expect("opens");
+        while reader.read(100, &mut straight).expect("reads") != ReadStatus::Done {}
+        let mut resumed = Vec::new();
+        let mut first = g.open(SplitId(1)).expect("opens");
+        first.read(333, &mut resumed).expect("reads");
+        let position = first.position();
+        let mut second = g.open_at(SplitId(1), &position).expect("reopens");
+        while second.read(100, &mut resumed).expect("reads") != ReadStatus::Done {}
+        assert_eq!(format!("{resumed:?}"), format!("{straight:?}"));
+        assert!(
+            g.open_at(SplitId(0), &[1, 2]).is_err(),
+            "a short position is refused"
+        );
     }
 
     #[test]

@@ -1,0 +1,213 @@
+//! The byte layout of everything a checkpoint stores: one place builds every key.
+//!
+//! All keys start with a one-byte tag, so kinds never interleave:
+//!
+//! | tag | key | value |
+//! |---|---|---|
+//! | `b` | `b` `operator` `0x00` `key group u16 BE` `key` | the key's state at the base epoch |
+//! | `d` | `d` `epoch u64 BE` `operator` `0x00` `key group u16 BE` `key` | the key's state after `epoch` (empty value: deleted) |
+//! | `p` | `p` `epoch u64 BE` `source` `0x00` `split u32 BE` | the split's position after `epoch` |
+//! | `m` | `m` `epoch u64 BE` | this worker's flush marker for `epoch` |
+//! | `f` | `f` | the epoch the base holds (folded through) |
+//!
+//! Big-endian integers make byte order agree with numeric order, so one
+//! RocksDB range scan reads a key-group range of one operator, and deltas
+//! come out in epoch order.
+
+use crate::ids::{KeyGroup, SplitId};
+
+/// Separates a name from what follows; names may not contain it.
+const SEP: u8 = 0;
+
+/// The tag of base state.
+pub const BASE: u8 = b'b';
+/// The tag of per-epoch state deltas.
+pub const DELTA: u8 = b'd';
+/// The tag of per-epoch source positions.
+pub const POSITION: u8 = b'p';
+/// The tag of per-epoch flush markers.
+pub const MARKER: u8 = b'm';
+/// The key of the folded-through epoch.
+pub const FOLDED: &[u8] = b"f";
+
+fn push_name(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(SEP);
+}
+
+/// Checks that a step name can be stored (no NUL bytes).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.as_bytes().contains(&SEP)
+}
+
+/// `b` operator key-group key.
+pub fn base_key(operator: &str, group: KeyGroup, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + operator.len() + 3 + key.len());
+    out.push(BASE);
+    push_name(&mut out, operator);
+    out.extend_from_slice(&group.0.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// `d` epoch operator key-group key.
+pub fn delta_key(epoch: u64, operator: &str, group: KeyGroup, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + operator.len() + 3 + key.len());
+    out.push(DELTA);
+    out.extend_from_slice(&epoch.to_be_bytes());
+    push_name(&mut out, operator);
+    out.extend_from_slice(&group.0.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// The range of base keys of `operator` in key groups `[first, last]`.
+pub fn base_range(operator: &str, first: KeyGroup, last: KeyGroup) -> (Vec<u8>, Vec<u8>) {
+    (
+        base_key(operator, first, &[]),
+        range_end(base_key(operator, last, &[])),
+    )
+}
+
+/// The range of delta keys of `epoch` and `operator` in key groups `[first, last]`.
+pub fn delta_range(
+    epoch: u64,
+    operator: &str,
+    first: KeyGroup,
+    last: KeyGroup,
+) -> (Vec<u8>, Vec<u8>) {
+    (
+        delta_key(epoch, operator, first, &[]),
+        range_end(delta_key(epoch, operator, last, &[])),
+    )
+}
+
+/// The range of all delta keys of one epoch.
+pub fn delta_epoch_range(epoch: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut start = vec![DELTA];
+    start.extend_from_slice(&epoch.to_be_bytes());
+    let end = range_end(start.clone());
+    (start, end)
+}
+
+/// `p` epoch source split.
+pub fn position_key(epoch: u64, source: &str, split: SplitId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + source.len() + 5);
+    out.push(POSITION);
+    out.extend_from_slice(&epoch.to_be_bytes());
+    push_name(&mut out, source);
+    out.extend_from_slice(&split.0.to_be_bytes());
+    out
+}
+
+/// The range of all position keys of one epoch.
+pub fn position_epoch_range(epoch: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut start = vec![POSITION];
+    start.extend_from_slice(&epoch.to_be_bytes());
+    let end = range_end(start.clone());
+    (start, end)
+}
+
+/// `m` epoch.
+pub fn marker_key(epoch: u64) -> Vec<u8> {
+    let mut out = vec![MARKER];
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out
+}
+
+/// The smallest key greater than every key that starts with `prefix`, as an
+/// exclusive range end: the prefix with its last byte below 0xff
+/// incremented. (A prefix of all 0xff bytes has no end: `[0xff; 9]`
+/// stands in, past every key this layout makes.)
+pub fn range_end(mut prefix: Vec<u8>) -> Vec<u8> {
+    while let Some(last) = prefix.pop() {
+        if last < 0xff {
+            prefix.push(last + 1);
+            return prefix;
+        }
+    }
+    vec![0xff; 9]
+}
+
+/// Splits a base or delta key back into (operator, key group, key bytes).
+pub fn parse_state_key(key: &[u8]) -> Option<(&str, KeyGroup, &[u8])> {
+    let rest = match *key.first()? {
+        BASE => &key[1..],
+        DELTA => key.get(9..)?,
+        _ => return None,
+    };
+    let sep = rest.iter().position(|b| *b == SEP)?;
+    let name = std::str::from_utf8(&rest[..sep]).ok()?;
+    let group = u16::from_be_bytes([*rest.get(sep + 1)?, *rest.get(sep + 2)?]);
+    Some((name, KeyGroup(group), &rest[sep + 3..]))
+}
+
+/// The epoch of a delta, position or marker key.
+pub fn epoch_of(key: &[u8]) -> Option<u64> {
+    match *key.first()? {
+        DELTA | POSITION | MARKER => Some(u64::from_be_bytes(key.get(1..9)?.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// Splits a position key back into (epoch, source, split).
+pub fn parse_position_key(key: &[u8]) -> Option<(u64, &str, SplitId)> {
+    if key.first()? != &POSITION {
+        return None;
+    }
+    let epoch = epoch_of(key)?;
+    let rest = key.get(9..)?;
+    let sep = rest.iter().position(|b| *b == SEP)?;
+    let name = std::str::from_utf8(&rest[..sep]).ok()?;
+    let split = u32::from_be_bytes(rest.get(sep + 1..sep + 5)?.try_into().ok()?);
+    Some((epoch, name, SplitId(split)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let k = base_key("windows", KeyGroup(300), b"card-7");
+        assert_eq!(
+            parse_state_key(&k),
+            Some(("windows", KeyGroup(300), &b"card-7"[..]))
+        );
+        let d = delta_key(42, "windows", KeyGroup(5), b"x");
+        assert_eq!(
+            parse_state_key(&d),
+            Some(("windows", KeyGroup(5), &b"x"[..]))
+        );
+        assert_eq!(epoch_of(&d), Some(42));
+        let p = position_key(7, "readings", SplitId(3));
+        assert_eq!(parse_position_key(&p), Some((7, "readings", SplitId(3))));
+        assert_eq!(epoch_of(&marker_key(9)), Some(9));
+    }
+
+    #[test]
+    fn ranges_select_exactly_their_key_groups_and_epochs() {
+        let (lo, hi) = base_range("op", KeyGroup(10), KeyGroup(20));
+        let inside = |k: &[u8]| lo.as_slice() <= k && k < hi.as_slice();
+        assert!(inside(&base_key("op", KeyGroup(10), b"")));
+        assert!(inside(&base_key("op", KeyGroup(20), &[0xff; 8])));
+        assert!(!inside(&base_key("op", KeyGroup(9), &[0xff; 8])));
+        assert!(!inside(&base_key("op", KeyGroup(21), b"")));
+        // A longer operator name sharing the prefix is another operator.
+        assert!(!inside(&base_key("op2", KeyGroup(15), b"k")));
+        let (lo, hi) = delta_epoch_range(5);
+        let inside = |k: &[u8]| lo.as_slice() <= k && k < hi.as_slice();
+        assert!(inside(&delta_key(5, "a", KeyGroup(0), b"")));
+        assert!(!inside(&delta_key(4, "a", KeyGroup(127), b"zz")));
+        assert!(!inside(&delta_key(6, "a", KeyGroup(0), b"")));
+        // Deltas sort by epoch first.
+        assert!(delta_key(1, "zz", KeyGroup(127), b"z") < delta_key(2, "a", KeyGroup(0), b""));
+    }
+
+    #[test]
+    fn names_with_nul_are_rejected() {
+        assert!(valid_name("card_activity"));
+        assert!(!valid_name("bad\0name"));
+        assert!(!valid_name(""));
+    }
+}
