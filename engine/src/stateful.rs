@@ -45,7 +45,8 @@ pub struct Emit<O, L> {
 }
 
 impl<O, L> Emit<O, L> {
-    fn new() -> Self {
+    /// An empty emitter (for driving a logic directly, as tests do).
+    pub fn new() -> Self {
         Emit {
             out: Vec::new(),
             late: Vec::new(),
@@ -64,6 +65,22 @@ impl<O, L> Emit<O, L> {
     /// `event_time` its event time.
     pub fn late(&mut self, stamp: u64, event_time: u64, value: L) {
         self.late.push((stamp, event_time, value));
+    }
+
+    /// Takes the results emitted so far: (emit at, event time, result).
+    pub fn drain_outputs(&mut self) -> std::vec::Drain<'_, (u64, u64, O)> {
+        self.out.drain(..)
+    }
+
+    /// Takes the late records emitted so far: (stamp, event time, record).
+    pub fn drain_late(&mut self) -> std::vec::Drain<'_, (u64, u64, L)> {
+        self.late.drain(..)
+    }
+}
+
+impl<O, L> Default for Emit<O, L> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -91,6 +108,22 @@ pub trait KeyedLogic<K, D>: 'static {
     fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>);
     /// The earliest event time at which pending state will emit, if any.
     fn next_fire(&self) -> Option<u64>;
+
+    /// The version of the state encoding; a checkpoint written with another
+    /// version is refused at restore.
+    fn state_version(&self) -> u32 {
+        1
+    }
+
+    /// Starts (or stops) remembering which keys change, for checkpoints.
+    fn track_changes(&mut self, on: bool);
+
+    /// Appends every key whose state changed since the last call, with its
+    /// encoded state now (`None`: the key has no state left).
+    fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>);
+
+    /// Installs one key's state from a checkpoint.
+    fn restore(&mut self, key: K, state: &[u8]) -> Result<(), String>;
 }
 
 type Buffered<D> = BTreeMap<Time, Vec<(u64, D)>>;

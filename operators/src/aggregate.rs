@@ -7,6 +7,7 @@
 //! Tuples of aggregators are aggregators: `(Count, Sum::of(..))`.
 
 use hdrhistogram::Histogram;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use weir::Data;
 
@@ -14,8 +15,8 @@ use crate::exact_sum::ExactSum;
 
 /// Computes one result from the records of a window.
 pub trait Aggregator<T>: Clone + 'static {
-    /// The running state.
-    type Acc: Clone + 'static;
+    /// The running state (checkpointed, so serializable).
+    type Acc: Clone + Serialize + DeserializeOwned + 'static;
     /// The result.
     type Out: Data;
     /// The state of an empty window.
@@ -65,7 +66,7 @@ impl<F> Sum<F> {
 /// final rounding, so the result does not depend on record order.
 pub trait Summable: Copy + 'static {
     /// The running sum.
-    type Acc: Clone + Default + 'static;
+    type Acc: Clone + Default + Serialize + DeserializeOwned + 'static;
     /// Adds a value.
     fn add(acc: &mut Self::Acc, v: Self);
     /// Adds another running sum.
@@ -331,24 +332,58 @@ impl<F> Percentiles<F> {
     }
 }
 
+/// An HDR histogram that checkpoints as its (value, count) pairs.
+#[derive(Clone, Debug)]
+pub struct Hist(pub Histogram<u64>);
+
+impl Hist {
+    fn new() -> Self {
+        // Three significant digits cannot fail to construct.
+        Hist(Histogram::new(3).expect("weir invariant: 3 significant digits is valid"))
+    }
+}
+
+impl Serialize for Hist {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<(u64, u64)> = self
+            .0
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        pairs.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Hist {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pairs = Vec::<(u64, u64)>::deserialize(d)?;
+        let mut h = Hist::new();
+        for (value, count) in pairs {
+            h.0.record_n(value, count)
+                .map_err(serde::de::Error::custom)?;
+        }
+        Ok(h)
+    }
+}
+
 impl<T, F> Aggregator<T> for Percentiles<F>
 where
     F: Fn(&T) -> u64 + Clone + 'static,
 {
-    type Acc = Histogram<u64>;
+    type Acc = Hist;
     type Out = Quantiles;
-    fn init(&self) -> Histogram<u64> {
-        // Three significant digits cannot fail to construct.
-        Histogram::new(3).expect("weir invariant: 3 significant digits is valid")
+    fn init(&self) -> Hist {
+        Hist::new()
     }
-    fn add(&self, acc: &mut Histogram<u64>, record: &T) {
+    fn add(&self, acc: &mut Hist, record: &T) {
         // Auto-resizing histograms accept any u64.
-        let _ = acc.record((self.0)(record));
+        let _ = acc.0.record((self.0)(record));
     }
-    fn merge(&self, acc: &mut Histogram<u64>, other: Histogram<u64>) {
-        let _ = acc.add(&other);
+    fn merge(&self, acc: &mut Hist, other: Hist) {
+        let _ = acc.0.add(&other.0);
     }
-    fn finish(&self, acc: Histogram<u64>) -> Quantiles {
+    fn finish(&self, acc: Hist) -> Quantiles {
+        let acc = acc.0;
         Quantiles {
             count: acc.len(),
             p50: acc.value_at_quantile(0.5),

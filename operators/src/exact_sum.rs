@@ -8,7 +8,7 @@
 //! same bits.
 
 /// An exact running sum of `f64` values.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExactSum {
     partials: Vec<f64>,
     /// Non-finite inputs are summed naively (inf + -inf = NaN, as usual).

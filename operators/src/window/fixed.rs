@@ -8,7 +8,7 @@ use weir::stateful::{Emit, KeyedLogic};
 use weir::{Data, FastMap, Key};
 
 use super::assign::{sliding_windows, Window};
-use super::{Fired, Late};
+use super::{decode, encode, FastSet, Fired, Late};
 use crate::aggregate::Aggregator;
 
 pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
@@ -19,6 +19,8 @@ pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
     /// Open windows by fire time (`end + lateness`); all keys' state for it.
     pub(crate) pending: BTreeMap<u64, (Window, FastMap<K, A::Acc>)>,
     pub(crate) scratch: Vec<Window>,
+    /// Keys changed since the last checkpoint, when tracking.
+    pub(crate) dirty: Option<FastSet<K>>,
     pub(crate) _record: PhantomData<T>,
 }
 
@@ -56,6 +58,11 @@ where
                 );
                 continue;
             }
+            if let Some(dirty) = &mut self.dirty {
+                if !dirty.contains(&key) {
+                    dirty.insert(key.clone());
+                }
+            }
             let (_, accs) = self
                 .pending
                 .entry(fire)
@@ -79,6 +86,9 @@ where
             let fire = *entry.key();
             let (window, accs) = entry.remove();
             for (key, acc) in accs {
+                if let Some(dirty) = &mut self.dirty {
+                    dirty.insert(key.clone());
+                }
                 let value = self.aggregator.finish(acc);
                 emit.output(fire, window.end - 1, Fired { key, window, value });
             }
@@ -87,5 +97,34 @@ where
 
     fn next_fire(&self) -> Option<u64> {
         self.pending.keys().next().copied()
+    }
+
+    fn track_changes(&mut self, on: bool) {
+        self.dirty = on.then(FastSet::default);
+    }
+
+    fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>) {
+        let Some(dirty) = &mut self.dirty else { return };
+        for key in dirty.drain() {
+            let state: Vec<(&Window, &A::Acc)> = self
+                .pending
+                .values()
+                .filter_map(|(window, accs)| accs.get(&key).map(|acc| (window, acc)))
+                .collect();
+            let encoded = (!state.is_empty()).then(|| encode(&state));
+            out.push((key, encoded));
+        }
+    }
+
+    fn restore(&mut self, key: K, state: &[u8]) -> Result<(), String> {
+        let windows: Vec<(Window, A::Acc)> = decode(state)?;
+        for (window, acc) in windows {
+            let (_, accs) = self
+                .pending
+                .entry(window.end + self.lateness)
+                .or_insert_with(|| (window, FastMap::default()));
+            accs.insert(key.clone(), acc);
+        }
+        Ok(())
     }
 }

@@ -89,6 +89,21 @@ impl<K, T: Serialize> Late<K, T> {
     }
 }
 
+/// A set keyed with weir's fast hasher.
+pub(crate) type FastSet<K> =
+    std::collections::HashSet<K, std::hash::BuildHasherDefault<weir::ids::FastHasher>>;
+
+/// Encodes window state for a checkpoint.
+pub(crate) fn encode<S: Serialize>(state: &S) -> Vec<u8> {
+    // Serializing plain data into memory cannot fail.
+    bincode::serialize(state).expect("weir invariant: window state serializes")
+}
+
+/// Decodes window state from a checkpoint.
+pub(crate) fn decode<S: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<S, String> {
+    bincode::deserialize(bytes).map_err(|e| format!("undecodable window state: {e}"))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Sliding { size: u64, slide: u64 },
@@ -254,6 +269,7 @@ impl<'s, K: Key, T: Data> WindowExt<'s, K, T> for KeyedStream<'s, K, T> {
                     aggregator,
                     pending: BTreeMap::new(),
                     scratch: Vec::new(),
+                    dirty: None,
                     _record: PhantomData,
                 },
             ),
@@ -265,10 +281,164 @@ impl<'s, K: Key, T: Data> WindowExt<'s, K, T> for KeyedStream<'s, K, T> {
                     aggregator,
                     sessions: FastMap::default(),
                     fires: BTreeSet::new(),
+                    dirty: None,
                     _record: PhantomData,
                 },
             ),
         };
         Windowed { fired, late }
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    //! A window operator's state survives encode → restore: a logic rebuilt
+    //! from the changes of an epoch boundary behaves exactly like the
+    //! original for the rest of the input.
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::marker::PhantomData;
+
+    use weir::rng::SplitMix64;
+    use weir::stateful::{Emit, KeyedLogic};
+
+    use super::fixed::FixedWindows;
+    use super::session::SessionWindows;
+    use crate::aggregate::{Count, Percentiles, Sum};
+
+    type Rec = (u32, u64, u64); // key, value, event time
+
+    fn input() -> Vec<(u32, u64, u64, u64)> {
+        // (key, value, event time, stamp): ascending stamps, some late.
+        let mut rng = SplitMix64::new(5);
+        let mut stamp = 0;
+        (0..2_000u64)
+            .map(|i| {
+                let ts = i * 10 + rng.below(200);
+                if i % 50 == 0 {
+                    stamp = ts.saturating_sub(100);
+                }
+                let ts = if rng.chance(0.05) {
+                    ts.saturating_sub(3_000)
+                } else {
+                    ts
+                };
+                // Key 5 goes quiet early: its windows fire and it never
+                // changes again, so stale state would show after a restore.
+                let key = match rng.below(6) as u32 {
+                    5 if i > 600 => 4,
+                    k => k,
+                };
+                (key, rng.below(1_000), ts, stamp)
+            })
+            .collect()
+    }
+
+    /// Runs records through `logic`, firing at each new stamp; at record
+    /// `cut`, moves the state into `fresh` through take_changes/restore.
+    fn run<L>(mut logic: L, fresh: impl Fn() -> L, cut: Option<usize>) -> Vec<String>
+    where
+        L: KeyedLogic<u32, Rec>,
+        L::Out: std::fmt::Debug,
+        L::Late: std::fmt::Debug,
+    {
+        let mut out = Vec::new();
+        let mut emit = Emit::new();
+        logic.track_changes(true);
+        let mut shadow: BTreeMap<u32, Option<Vec<u8>>> = BTreeMap::new();
+        for (i, (key, value, ts, stamp)) in input().into_iter().enumerate() {
+            if Some(i) == cut {
+                let mut changes = Vec::new();
+                logic.take_changes(&mut changes);
+                for (k, v) in changes {
+                    shadow.insert(k, v);
+                }
+                logic = fresh();
+                logic.track_changes(true);
+                for (k, v) in &shadow {
+                    if let Some(v) = v {
+                        logic.restore(*k, v).expect("restores");
+                    }
+                }
+            } else if i % 97 == 0 {
+                // Changes are taken at every "epoch"; the shadow is the store.
+                let mut changes = Vec::new();
+                logic.take_changes(&mut changes);
+                for (k, v) in changes {
+                    shadow.insert(k, v);
+                }
+            }
+            logic.on_watermark(stamp, &mut emit);
+            logic.on_record(key, ts, (key, value, ts), stamp, &mut emit);
+        }
+        logic.on_watermark(u64::MAX, &mut emit);
+        for (at, t, v) in emit.drain_outputs() {
+            out.push(format!("out {at} {t} {v:?}"));
+        }
+        for (at, t, v) in emit.drain_late() {
+            out.push(format!("late {at} {t} {v:?}"));
+        }
+        out.sort();
+        out
+    }
+
+    fn fixed() -> FixedWindows<u32, Rec, (Count, Sum<fn(&Rec) -> u64>, Percentiles<fn(&Rec) -> u64>)>
+    {
+        fn value(r: &Rec) -> u64 {
+            r.1
+        }
+        FixedWindows {
+            size: 1_000,
+            slide: 500,
+            lateness: 200,
+            aggregator: (
+                Count,
+                Sum::of(value as fn(&Rec) -> u64),
+                Percentiles::of(value as fn(&Rec) -> u64),
+            ),
+            pending: BTreeMap::new(),
+            scratch: Vec::new(),
+            dirty: None,
+            _record: PhantomData,
+        }
+    }
+
+    fn sessions() -> SessionLogic {
+        fn value(r: &Rec) -> u64 {
+            r.1
+        }
+        SessionWindows {
+            gap: 300,
+            lateness: 0,
+            aggregator: (Count, Sum::of(value as fn(&Rec) -> u64)),
+            sessions: weir::FastMap::default(),
+            fires: BTreeSet::new(),
+            dirty: None,
+            _record: PhantomData,
+        }
+    }
+
+    #[test]
+    fn fixed_window_state_survives_a_restore() {
+        let straight = run(fixed(), fixed, None);
+        assert!(
+            straight.iter().any(|l| l.starts_with("late")),
+            "the input has late records"
+        );
+        for cut in [1, 500, 1_234, 1_999] {
+            assert_eq!(run(fixed(), fixed, Some(cut)), straight, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn session_state_survives_a_restore() {
+        let straight = run(sessions(), sessions, None);
+        for cut in [1, 700, 1_500] {
+            assert_eq!(
+                run(sessions(), sessions, Some(cut)),
+                straight,
+                "cut at {cut}"
+            );
+        }
     }
 }

@@ -14,7 +14,7 @@ use weir::stateful::{Emit, KeyedLogic};
 use weir::{Data, FastMap, Key};
 
 use super::assign::Window;
-use super::{Fired, Late};
+use super::{decode, encode, FastSet, Fired, Late};
 use crate::aggregate::Aggregator;
 
 pub(crate) struct Session<Acc> {
@@ -30,6 +30,8 @@ pub(crate) struct SessionWindows<K, T, A: Aggregator<T>> {
     pub(crate) sessions: FastMap<K, Vec<Session<A::Acc>>>,
     /// (fire time, key, session start) of every open session.
     pub(crate) fires: BTreeSet<(u64, K, u64)>,
+    /// Keys changed since the last checkpoint, when tracking.
+    pub(crate) dirty: Option<FastSet<K>>,
     pub(crate) _record: PhantomData<T>,
 }
 
@@ -71,6 +73,9 @@ where
             );
             return;
         }
+        if let Some(dirty) = &mut self.dirty {
+            dirty.insert(key.clone());
+        }
         let mut acc = self.aggregator.init();
         self.aggregator.add(&mut acc, &record);
         let sessions = self.sessions.entry(key.clone()).or_default();
@@ -109,6 +114,9 @@ where
             let Some(sessions) = self.sessions.get_mut(&key) else {
                 continue;
             };
+            if let Some(dirty) = &mut self.dirty {
+                dirty.insert(key.clone());
+            }
             if let Some(i) = sessions.iter().position(|s| s.window.start == start) {
                 let session = sessions.remove(i);
                 let value = self.aggregator.finish(session.acc);
@@ -130,5 +138,37 @@ where
 
     fn next_fire(&self) -> Option<u64> {
         self.fires.first().map(|(fire, _, _)| *fire)
+    }
+
+    fn track_changes(&mut self, on: bool) {
+        self.dirty = on.then(FastSet::default);
+    }
+
+    fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>) {
+        let Some(dirty) = &mut self.dirty else { return };
+        for key in dirty.drain() {
+            let encoded = self
+                .sessions
+                .get(&key)
+                .filter(|s| !s.is_empty())
+                .map(|sessions| {
+                    let state: Vec<(&Window, &A::Acc)> =
+                        sessions.iter().map(|s| (&s.window, &s.acc)).collect();
+                    encode(&state)
+                });
+            out.push((key, encoded));
+        }
+    }
+
+    fn restore(&mut self, key: K, state: &[u8]) -> Result<(), String> {
+        let restored: Vec<(Window, A::Acc)> = decode(state)?;
+        let sessions = self.sessions.entry(key.clone()).or_default();
+        for (window, acc) in restored {
+            self.fires
+                .insert((window.end + self.lateness, key.clone(), window.start));
+            sessions.push(Session { window, acc });
+        }
+        sessions.sort_by_key(|s| s.window.start);
+        Ok(())
     }
 }
