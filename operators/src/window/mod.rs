@@ -382,8 +382,11 @@ mod snapshot_tests {
         out
     }
 
-    fn fixed() -> FixedWindows<u32, Rec, (Count, Sum<fn(&Rec) -> u64>, Percentiles<fn(&Rec) -> u64>)>
-    {
+    type Field = fn(&Rec) -> u64;
+    type FixedLogic = FixedWindows<u32, Rec, (Count, Sum<Field>, Percentiles<Field>)>;
+    type SessionLogic = SessionWindows<u32, Rec, (Count, Sum<Field>)>;
+
+    fn fixed() -> FixedLogic {
         fn value(r: &Rec) -> u64 {
             r.1
         }
