@@ -50,6 +50,33 @@ pub struct RunArgs {
     /// Print nothing to stderr but errors (no status line, no summary).
     #[arg(long = "quiet")]
     pub quiet: bool,
+
+    /// Checkpoint keyed state and source positions here at every epoch, and
+    /// resume from the newest complete checkpoint found here.
+    #[arg(long = "checkpoint-dir", value_name = "PATH")]
+    pub checkpoint_dir: Option<PathBuf>,
+
+    /// Ignore (and clear) the checkpoints in --checkpoint-dir and start over.
+    #[arg(long = "fresh")]
+    pub fresh: bool,
+
+    /// How many complete checkpoints to keep restorable.
+    #[arg(long = "keep-checkpoints", default_value_t = 3, value_name = "N")]
+    pub keep_checkpoints: usize,
+
+    /// The state backend for checkpoints (set by the program, not a flag).
+    #[arg(skip)]
+    pub backend: Option<BackendHandle>,
+}
+
+/// A shared state backend, as [`RunArgs`] carries it.
+#[derive(Clone)]
+pub struct BackendHandle(pub std::sync::Arc<dyn crate::checkpoint::runtime::Backend>);
+
+impl fmt::Debug for BackendHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BackendHandle")
+    }
 }
 
 /// The default of `--max-in-flight`.
@@ -66,6 +93,10 @@ impl Default for RunArgs {
             status_interval: Duration::from_secs(5),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             quiet: false,
+            checkpoint_dir: None,
+            fresh: false,
+            keep_checkpoints: 3,
+            backend: None,
         }
     }
 }
@@ -95,6 +126,9 @@ impl RunArgs {
                 self.processes,
                 self.processes - 1
             )));
+        }
+        if self.keep_checkpoints == 0 {
+            return Err(ConfigError::new("--keep-checkpoints must be at least 1"));
         }
         if self.max_in_flight == 0 {
             return Err(ConfigError::new("--max-in-flight must be at least 1"));

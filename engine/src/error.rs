@@ -37,6 +37,9 @@ pub enum JobError {
         /// What went wrong.
         message: String,
     },
+    /// Writing or restoring a checkpoint failed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// Timely could not start or a worker panicked.
     #[error("runtime: {0}")]
     Runtime(String),

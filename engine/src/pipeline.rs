@@ -15,6 +15,8 @@ use std::time::Duration;
 use timely::dataflow::operators::Concatenate;
 use timely::dataflow::{Scope, StreamVec};
 
+use crate::checkpoint::manifest::Step;
+use crate::checkpoint::runtime::{FlushRecord, Plan, WorkerCheckpoint};
 use crate::config::RunArgs;
 use crate::dead_letter::DeadLetter;
 use crate::error::{ConfigError, JobError};
@@ -36,6 +38,8 @@ pub(crate) struct WorkerCtx {
     pub(crate) flow: FlowControl,
     /// Records a source may have in flight before it pauses.
     pub(crate) max_in_flight: usize,
+    /// Checkpointing, when the job has a checkpoint directory.
+    pub(crate) checkpoint: Option<Rc<WorkerCheckpoint>>,
 }
 
 /// State one worker's pipeline shares between its streams while it is built.
@@ -43,6 +47,9 @@ pub(crate) struct PipelineState<'s> {
     pub(crate) ctx: Rc<WorkerCtx>,
     dead_letters: RefCell<Vec<StreamVec<'s, Time, (u64, DeadLetter)>>>,
     names: RefCell<BTreeSet<String>>,
+    /// Checkpointed steps and the streams of their flush records.
+    steps: RefCell<Vec<Step>>,
+    flushes: RefCell<Vec<StreamVec<'s, Time, FlushRecord>>>,
 }
 
 impl<'s> PipelineState<'s> {
@@ -65,6 +72,22 @@ impl<'s> PipelineState<'s> {
 
     pub(crate) fn add_dead_letters(&self, stream: StreamVec<'s, Time, (u64, DeadLetter)>) {
         self.dead_letters.borrow_mut().push(stream);
+    }
+
+    /// Registers a checkpointed step and its flush records.
+    pub(crate) fn register_step(
+        &self,
+        name: &str,
+        kind: &str,
+        version: u32,
+        flushes: StreamVec<'s, Time, FlushRecord>,
+    ) {
+        self.steps.borrow_mut().push(Step {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            version,
+        });
+        self.flushes.borrow_mut().push(flushes);
     }
 }
 
@@ -116,6 +139,39 @@ impl<'s> Pipeline<'s> {
     }
 
     fn finish(&mut self) {
+        if let Some(checkpoint) = self.state.ctx.checkpoint.clone() {
+            let mut steps = self.state.steps.borrow().clone();
+            steps.sort();
+            if let Some(from) = &checkpoint.plan.restore {
+                let mut stored = from.steps.clone();
+                stored.sort();
+                if stored != steps {
+                    let show = |s: &[Step]| {
+                        s.iter()
+                            .map(|s| format!("{} ({} v{})", s.name, s.kind, s.version))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    self.state.ctx.shared.fail(
+                        ConfigError::new(format!(
+                            "the checkpoint in {} was written by a job with steps [{}], this job has [{}]: restore with the same job, or pass --fresh",
+                            checkpoint.plan.dir.display(),
+                            show(&stored),
+                            show(&steps)
+                        ))
+                        .into(),
+                    );
+                }
+            }
+            let flushes: Vec<_> = self.state.flushes.borrow_mut().drain(..).collect();
+            let all = self.scope.concatenate(flushes);
+            crate::checkpoint::writer::manifest_writer(
+                all,
+                checkpoint,
+                steps,
+                Arc::clone(&self.state.ctx.shared),
+            );
+        }
         if !self.state.dead_letters.borrow().is_empty() {
             self.dead_letters()
                 .sink("weir.dead_letters.stderr", crate::sink::StderrDeadLetters);
@@ -143,6 +199,12 @@ where
         E: IntoEventTime,
         F: Fn(&S::Item) -> E + 'static,
     {
+        let register = self.state.ctx.checkpoint.is_some().then(|| {
+            let state = Rc::clone(&self.state);
+            let name = self.name.clone();
+            Box::new(move |flushes| state.register_step(&name, "source", 1, flushes))
+                as crate::source_op::RegisterFlushes<'s>
+        });
         let (records, dead) = build_source(
             self.scope,
             &self.state.ctx,
@@ -150,6 +212,7 @@ where
             self.source,
             move |r: &S::Item| extract(r).into_event_time(),
             watermarks,
+            register,
         );
         self.state.add_dead_letters(dead);
         Stream::new(records, self.state, false)
@@ -174,6 +237,35 @@ where
     F: Fn(&mut Pipeline<'_>) + Send + Sync + 'static,
 {
     let config = args.timely_config()?;
+    let plan: Option<Arc<Plan>> =
+        match (&args.checkpoint_dir, &args.backend) {
+            (Some(dir), Some(backend)) => Some(Arc::new(crate::checkpoint::runtime::plan(
+                dir,
+                Arc::clone(&backend.0),
+                args.keep_checkpoints,
+                args.fresh,
+                args.total_workers(),
+            )?)),
+            (Some(_), None) => return Err(ConfigError::new(
+                "--checkpoint-dir needs a state backend: set RunArgs::backend (weir_rocks::Rocks)",
+            )
+            .into()),
+            (None, _) => None,
+        };
+    if let Some(plan) = &plan {
+        if !args.quiet {
+            for (epoch, why) in &plan.skipped {
+                eprintln!("weir: checkpoint epoch {epoch} is unusable: {why}");
+            }
+            if let Some(from) = &plan.restore {
+                eprintln!(
+                    "weir: restoring epoch {} from {}",
+                    from.epoch,
+                    plan.dir.display()
+                );
+            }
+        }
+    }
     CTRL_C_HANDLER.call_once(|| {
         // A second Ctrl-C kills the process the usual way.
         let _ = ctrlc::set_handler(|| {
@@ -195,6 +287,18 @@ where
     let job_shared = Arc::clone(&shared);
     let guards = timely::execute(config, move |worker| {
         let shared = Arc::clone(&job_shared);
+        let checkpoint = match &plan {
+            Some(plan) => {
+                match WorkerCheckpoint::open(Arc::clone(plan), worker.index(), worker.peers()) {
+                    Ok(w) => Some(Rc::new(w)),
+                    Err(e) => {
+                        shared.fail(JobError::Checkpoint(e.to_string()));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         worker.dataflow::<Time, _, _>(|scope| {
             let ctx = Rc::new(WorkerCtx {
                 shared,
@@ -202,11 +306,14 @@ where
                 epoch_interval,
                 flow: FlowControl::default(),
                 max_in_flight,
+                checkpoint,
             });
             let state = Rc::new(PipelineState {
                 ctx,
                 dead_letters: RefCell::new(Vec::new()),
                 names: RefCell::new(BTreeSet::new()),
+                steps: RefCell::new(Vec::new()),
+                flushes: RefCell::new(Vec::new()),
             });
             let mut pipeline = Pipeline { scope, state };
             job(&mut pipeline);

@@ -21,11 +21,17 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Scope;
 
+use timely::container::CapacityContainerBuilder;
+
+use crate::checkpoint::runtime::{FlushRecord, WorkerCheckpoint};
+use crate::checkpoint::store::{load_positions_through, write_epoch, Position};
 use crate::data::Data;
 use crate::dead_letter::{DeadLetter, Origin};
 use crate::error::JobError;
 use crate::ids::SplitId;
+use crate::metrics::JobShared;
 use crate::pipeline::{ctrl_c_pressed, WorkerCtx};
+use crate::source::{position_of, position_word};
 use crate::source::{ReadItem, ReadStatus, Source, SplitReader};
 use crate::stream::{TimedOutput, TimedStream};
 use crate::time::Time;
@@ -54,7 +60,7 @@ impl IntoEventTime for Option<u64> {
 
 struct SplitState<T> {
     id: SplitId,
-    reader: Box<dyn SplitReader<T>>,
+    reader: Option<Box<dyn SplitReader<T>>>,
     watermark: SplitWatermark,
     /// Records (good or bad) read so far: the offset of the next one.
     offset: u64,
@@ -72,6 +78,7 @@ pub(crate) fn build_source<'s, S>(
     mut source: S,
     extract: impl Fn(&S::Item) -> Option<u64> + 'static,
     strategy: Watermarks,
+    register: Option<RegisterFlushes<'s>>,
 ) -> (TimedStream<'s, S::Item>, TimedStream<'s, DeadLetter>)
 where
     S: Source,
@@ -84,6 +91,11 @@ where
     let (dead_out, dead) = builder.new_output::<Vec<(u64, DeadLetter)>>();
     let mut records_out: TimedOutput<S::Item> = OutputBuilder::from(records_out);
     let mut dead_out: TimedOutput<DeadLetter> = OutputBuilder::from(dead_out);
+    let (flush_out, flush_stream) = builder.new_output::<Vec<FlushRecord>>();
+    let mut flush_out: FlushOutput = OutputBuilder::from(flush_out);
+    if let Some(register) = register {
+        register(flush_stream);
+    }
 
     let state = Rc::clone(state);
     let name = name.to_string();
@@ -111,23 +123,67 @@ where
             let now = Instant::now();
             if !opened {
                 opened = true;
+                let restored = restored_positions(state.checkpoint.as_deref(), &name);
                 for s in (0..source.splits()).filter(|s| *s as usize % peers == worker) {
-                    match source.open(SplitId(s)) {
-                        Ok(reader) => splits.push(SplitState {
-                            id: SplitId(s),
-                            reader,
-                            watermark: SplitWatermark::default(),
-                            offset: 0,
-                            done: false,
-                            last_data: now,
-                            idle: false,
-                        }),
+                    let id = SplitId(s);
+                    let mut split_state = SplitState {
+                        id,
+                        reader: None,
+                        watermark: SplitWatermark::default(),
+                        offset: 0,
+                        done: false,
+                        last_data: now,
+                        idle: false,
+                    };
+                    let opened = match restored.as_ref().map(|(_, p)| p.get(&id)) {
+                        None => source.open(id),
+                        Some(Some(saved)) => {
+                            decode_position(saved).and_then(|(watermark, done, offset, reader)| {
+                                split_state.watermark.raise_to(watermark);
+                                split_state.done = done;
+                                split_state.offset = offset;
+                                source.open_at(id, reader)
+                            })
+                        }
+                        Some(None) => Err(format!("the checkpoint has no position for {id}")),
+                    };
+                    match opened {
+                        Ok(reader) => {
+                            split_state.reader = Some(reader);
+                            splits.push(split_state);
+                        }
                         Err(message) => {
                             state.shared.fail(JobError::Source {
                                 source_name: name.clone(),
-                                message: format!("{}: {message}", SplitId(s)),
+                                message: format!("{id}: {message}"),
                             });
                         }
+                    }
+                }
+                if let Some((epoch, _)) = restored {
+                    // A new store generation holds the restored positions too.
+                    if let Some(ck) = state.checkpoint.as_deref() {
+                        if ck.plan.generation
+                            != ck
+                                .plan
+                                .restore
+                                .as_ref()
+                                .map_or(ck.plan.generation, |r| r.generation)
+                        {
+                            close_epoch(
+                                ck,
+                                &name,
+                                epoch,
+                                &splits,
+                                &caps[2],
+                                &mut flush_out,
+                                &state.shared,
+                            );
+                        }
+                    }
+                    time.epoch = epoch + 1;
+                    for cap in caps.iter_mut() {
+                        cap.downgrade(&time);
                     }
                 }
             }
@@ -138,6 +194,17 @@ where
 
             // 1. Epochs advance on this source's wall clock.
             if now >= next_epoch {
+                if let Some(ck) = state.checkpoint.as_deref() {
+                    close_epoch(
+                        ck,
+                        &name,
+                        time.epoch,
+                        &splits,
+                        &caps[2],
+                        &mut flush_out,
+                        &state.shared,
+                    );
+                }
                 time.epoch += 1;
                 next_epoch = now + state.epoch_interval;
             }
@@ -153,9 +220,17 @@ where
             // 3. Read.
             let mut any_ready = false;
             if !paused {
-                for split in splits.iter_mut().filter(|s| !s.done) {
+                for index in 0..splits.len() {
+                    let mut end_epoch = false;
+                    let split = &mut splits[index];
+                    if split.done {
+                        continue;
+                    }
+                    let Some(reader) = split.reader.as_mut() else {
+                        continue;
+                    };
                     buffer.clear();
-                    let status = match split.reader.read(BATCH, &mut buffer) {
+                    let status = match reader.read(BATCH, &mut buffer) {
                         Ok(status) => status,
                         Err(message) => {
                             state.shared.fail(JobError::Source {
@@ -215,10 +290,9 @@ where
                                 dead_letters.push((Time::new(time.epoch, stamp), (stamp, dead)));
                             }
                             ReadItem::Watermark(w) => split.watermark.raise_to(w),
-                            ReadItem::EndEpoch => {
-                                time.epoch += 1;
-                                next_epoch = now + state.epoch_interval;
-                            }
+                            // Readers return right after an epoch end, so the
+                            // positions recorded below are exactly at it.
+                            ReadItem::EndEpoch => end_epoch = true,
                         }
                     }
                     // Emit in runs of equal times (stamps only rise within a split).
@@ -253,6 +327,21 @@ where
                         ReadStatus::Idle => {}
                         ReadStatus::Done => split.done = true,
                     }
+                    if end_epoch {
+                        if let Some(ck) = state.checkpoint.as_deref() {
+                            close_epoch(
+                                ck,
+                                &name,
+                                time.epoch,
+                                &splits,
+                                &caps[2],
+                                &mut flush_out,
+                                &state.shared,
+                            );
+                        }
+                        time.epoch += 1;
+                        next_epoch = now + state.epoch_interval;
+                    }
                 }
             }
 
@@ -266,7 +355,21 @@ where
             }
             let live = splits.iter().filter(|s| !s.done);
             if live.clone().next().is_none() {
-                // Every split has ended: release the frontier.
+                // Every split has ended: record the final positions (later
+                // epochs find them as the newest), then release the frontier.
+                if let Some(ck) = state.checkpoint.as_deref() {
+                    if !splits.is_empty() {
+                        close_epoch(
+                            ck,
+                            &name,
+                            time.epoch,
+                            &splits,
+                            &caps[2],
+                            &mut flush_out,
+                            &state.shared,
+                        );
+                    }
+                }
                 state
                     .shared
                     .publish_watermark(state.local_worker, time.event);
@@ -320,4 +423,86 @@ where
         }
     });
     (records, dead)
+}
+
+type FlushOutput = OutputBuilder<Time, CapacityContainerBuilder<Vec<FlushRecord>>>;
+
+/// Hands a source's flush records to the pipeline (when checkpointing).
+pub(crate) type RegisterFlushes<'s> =
+    Box<dyn FnOnce(timely::dataflow::StreamVec<'s, Time, FlushRecord>) + 's>;
+
+/// A split's checkpointed position: its watermark, whether it ended, its
+/// record offset, then the reader's own position.
+fn encode_position<T>(split: &SplitState<T>) -> Vec<u8> {
+    let mut out = position_of(&[split.watermark.current(), split.done as u64, split.offset]);
+    if let Some(reader) = &split.reader {
+        out.extend(reader.position());
+    }
+    out
+}
+
+fn decode_position(bytes: &[u8]) -> Result<(u64, bool, u64, &[u8]), String> {
+    Ok((
+        position_word(bytes, 0)?,
+        position_word(bytes, 1)? != 0,
+        position_word(bytes, 2)?,
+        bytes.get(24..).unwrap_or_default(),
+    ))
+}
+
+/// Writes the positions of this worker's splits for `epoch` and sends the
+/// flush record.
+fn close_epoch<T>(
+    checkpoint: &WorkerCheckpoint,
+    name: &str,
+    epoch: u64,
+    splits: &[SplitState<T>],
+    cap: &Capability<Time>,
+    out: &mut FlushOutput,
+    shared: &JobShared,
+) {
+    let positions: Vec<Position> = splits
+        .iter()
+        .map(|s| Position {
+            source: name.to_string(),
+            split: s.id,
+            position: encode_position(s),
+        })
+        .collect();
+    let written = {
+        let mut store = checkpoint.store.borrow_mut();
+        write_epoch(store.as_mut(), epoch, name, &[], &positions)
+    };
+    let written = written.and_then(|checksum| checkpoint.maybe_fold().map(|()| checksum));
+    match written {
+        Ok(checksum) => {
+            let at = cap.delayed(&Time::new(epoch, cap.time().event));
+            out.activate().session(&at).give(FlushRecord {
+                epoch,
+                worker: checkpoint.worker,
+                step: name.to_string(),
+                kind: "source".into(),
+                checksum,
+            });
+        }
+        Err(e) => shared.fail(JobError::Checkpoint(format!("source `{name}`: {e}"))),
+    }
+}
+
+/// The positions of `source`'s splits at the restored epoch, if restoring.
+fn restored_positions(
+    checkpoint: Option<&WorkerCheckpoint>,
+    source: &str,
+) -> Option<(u64, BTreeMap<SplitId, Vec<u8>>)> {
+    let checkpoint = checkpoint?;
+    let epoch = checkpoint.plan.restore.as_ref()?.epoch;
+    let mut positions = BTreeMap::new();
+    checkpoint.for_each_restore_store(|store| {
+        if let Ok(found) = load_positions_through(store, epoch) {
+            for p in found.into_iter().filter(|p| p.source == source) {
+                positions.insert(p.split, p.position);
+            }
+        }
+    });
+    Some((epoch, positions))
 }

@@ -25,23 +25,31 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::ExchangeCore;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::CapabilitySet;
 use timely::progress::Antichain;
 
+use crate::checkpoint::keyed::KeyedCheckpointer;
+use crate::checkpoint::runtime::FlushRecord;
 use crate::data::{Data, Key};
+use crate::error::JobError;
 use crate::stream::{KeyedStream, Stream, TimedOutput};
 use crate::time::{lowest_open_epoch, watermark_of, Time};
 
 /// What a stateful operator emits from one call: results at event times, and
 /// late records at their stamps.
 pub struct Emit<O, L> {
-    /// (emit at, event time, result)
-    out: Vec<(u64, u64, O)>,
-    /// (stamp, event time, late record)
-    late: Vec<(u64, u64, L)>,
+    /// (epoch, emit at, event time, result)
+    out: Vec<(u64, u64, u64, O)>,
+    /// (epoch, stamp, event time, late record)
+    late: Vec<(u64, u64, u64, L)>,
+    /// The epoch what is emitted now belongs to (set by the primitive): the
+    /// open epoch, or a late record's own epoch if later. Never an epoch
+    /// already checkpointed, or a restore would emit it again.
+    epoch: u64,
 }
 
 impl<O, L> Emit<O, L> {
@@ -50,6 +58,7 @@ impl<O, L> Emit<O, L> {
         Emit {
             out: Vec::new(),
             late: Vec::new(),
+            epoch: 0,
         }
     }
 
@@ -58,23 +67,23 @@ impl<O, L> Emit<O, L> {
     /// allowed lateness); `event_time` is the event time the result carries
     /// downstream (a window's last ms).
     pub fn output(&mut self, at: u64, event_time: u64, value: O) {
-        self.out.push((at, event_time, value));
+        self.out.push((self.epoch, at, event_time, value));
     }
 
     /// Emits a late record; `stamp` is the stamp the record carried and
     /// `event_time` its event time.
     pub fn late(&mut self, stamp: u64, event_time: u64, value: L) {
-        self.late.push((stamp, event_time, value));
+        self.late.push((self.epoch, stamp, event_time, value));
     }
 
     /// Takes the results emitted so far: (emit at, event time, result).
-    pub fn drain_outputs(&mut self) -> std::vec::Drain<'_, (u64, u64, O)> {
-        self.out.drain(..)
+    pub fn drain_outputs(&mut self) -> impl Iterator<Item = (u64, u64, O)> + '_ {
+        self.out.drain(..).map(|(_, at, t, v)| (at, t, v))
     }
 
     /// Takes the late records emitted so far: (stamp, event time, record).
-    pub fn drain_late(&mut self) -> std::vec::Drain<'_, (u64, u64, L)> {
-        self.late.drain(..)
+    pub fn drain_late(&mut self) -> impl Iterator<Item = (u64, u64, L)> + '_ {
+        self.late.drain(..).map(|(_, at, t, v)| (at, t, v))
     }
 }
 
@@ -149,18 +158,64 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
         );
         let (out, out_stream) = builder.new_output::<Vec<(u64, L::Out)>>();
         let (late, late_stream) = builder.new_output::<Vec<(u64, L::Late)>>();
+        let (flushes, flush_stream) = builder.new_output::<Vec<FlushRecord>>();
+        let mut flushes: OutputBuilder<Time, CapacityContainerBuilder<Vec<FlushRecord>>> =
+            OutputBuilder::from(flushes);
+        let mut checkpointer = state
+            .ctx
+            .checkpoint
+            .as_ref()
+            .map(|w| KeyedCheckpointer::new(Rc::clone(w), name));
+        if checkpointer.is_some() {
+            state.register_step(name, "state", logic.state_version(), flush_stream);
+        }
         let mut out: TimedOutput<L::Out> = OutputBuilder::from(out);
         let mut late: TimedOutput<L::Late> = OutputBuilder::from(late);
         let shared = std::sync::Arc::clone(&state.ctx.shared);
         let operator = name.to_string();
 
-        builder.build(move |initial| {
-            drop(initial);
+        builder.build(move |mut initial| {
             let mut hold_out: CapabilitySet<Time> = CapabilitySet::new();
             let mut hold_late: CapabilitySet<Time> = CapabilitySet::new();
             let mut buffered: Buffered<D> = BTreeMap::new();
             let mut emit = Emit::new();
             let ordered = logic.ordered();
+            // The flush output's capability: at the next epoch to flush.
+            let mut flush_cap = initial.pop().filter(|_| checkpointer.is_some());
+            let mut restore_flush = None;
+            // After a restore, nothing is emitted at or before the restored epoch.
+            let mut epoch_floor = 0;
+            if let Some(checkpointer) = &mut checkpointer {
+                logic.track_changes(true);
+                match checkpointer.restore(&mut logic, &mut buffered) {
+                    Ok(Some(epoch)) => {
+                        // Restored state emits after the restored epoch:
+                        // hold the initial capabilities there until the
+                        // first downgrade.
+                        let after = Time::new(epoch + 1, 0);
+                        epoch_floor = epoch + 1;
+                        if let Some(mut late_cap) = initial.pop() {
+                            late_cap.downgrade(&after);
+                            hold_late.insert(late_cap);
+                        }
+                        if let Some(mut out_cap) = initial.pop() {
+                            out_cap.downgrade(&after);
+                            hold_out.insert(out_cap);
+                        }
+                        if let Some(cap) = &mut flush_cap {
+                            cap.downgrade(&Time::new(epoch, 0));
+                        }
+                        if checkpointer.flushed_through.is_none() {
+                            // A new generation: write the restored state as
+                            // the restored epoch first.
+                            restore_flush = Some(epoch);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(message) => shared.fail(JobError::Checkpoint(message)),
+                }
+            }
+            drop(initial);
 
             move |frontiers| {
                 let frontier = frontiers[0].frontier();
@@ -168,6 +223,63 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                 let watermark = watermark_of(frontier);
                 if let Some(consumer) = &consumer {
                     consumer.consumed_below(watermark);
+                }
+
+                // Results of this activation belong to the open epoch.
+                let fire_epoch = if open_epoch == u64::MAX {
+                    u64::MAX
+                } else {
+                    open_epoch.max(epoch_floor)
+                };
+
+                // Checkpoint epochs that completed, before this activation's
+                // input (which belongs to the open epoch or later).
+                if let Some(checkpointer) = &mut checkpointer {
+                    let due = restore_flush.take().or_else(|| {
+                        let last = open_epoch.checked_sub(1).filter(|_| open_epoch != u64::MAX)?;
+                        (checkpointer.flushed_through < Some(last)).then_some(last)
+                    });
+                    if let Some(epoch) = due {
+                        if !ordered {
+                            // Records of finished epochs apply before the cut.
+                            let done: Vec<Time> = buffered.keys().filter(|t| t.epoch <= epoch).copied().collect();
+                            for time in done {
+                                if let Some(records) = buffered.remove(&time) {
+                                    // Before the cut: what they emit belongs to their epoch.
+                                    emit.epoch = time.epoch;
+                                    for (event_time, record) in records {
+                                        logic.on_record(key(&record), event_time, record, time.event, &mut emit);
+                                    }
+                                }
+                            }
+                        }
+                        let flushed = checkpointer
+                            .flush(epoch, &mut logic, &buffered, &*key)
+                            .and_then(|checksum| {
+                                checkpointer.worker.maybe_fold().map_err(|e| e.to_string())?;
+                                Ok(checksum)
+                            });
+                        match flushed {
+                            Ok(checksum) => {
+                                if let Some(cap) = &mut flush_cap {
+                                    let record = FlushRecord {
+                                        epoch,
+                                        worker: checkpointer.worker.worker,
+                                        step: checkpointer.step.clone(),
+                                        kind: "state".into(),
+                                        checksum,
+                                    };
+                                    let at = cap.delayed(&Time::new(epoch, 0));
+                                    flushes.activate().session(&at).give(record);
+                                    cap.downgrade(&Time::new(epoch + 1, 0));
+                                }
+                            }
+                            Err(message) => shared.fail(JobError::Checkpoint(message)),
+                        }
+                    }
+                    if open_epoch == u64::MAX {
+                        flush_cap = None;
+                    }
                 }
 
                 input.for_each(|cap, data| {
@@ -182,6 +294,7 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     if ordered || time.epoch > open_epoch {
                         buffered.entry(time).or_default().append(data);
                     } else {
+                        emit.epoch = time.epoch.max(fire_epoch);
                         for (event_time, record) in data.drain(..) {
                             logic.on_record(key(&record), event_time, record, time.event, &mut emit);
                         }
@@ -204,27 +317,32 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                 ready.sort_by_key(|t| (t.event, t.epoch));
                 for time in ready {
                     if ordered {
+                        emit.epoch = fire_epoch;
                         logic.on_watermark(time.event, &mut emit);
                     }
                     if let Some(records) = buffered.remove(&time) {
+                        emit.epoch = time.epoch.max(fire_epoch);
                         for (event_time, record) in records {
                             logic.on_record(key(&record), event_time, record, time.event, &mut emit);
                         }
                     }
                 }
                 let still_waiting = buffered.keys().map(|t| t.event).min().unwrap_or(u64::MAX);
+                emit.epoch = fire_epoch;
                 logic.on_watermark(effective.min(still_waiting), &mut emit);
 
-                // Emit results, each at the least epoch held for it.
+                // Emit results in the epoch they belong to.
                 if !emit.out.is_empty() {
-                    emit.out.sort_by_key(|(at, _, _)| *at);
+                    emit.out.sort_by_key(|(epoch, at, _, _)| (*epoch, *at));
                     let mut handle = out.activate();
                     let mut results = emit.out.drain(..).peekable();
-                    while let Some((at, event_time, first)) = results.next() {
-                        let cap = delayed_to_least_epoch(&hold_out, at, &operator);
+                    while let Some((epoch, at, event_time, first)) = results.next() {
+                        let cap = delayed_to(&hold_out, epoch, at, &operator);
                         let mut session = handle.session(&cap);
                         session.give((event_time, first));
-                        while let Some((_, t, value)) = results.next_if(|(a, _, _)| *a == at) {
+                        while let Some((_, _, t, value)) =
+                            results.next_if(|(e, a, _, _)| *e == epoch && *a == at)
+                        {
                             session.give((t, value));
                         }
                     }
@@ -234,8 +352,8 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                         .late
                         .fetch_add(emit.late.len() as u64, Ordering::Relaxed);
                     let mut handle = late.activate();
-                    for (stamp, event_time, value) in emit.late.drain(..) {
-                        let cap = delayed_to_least_epoch(&hold_late, stamp, &operator);
+                    for (epoch, stamp, event_time, value) in emit.late.drain(..) {
+                        let cap = delayed_to(&hold_late, epoch, stamp, &operator);
                         handle.session(&cap).give((event_time, value));
                     }
                 }
@@ -250,7 +368,7 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     let epoch = if open_epoch == u64::MAX {
                         hold_out.iter().map(|c| c.time().epoch).max().unwrap_or(0)
                     } else {
-                        open_epoch
+                        open_epoch.max(epoch_floor)
                     };
                     pending.insert(Time::new(epoch, fire));
                 }
@@ -273,18 +391,24 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
     }
 }
 
-/// A capability at `(least held epoch whose time allows it, event)`.
-fn delayed_to_least_epoch(
+/// A capability at `(epoch, event)`, or, if none is held that early (the
+/// input has ended and the open epoch is unknown), at the latest held epoch
+/// that allows `event`.
+fn delayed_to(
     held: &CapabilitySet<Time>,
+    epoch: u64,
     event: u64,
     operator: &str,
 ) -> timely::dataflow::operators::Capability<Time> {
-    let epoch = held
+    if let Some(cap) = held.try_delayed(&Time::new(epoch, event)) {
+        return cap;
+    }
+    let latest = held
         .iter()
         .filter(|c| c.time().event <= event)
         .map(|c| c.time().epoch)
-        .min();
-    match epoch.and_then(|epoch| held.try_delayed(&Time::new(epoch, event))) {
+        .max();
+    match latest.and_then(|epoch| held.try_delayed(&Time::new(epoch, event))) {
         Some(cap) => cap,
         None => panic!(
             "weir invariant broken in `{operator}`: emitting at event time {event} without a held capability at or before it"

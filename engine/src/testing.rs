@@ -53,6 +53,9 @@ pub enum Step<T> {
     Malformed(String, String),
     /// Produce nothing for this long (processing time), then go on.
     Idle(Duration),
+    /// Fail the read with this message: the job stops with an error, as a
+    /// crash would, without finishing the split.
+    Fail(String),
 }
 
 /// A scripted source: one or more splits, each a list of [`Step`]s.
@@ -113,6 +116,27 @@ impl<T: Clone> Script<T> {
     /// Makes the current split produce nothing for `duration` of processing time.
     pub fn idle(self, duration: Duration) -> Self {
         self.push(Step::Idle(duration))
+    }
+
+    /// Makes the current split fail here (a crash, for restore tests).
+    pub fn fail(self, message: &str) -> Self {
+        self.push(Step::Fail(message.into()))
+    }
+
+    /// The first `n` steps of every split, each followed by a failure: the
+    /// input a job saw before it crashed.
+    pub fn crash_after(&self, n: usize) -> Self {
+        Script {
+            splits: self
+                .splits
+                .iter()
+                .map(|steps| {
+                    let mut cut: Vec<Step<T>> = steps.iter().take(n).cloned().collect();
+                    cut.push(Step::Fail("simulated crash".into()));
+                    cut
+                })
+                .collect(),
+        }
     }
 
     /// Starts a new split; later steps go to it.
@@ -187,12 +211,24 @@ impl<T: Clone> SplitReader<T> for ScriptReader<T> {
                     }
                     self.idle_until = None;
                 }
+                Step::Fail(message) => {
+                    if produced > 0 {
+                        return Ok(ReadStatus::Ready);
+                    }
+                    return Err(message.clone());
+                }
                 Step::Record(r) => {
                     self.offset += 1;
                     out.push(ReadItem::Record(r.clone()))
                 }
                 Step::Watermark(w) => out.push(ReadItem::Watermark(*w)),
-                Step::EndEpoch => out.push(ReadItem::EndEpoch),
+                Step::EndEpoch => {
+                    // Return right after an epoch end, so the position the
+                    // source records for the epoch is exactly here.
+                    out.push(ReadItem::EndEpoch);
+                    self.next += 1;
+                    return Ok(ReadStatus::Ready);
+                }
                 Step::Malformed(raw, reason) => {
                     out.push(ReadItem::Bad(DeadLetter {
                         source: String::new(),

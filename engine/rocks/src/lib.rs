@@ -9,7 +9,26 @@
 use std::path::{Path, PathBuf};
 
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
+use weir::checkpoint::runtime::Backend;
 use weir::checkpoint::store::{Batch, Op, StateStore, StoreError};
+use weir::config::BackendHandle;
+
+/// The RocksDB backend: one database per worker.
+pub struct Rocks;
+
+impl Backend for Rocks {
+    fn open(&self, path: &Path) -> Result<Box<dyn StateStore>, StoreError> {
+        Ok(Box::new(RocksStore::open(path)?))
+    }
+    fn open_read_only(&self, path: &Path) -> Result<Box<dyn StateStore>, StoreError> {
+        Ok(Box::new(RocksStore::open_read_only(path)?))
+    }
+}
+
+/// The RocksDB backend, ready for `RunArgs::backend`.
+pub fn backend() -> BackendHandle {
+    BackendHandle(std::sync::Arc::new(Rocks))
+}
 
 /// A worker's checkpoint store in a RocksDB database.
 pub struct RocksStore {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::layout;
 use super::store::{
-    checksum_of_epoch, discard_after, fold, load_positions, load_state, write_epoch, Batch,
+    checksum_of_epoch_step, discard_after, fold, load_positions, load_state, write_epoch, Batch,
     Position, StateChange, StateStore,
 };
 use crate::ids::{KeyGroup, SplitId};
@@ -62,24 +62,28 @@ pub fn check_store(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
         }
         let changes: Vec<StateChange> = last.into_values().collect();
         // Another operator's state must not leak into "op".
-        let mut with_other = changes.clone();
-        with_other.push(StateChange {
+        let other = StateChange {
             operator: "op2".into(),
             group: KeyGroup(3),
             key: b"k\x01".to_vec(),
             value: Some(b"other".to_vec()),
-        });
+        };
         let positions = vec![Position {
             source: "src".into(),
             split: SplitId(epoch as u32 % 2),
             position: epoch.to_le_bytes().to_vec(),
         }];
-        let sum = write_epoch(store.as_mut(), epoch, &with_other, &positions).expect("write_epoch");
-        assert_eq!(
-            checksum_of_epoch(store.as_ref(), epoch).expect("checksum"),
-            Some((sum, sum)),
-            "epoch {epoch}: the marker records the checksum of what was written"
-        );
+        let sum = write_epoch(store.as_mut(), epoch, "op", &changes, &[]).expect("write_epoch");
+        write_epoch(store.as_mut(), epoch, "op2", &[other], &[]).expect("write_epoch");
+        let sum_src =
+            write_epoch(store.as_mut(), epoch, "src", &[], &positions).expect("write_epoch");
+        for (step, sum) in [("op", sum), ("src", sum_src)] {
+            assert_eq!(
+                checksum_of_epoch_step(store.as_ref(), epoch, step).expect("checksum"),
+                Some((sum, sum)),
+                "epoch {epoch}: the marker of {step} records the checksum of what it wrote"
+            );
+        }
         after.push(truth.clone());
     }
     for epoch in 0..=6u64 {
@@ -119,7 +123,7 @@ pub fn check_store(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
     let mut batch = Batch::default();
     batch.put(k.clone(), v);
     store.write(batch).expect("corrupt");
-    let (recorded, found) = checksum_of_epoch(store.as_ref(), 4)
+    let (recorded, found) = checksum_of_epoch_step(store.as_ref(), 4, "op")
         .expect("checksum")
         .expect("marker");
     assert_ne!(recorded, found, "a flipped byte must change the checksum");
@@ -139,7 +143,7 @@ pub fn check_store(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
             key,
             value,
         };
-        write_epoch(store.as_mut(), epoch, &[change], &[]).expect("write");
+        write_epoch(store.as_mut(), epoch, "op", &[change], &[]).expect("write");
     }
     let before: Vec<Expected> = (3..=5).map(|e| load(store.as_ref(), 0, 7, e)).collect();
     fold(store.as_mut(), 3).expect("fold");
@@ -147,11 +151,11 @@ pub fn check_store(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
     assert_eq!(before, folded, "folding keeps every later epoch's state");
     assert_eq!(folded[2], truth);
     assert_eq!(
-        checksum_of_epoch(store.as_ref(), 2).expect("checksum"),
+        checksum_of_epoch_step(store.as_ref(), 2, "op").expect("checksum"),
         None,
         "folded markers are gone"
     );
-    assert!(checksum_of_epoch(store.as_ref(), 4)
+    assert!(checksum_of_epoch_step(store.as_ref(), 4, "op")
         .expect("checksum")
         .is_some());
     // Discarding a torn tail: epoch 5 disappears, 4 stays.
@@ -162,7 +166,7 @@ pub fn check_store(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
         "after discard, epoch 5 reads as 4"
     );
     assert_eq!(
-        checksum_of_epoch(store.as_ref(), 5).expect("checksum"),
+        checksum_of_epoch_step(store.as_ref(), 5, "op").expect("checksum"),
         None
     );
     assert!(load_positions(store.as_ref(), 5)

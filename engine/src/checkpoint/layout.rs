@@ -27,6 +27,8 @@ pub const DELTA: u8 = b'd';
 pub const POSITION: u8 = b'p';
 /// The tag of per-epoch flush markers.
 pub const MARKER: u8 = b'm';
+/// The tag of folded positions.
+pub const BASE_POSITION: u8 = b'q';
 /// The key of the folded-through epoch.
 pub const FOLDED: &[u8] = b"f";
 
@@ -100,6 +102,26 @@ pub fn position_key(epoch: u64, source: &str, split: SplitId) -> Vec<u8> {
     out
 }
 
+/// `q` source split: a split's newest position folded into the base.
+pub fn base_position_key(source: &str, split: SplitId) -> Vec<u8> {
+    let mut out = vec![BASE_POSITION];
+    push_name(&mut out, source);
+    out.extend_from_slice(&split.0.to_be_bytes());
+    out
+}
+
+/// Splits a folded position key into (source, split).
+pub fn parse_base_position_key(key: &[u8]) -> Option<(&str, SplitId)> {
+    if key.first()? != &BASE_POSITION {
+        return None;
+    }
+    let rest = &key[1..];
+    let sep = rest.iter().position(|b| *b == SEP)?;
+    let name = std::str::from_utf8(&rest[..sep]).ok()?;
+    let split = u32::from_be_bytes(rest.get(sep + 1..sep + 5)?.try_into().ok()?);
+    Some((name, SplitId(split)))
+}
+
 /// The range of all position keys of one epoch.
 pub fn position_epoch_range(epoch: u64) -> (Vec<u8>, Vec<u8>) {
     let mut start = vec![POSITION];
@@ -108,11 +130,21 @@ pub fn position_epoch_range(epoch: u64) -> (Vec<u8>, Vec<u8>) {
     (start, end)
 }
 
-/// `m` epoch.
-pub fn marker_key(epoch: u64) -> Vec<u8> {
+/// `m` epoch step.
+pub fn marker_key(epoch: u64, step: &str) -> Vec<u8> {
     let mut out = vec![MARKER];
     out.extend_from_slice(&epoch.to_be_bytes());
+    out.extend_from_slice(step.as_bytes());
     out
+}
+
+/// The range of one source's position keys of one epoch.
+pub fn position_range(epoch: u64, source: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut start = vec![POSITION];
+    start.extend_from_slice(&epoch.to_be_bytes());
+    push_name(&mut start, source);
+    let end = range_end(start.clone());
+    (start, end)
 }
 
 /// The smallest key greater than every key that starts with `prefix`, as an
@@ -182,7 +214,7 @@ mod tests {
         assert_eq!(epoch_of(&d), Some(42));
         let p = position_key(7, "readings", SplitId(3));
         assert_eq!(parse_position_key(&p), Some((7, "readings", SplitId(3))));
-        assert_eq!(epoch_of(&marker_key(9)), Some(9));
+        assert_eq!(epoch_of(&marker_key(9, "op")), Some(9));
     }
 
     #[test]

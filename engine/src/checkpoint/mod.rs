@@ -26,7 +26,10 @@
 //! and a RocksDB one in `weir-rocks`. Every key is built by [`layout`].
 
 pub mod conformance;
+pub(crate) mod keyed;
 pub mod layout;
 pub mod manifest;
 pub mod protocol;
+pub mod runtime;
 pub mod store;
+pub(crate) mod writer;

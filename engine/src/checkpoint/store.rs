@@ -165,15 +165,19 @@ impl Checksum {
     }
 }
 
-/// Writes one worker's flush of `epoch` as one atomic batch: the state
-/// deltas, the source positions, and the flush marker holding the checksum
-/// of the rest. Returns the checksum (for the manifest).
+/// Writes one step's flush of `epoch` on one worker as one atomic batch: its
+/// state deltas (or source positions), and the marker holding their
+/// checksum. Every change and position must belong to `step`. Returns the
+/// checksum (for the manifest).
 pub fn write_epoch(
     store: &mut dyn StateStore,
     epoch: u64,
+    step: &str,
     changes: &[StateChange],
     positions: &[Position],
 ) -> Result<u64, StoreError> {
+    debug_assert!(changes.iter().all(|c| c.operator == step));
+    debug_assert!(positions.iter().all(|p| p.source == step));
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = changes
         .iter()
         .map(|c| {
@@ -197,7 +201,10 @@ pub fn write_epoch(
         checksum.pair(&k, &v);
         batch.put(k, v);
     }
-    batch.put(layout::marker_key(epoch), checksum.0.to_le_bytes().to_vec());
+    batch.put(
+        layout::marker_key(epoch, step),
+        checksum.0.to_le_bytes().to_vec(),
+    );
     store.write(batch)?;
     Ok(checksum.0)
 }
@@ -222,13 +229,14 @@ fn decode_delta(value: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// Recomputes the checksum of what is stored for `epoch`, and reads the one
-/// its flush marker recorded. `Ok(None)`: no marker.
-pub fn checksum_of_epoch(
+/// Recomputes the checksum of what `step` stored for `epoch`, and reads the
+/// one its marker recorded: `(recorded, found)`. `Ok(None)`: no marker.
+pub fn checksum_of_epoch_step(
     store: &dyn StateStore,
     epoch: u64,
+    step: &str,
 ) -> Result<Option<(u64, u64)>, StoreError> {
-    let Some(marker) = store.get(&layout::marker_key(epoch))? else {
+    let Some(marker) = store.get(&layout::marker_key(epoch, step))? else {
         return Ok(None);
     };
     let recorded = marker
@@ -237,10 +245,8 @@ pub fn checksum_of_epoch(
         .map(u64::from_le_bytes)
         .unwrap_or(0);
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    for (start, end) in [
-        layout::delta_epoch_range(epoch),
-        layout::position_epoch_range(epoch),
-    ] {
+    let states = layout::delta_range(epoch, step, KeyGroup(0), KeyGroup(u16::MAX));
+    for (start, end) in [states, layout::position_range(epoch, step)] {
         store.scan(&start, &end, &mut |k, v| {
             pairs.push((k.to_vec(), v.to_vec()))
         })?;
@@ -286,6 +292,39 @@ pub fn fold(store: &mut dyn StateStore, through: u64) -> Result<(), StoreError> 
         }
     }
     batch.delete_range(start, end);
+    // Keep each split's newest position through `through`: a split that
+    // ended early has no later one.
+    let mut newest: BTreeMap<Vec<u8>, (u64, Vec<u8>)> = BTreeMap::new();
+    let mut pos_end = vec![layout::POSITION];
+    pos_end.extend_from_slice(&through.to_be_bytes());
+    let base_start = vec![layout::BASE_POSITION];
+    store.scan(
+        &base_start,
+        &layout::range_end(base_start.clone()),
+        &mut |k, v| {
+            if v.len() >= 8 {
+                let epoch = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
+                newest.insert(k.to_vec(), (epoch, v[8..].to_vec()));
+            }
+        },
+    )?;
+    store.scan(
+        &[layout::POSITION],
+        &layout::range_end(pos_end),
+        &mut |k, v| {
+            if let Some((epoch, source, split)) = layout::parse_position_key(k) {
+                let key = layout::base_position_key(source, split);
+                if newest.get(&key).is_none_or(|(e, _)| *e <= epoch) {
+                    newest.insert(key, (epoch, v.to_vec()));
+                }
+            }
+        },
+    )?;
+    for (k, (epoch, position)) in newest {
+        let mut value = epoch.to_le_bytes().to_vec();
+        value.extend(position);
+        batch.put(k, value);
+    }
     for tag in [layout::POSITION, layout::MARKER] {
         let mut end = vec![tag];
         end.extend_from_slice(&through.to_be_bytes());
@@ -343,6 +382,50 @@ pub fn load_state(
         }
     }
     Ok(())
+}
+
+/// Each split's newest position recorded at or before `epoch` (a split that
+/// ended stops recording), folded ones included.
+pub fn load_positions_through(
+    store: &dyn StateStore,
+    epoch: u64,
+) -> Result<Vec<Position>, StoreError> {
+    let mut newest: BTreeMap<(String, SplitId), (u64, Vec<u8>)> = BTreeMap::new();
+    let base_start = vec![layout::BASE_POSITION];
+    store.scan(
+        &base_start,
+        &layout::range_end(base_start.clone()),
+        &mut |k, v| {
+            if let (Some((source, split)), true) =
+                (layout::parse_base_position_key(k), v.len() >= 8)
+            {
+                let e = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
+                if e <= epoch {
+                    newest.insert((source.to_string(), split), (e, v[8..].to_vec()));
+                }
+            }
+        },
+    )?;
+    let mut end = vec![layout::POSITION];
+    end.extend_from_slice(&epoch.to_be_bytes());
+    store.scan(&[layout::POSITION], &layout::range_end(end), &mut |k, v| {
+        if let Some((e, source, split)) = layout::parse_position_key(k) {
+            let slot = newest
+                .entry((source.to_string(), split))
+                .or_insert((e, Vec::new()));
+            if slot.0 <= e {
+                *slot = (e, v.to_vec());
+            }
+        }
+    })?;
+    Ok(newest
+        .into_iter()
+        .map(|((source, split), (_, position))| Position {
+            source,
+            split,
+            position,
+        })
+        .collect())
 }
 
 /// The positions recorded for `epoch`: (source, split, position).

@@ -1,0 +1,173 @@
+//! Checkpointing a keyed stateful operator: what the keyed-state primitive
+//! calls when an epoch completes and when a job restores.
+//!
+//! A flush of epoch `e` writes, in one batch to the worker's store: every key
+//! whose state changed since the previous flush (from the logic), and the
+//! records still buffered for epochs `<= e` (order-sensitive operators keep
+//! records until the watermark passes them; those records are state too).
+//! Stored keys start with a tag byte: [`KEY`] then the encoded key, or
+//! [`BUFFERED`] then the encoded stamp time of a batch of buffered records.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use super::runtime::WorkerCheckpoint;
+use super::store::{load_state, write_epoch, StateChange};
+use crate::data::{Data, Key};
+use crate::ids::KeyGroup;
+use crate::stateful::KeyedLogic;
+use crate::time::Time;
+
+fn encode<S: serde::Serialize>(value: &S) -> Vec<u8> {
+    bincode::serialize(value).expect("weir invariant: checkpoint data serializes")
+}
+
+fn decode<S: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<S, String> {
+    bincode::deserialize(bytes).map_err(|e| format!("undecodable {what} in the checkpoint: {e}"))
+}
+
+/// Records with their event times.
+type TimedRecords<D> = Vec<(u64, D)>;
+
+/// Tag of a key's state.
+const KEY: u8 = 0;
+/// Tag of buffered records (per stamp time and key group).
+const BUFFERED: u8 = 1;
+
+fn tagged(tag: u8, body: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.push(tag);
+    out.extend(body);
+    out
+}
+
+/// A stateful operator instance's checkpoint bookkeeping.
+pub(crate) struct KeyedCheckpointer {
+    pub(crate) worker: Rc<WorkerCheckpoint>,
+    pub(crate) step: String,
+    /// The last epoch flushed (or restored).
+    pub(crate) flushed_through: Option<u64>,
+    /// Buffered-record entries written by the previous flush (group, key).
+    pending_written: BTreeSet<(u16, Vec<u8>)>,
+}
+
+impl KeyedCheckpointer {
+    pub(crate) fn new(worker: Rc<WorkerCheckpoint>, step: &str) -> Self {
+        KeyedCheckpointer {
+            worker,
+            step: step.to_string(),
+            flushed_through: None,
+            pending_written: BTreeSet::new(),
+        }
+    }
+
+    /// Loads this worker's key groups of the restored epoch into `logic` and
+    /// `buffered`. Returns the restored epoch, if any.
+    pub(crate) fn restore<K: Key, D: Data, L: KeyedLogic<K, D>>(
+        &mut self,
+        logic: &mut L,
+        buffered: &mut BTreeMap<Time, Vec<(u64, D)>>,
+    ) -> Result<Option<u64>, String> {
+        let Some(from) = self.worker.plan.restore.clone() else {
+            return Ok(None);
+        };
+        let Some((first, last)) =
+            super::runtime::owned_groups(self.worker.worker, self.worker.workers)
+        else {
+            return Ok(Some(from.epoch));
+        };
+        let mut failure = None;
+        self.worker.for_each_restore_store(|store| {
+            let mut visit = |_: KeyGroup, stored: &[u8], state: &[u8]| {
+                if failure.is_some() {
+                    return;
+                }
+                let result = match stored.split_first() {
+                    Some((&KEY, key)) => {
+                        decode::<K>(key, "key").and_then(|k| logic.restore(k, state))
+                    }
+                    Some((&BUFFERED, time)) => {
+                        decode::<Time>(time, "buffered time").and_then(|t| {
+                            let records: Vec<(u64, D)> = decode(state, "buffered records")?;
+                            // Same stamp, but in the epoch after the restored one.
+                            let at = Time::new(from.epoch + 1, t.event);
+                            buffered.entry(at).or_default().extend(records);
+                            Ok(())
+                        })
+                    }
+                    _ => Err("a stored key without its tag".to_string()),
+                };
+                if let Err(e) = result {
+                    failure = Some(e);
+                }
+            };
+            if let Err(e) = load_state(store, &self.step, first, last, from.epoch, &mut visit) {
+                failure = Some(e.to_string());
+            }
+        });
+        if let Some(e) = failure {
+            return Err(format!("restoring `{}`: {e}", self.step));
+        }
+        // Same workers: the store already holds the restored epoch.
+        if from.generation == self.worker.plan.generation {
+            self.flushed_through = Some(from.epoch);
+        }
+        Ok(Some(from.epoch))
+    }
+
+    /// Writes the changes of epochs up to `epoch` and the records buffered
+    /// for them. Returns the checksum for the flush record.
+    pub(crate) fn flush<K: Key, D: Data, L: KeyedLogic<K, D>>(
+        &mut self,
+        epoch: u64,
+        logic: &mut L,
+        buffered: &BTreeMap<Time, Vec<(u64, D)>>,
+        key_of: &dyn Fn(&D) -> K,
+    ) -> Result<u64, String> {
+        let mut changed = Vec::new();
+        logic.take_changes(&mut changed);
+        let mut changes: Vec<StateChange> = changed
+            .into_iter()
+            .map(|(key, value)| StateChange {
+                operator: self.step.clone(),
+                group: KeyGroup::of(&key),
+                key: tagged(KEY, encode(&key)),
+                value,
+            })
+            .collect();
+        // Buffered records of finished epochs, by (key group, time).
+        let mut pending: BTreeMap<(u16, Vec<u8>), TimedRecords<D>> = BTreeMap::new();
+        for (time, records) in buffered.iter().filter(|(t, _)| t.epoch <= epoch) {
+            for (event_time, record) in records {
+                let group = KeyGroup::of(&key_of(record)).0;
+                pending
+                    .entry((group, tagged(BUFFERED, encode(time))))
+                    .or_default()
+                    .push((*event_time, record.clone()));
+            }
+        }
+        let now: BTreeSet<(u16, Vec<u8>)> = pending.keys().cloned().collect();
+        for gone in self.pending_written.difference(&now) {
+            changes.push(StateChange {
+                operator: self.step.clone(),
+                group: KeyGroup(gone.0),
+                key: gone.1.clone(),
+                value: None,
+            });
+        }
+        for ((group, key), records) in pending {
+            changes.push(StateChange {
+                operator: self.step.clone(),
+                group: KeyGroup(group),
+                key,
+                value: Some(encode(&records)),
+            });
+        }
+        self.pending_written = now;
+        let mut store = self.worker.store.borrow_mut();
+        let checksum = write_epoch(store.as_mut(), epoch, &self.step, &changes, &[])
+            .map_err(|e| e.to_string())?;
+        self.flushed_through = Some(epoch);
+        Ok(checksum)
+    }
+}
