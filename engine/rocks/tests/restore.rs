@@ -180,31 +180,26 @@ fn crash_and_restore(before: usize, after: usize) {
 }
 
 #[test]
-#[ignore = "work in progress: in some interleavings a restored run counts a few records twice"]
 fn restore_on_one_worker() {
     crash_and_restore(1, 1);
 }
 
 #[test]
-#[ignore = "work in progress: in some interleavings a restored run counts a few records twice"]
 fn restore_on_the_same_worker_count() {
     crash_and_restore(2, 2);
 }
 
 #[test]
-#[ignore = "work in progress: in some interleavings a restored run counts a few records twice"]
 fn restore_from_one_worker_on_two() {
     crash_and_restore(1, 2);
 }
 
 #[test]
-#[ignore = "work in progress: in some interleavings a restored run counts a few records twice"]
 fn restore_from_two_workers_on_four() {
     crash_and_restore(2, 4);
 }
 
 #[test]
-#[ignore = "work in progress: in some interleavings a restored run counts a few records twice"]
 fn restore_from_four_workers_on_one() {
     crash_and_restore(4, 1);
 }

@@ -38,6 +38,14 @@ pub(crate) fn manifest_writer(
                             pending.entry(record.epoch).or_default().push(record);
                         }
                     });
+                    if shared.stop_requested() {
+                        // A failed or interrupted job: a source that stopped
+                        // without recording its positions no longer holds the
+                        // frontier back, so later epochs would look complete
+                        // without covering its splits. Record nothing more.
+                        pending.clear();
+                        return;
+                    }
                     let open = lowest_open_epoch(frontier.frontier());
                     while let Some(entry) = pending.first_entry() {
                         if *entry.key() >= open {
