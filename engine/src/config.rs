@@ -52,7 +52,8 @@ pub struct RunArgs {
     pub quiet: bool,
 
     /// Checkpoint keyed state and source positions here at every epoch, and
-    /// resume from the newest complete checkpoint found here.
+    /// resume from the newest complete checkpoint found here. Needs a job
+    /// built with a state backend (weir-rocks); the example jobs are not yet.
     #[arg(long = "checkpoint-dir", value_name = "PATH")]
     pub checkpoint_dir: Option<PathBuf>,
 
