@@ -203,3 +203,95 @@ fn restore_from_two_workers_on_four() {
 fn restore_from_four_workers_on_one() {
     crash_and_restore(4, 1);
 }
+
+/// A job whose steps differ from the checkpoint's is refused at start, with
+/// a message naming the steps; `--fresh` starts it over.
+#[test]
+fn a_changed_job_is_refused_and_fresh_starts_over() {
+    let dir = temp("changed");
+    let mut args = RunArgs::threads(2);
+    args.epoch_interval = Duration::from_secs(3600);
+    args.checkpoint_dir = Some(dir.clone());
+    args.backend = Some(weir_rocks::backend());
+    let job = |window_name: &'static str| {
+        move |p: &mut weir::Pipeline<'_>| {
+            let _ = p
+                .source("records", script(200, 2))
+                .event_time(|r: &Rec| r.2, Watermarks::ascending())
+                .key_by("by_key", |r| r.0)
+                .window(
+                    window_name,
+                    Windows::tumbling(Duration::from_secs(1)),
+                    Count,
+                );
+        }
+    };
+    weir::run(&args, job("counts")).expect("the first run succeeds");
+    assert!(
+        newest_complete(&dir).is_some(),
+        "the first run checkpointed"
+    );
+    let refused = weir::run(&args, job("renamed")).expect_err("a changed job is refused");
+    let message = refused.to_string();
+    assert!(
+        message.contains("counts") && message.contains("renamed") && message.contains("--fresh"),
+        "the refusal names the steps and the way out: {message}"
+    );
+    args.fresh = true;
+    weir::run(&args, job("renamed")).expect("--fresh starts over");
+    let m = manifest::read(&dir).expect("a manifest");
+    assert!(m.steps.iter().any(|s| s.name == "renamed"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A corrupt newest checkpoint is detected by its checksum and the previous
+/// one is restored instead.
+#[test]
+fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
+    let dir = temp("corrupt");
+    let mut args = RunArgs::threads(1);
+    args.epoch_interval = Duration::from_secs(3600);
+    args.checkpoint_dir = Some(dir.clone());
+    args.backend = Some(weir_rocks::backend());
+    args.keep_checkpoints = 5;
+    let crashed = script(600, 1).crash_after(300);
+    let job = move |s: Script<Rec>| {
+        move |p: &mut weir::Pipeline<'_>| {
+            let _ = p
+                .source("records", s.clone())
+                .event_time(|r: &Rec| r.2, Watermarks::ascending())
+                .key_by("by_key", |r| r.0)
+                .window("counts", Windows::tumbling(Duration::from_secs(1)), Count);
+        }
+    };
+    assert!(weir::run(&args, job(crashed)).is_err(), "the run crashes");
+    let mut m = manifest::read(&dir).expect("a manifest");
+    assert!(m.complete.len() >= 2, "two checkpoints to choose from");
+    let newest = m.complete.last().map(|e| e.epoch).expect("an epoch");
+    // Corrupt the newest epoch's recorded checksum, resealing the manifest:
+    // the store no longer matches it.
+    if let Some(entry) = m.complete.last_mut() {
+        for f in &mut entry.flushes {
+            f.checksum ^= 1;
+        }
+    }
+    manifest::write(&dir, &m).expect("rewrite");
+    let report: Arc<Mutex<Vec<String>>> = Arc::default();
+    let plan = weir::checkpoint::runtime::plan(&dir, Arc::new(weir_rocks::Rocks), 5, false, 1)
+        .expect("a plan");
+    let restored = plan
+        .restore
+        .as_ref()
+        .map(|r| r.epoch)
+        .expect("restores something");
+    assert!(
+        restored < newest,
+        "restored {restored}, newest (corrupt) {newest}"
+    );
+    assert_eq!(plan.skipped.first().map(|(e, _)| *e), Some(newest));
+    report
+        .lock()
+        .expect("lock")
+        .push(format!("{:?}", plan.skipped));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -115,12 +115,7 @@ pub fn plan(
         complete: Vec::new(),
     };
     let fresh_plan = |generation: u64, skipped| -> Result<Plan, ConfigError> {
-        let gen_dir = dir.join(format!("gen-{generation}"));
-        if gen_dir.exists() {
-            std::fs::remove_dir_all(&gen_dir).map_err(|e| {
-                ConfigError::new(format!("cannot clear {}: {e}", gen_dir.display()))
-            })?;
-        }
+        clear_generation(dir, generation)?;
         Ok(Plan {
             dir: dir.to_path_buf(),
             backend: Arc::clone(&backend),
@@ -189,12 +184,7 @@ pub fn plan(
                 manifest.generation = generation;
                 manifest.workers = workers;
                 manifest.complete.clear();
-                let gen_dir = dir.join(format!("gen-{generation}"));
-                if gen_dir.exists() {
-                    std::fs::remove_dir_all(&gen_dir).map_err(|e| {
-                        ConfigError::new(format!("cannot clear {}: {e}", gen_dir.display()))
-                    })?;
-                }
+                clear_generation(dir, generation)?;
             }
             Ok(Plan {
                 dir: dir.to_path_buf(),
@@ -213,6 +203,16 @@ pub fn plan(
             })
         }
     }
+}
+
+/// Removes what an abandoned run left in a generation this run will write.
+fn clear_generation(dir: &Path, generation: u64) -> Result<(), ConfigError> {
+    let gen_dir = dir.join(format!("gen-{generation}"));
+    if gen_dir.exists() {
+        std::fs::remove_dir_all(&gen_dir)
+            .map_err(|e| ConfigError::new(format!("cannot clear {}: {e}", gen_dir.display())))?;
+    }
+    Ok(())
 }
 
 /// Checks every flush of a complete epoch against what its store holds.
