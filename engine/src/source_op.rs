@@ -29,7 +29,6 @@ use crate::data::Data;
 use crate::dead_letter::{DeadLetter, Origin};
 use crate::error::JobError;
 use crate::ids::SplitId;
-use crate::metrics::JobShared;
 use crate::pipeline::{ctrl_c_pressed, WorkerCtx};
 use crate::source::{position_of, position_word};
 use crate::source::{ReadItem, ReadStatus, Source, SplitReader};
@@ -162,24 +161,12 @@ where
                 }
                 if let Some((epoch, _)) = restored {
                     // A new store generation holds the restored positions too.
-                    if let Some(ck) = state.checkpoint.as_deref() {
-                        if ck.plan.generation
-                            != ck
-                                .plan
-                                .restore
-                                .as_ref()
-                                .map_or(ck.plan.generation, |r| r.generation)
-                        {
-                            close_epoch(
-                                ck,
-                                &name,
-                                epoch,
-                                &splits,
-                                &caps[2],
-                                &mut flush_out,
-                                &state.shared,
-                            );
-                        }
+                    if state
+                        .checkpoint
+                        .as_ref()
+                        .is_some_and(|ck| ck.plan.rescaled())
+                    {
+                        close_epoch(&state, &name, epoch, &splits, &caps[2], &mut flush_out);
                     }
                     time.epoch = epoch + 1;
                     for cap in caps.iter_mut() {
@@ -194,17 +181,7 @@ where
 
             // 1. Epochs advance on this source's wall clock.
             if now >= next_epoch {
-                if let Some(ck) = state.checkpoint.as_deref() {
-                    close_epoch(
-                        ck,
-                        &name,
-                        time.epoch,
-                        &splits,
-                        &caps[2],
-                        &mut flush_out,
-                        &state.shared,
-                    );
-                }
+                close_epoch(&state, &name, time.epoch, &splits, &caps[2], &mut flush_out);
                 time.epoch += 1;
                 next_epoch = now + state.epoch_interval;
             }
@@ -328,17 +305,7 @@ where
                         ReadStatus::Done => split.done = true,
                     }
                     if end_epoch {
-                        if let Some(ck) = state.checkpoint.as_deref() {
-                            close_epoch(
-                                ck,
-                                &name,
-                                time.epoch,
-                                &splits,
-                                &caps[2],
-                                &mut flush_out,
-                                &state.shared,
-                            );
-                        }
+                        close_epoch(&state, &name, time.epoch, &splits, &caps[2], &mut flush_out);
                         time.epoch += 1;
                         next_epoch = now + state.epoch_interval;
                     }
@@ -357,18 +324,8 @@ where
             if live.clone().next().is_none() {
                 // Every split has ended: record the final positions (later
                 // epochs find them as the newest), then release the frontier.
-                if let Some(ck) = state.checkpoint.as_deref() {
-                    if !splits.is_empty() {
-                        close_epoch(
-                            ck,
-                            &name,
-                            time.epoch,
-                            &splits,
-                            &caps[2],
-                            &mut flush_out,
-                            &state.shared,
-                        );
-                    }
+                if !splits.is_empty() {
+                    close_epoch(&state, &name, time.epoch, &splits, &caps[2], &mut flush_out);
                 }
                 state
                     .shared
@@ -451,16 +408,19 @@ fn decode_position(bytes: &[u8]) -> Result<(u64, bool, u64, &[u8]), String> {
 }
 
 /// Writes the positions of this worker's splits for `epoch` and sends the
-/// flush record.
+/// flush record (when the job checkpoints).
 fn close_epoch<T>(
-    checkpoint: &WorkerCheckpoint,
+    state: &WorkerCtx,
     name: &str,
     epoch: u64,
     splits: &[SplitState<T>],
     cap: &Capability<Time>,
     out: &mut FlushOutput,
-    shared: &JobShared,
 ) {
+    let Some(checkpoint) = state.checkpoint.as_deref() else {
+        return;
+    };
+    let shared = &state.shared;
     let positions: Vec<Position> = splits
         .iter()
         .map(|s| Position {

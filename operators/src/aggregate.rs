@@ -163,51 +163,36 @@ fn keep<V: PartialOrd + Copy>(acc: &mut Option<V>, v: V, better: impl Fn(&V, &V)
     }
 }
 
-impl<T, V, F> Aggregator<T> for Min<F>
-where
-    F: Fn(&T) -> V + Clone + 'static,
-    V: PartialOrd + Copy + Data,
-{
-    type Acc = Option<V>;
-    type Out = V;
-    fn init(&self) -> Option<V> {
-        None
-    }
-    fn add(&self, acc: &mut Option<V>, record: &T) {
-        keep(acc, (self.0)(record), |a, b| a < b);
-    }
-    fn merge(&self, acc: &mut Option<V>, other: Option<V>) {
-        if let Some(v) = other {
-            keep(acc, v, |a, b| a < b);
+/// Min and Max differ only in which of two values they keep.
+macro_rules! extremum_aggregator {
+    ($name:ident, $keep_new:expr) => {
+        impl<T, V, F> Aggregator<T> for $name<F>
+        where
+            F: Fn(&T) -> V + Clone + 'static,
+            V: PartialOrd + Copy + Data,
+        {
+            type Acc = Option<V>;
+            type Out = V;
+            fn init(&self) -> Option<V> {
+                None
+            }
+            fn add(&self, acc: &mut Option<V>, record: &T) {
+                keep(acc, (self.0)(record), $keep_new);
+            }
+            fn merge(&self, acc: &mut Option<V>, other: Option<V>) {
+                if let Some(v) = other {
+                    keep(acc, v, $keep_new);
+                }
+            }
+            fn finish(&self, acc: Option<V>) -> V {
+                acc.expect("weir invariant: a window holds at least one record")
+            }
         }
-    }
-    fn finish(&self, acc: Option<V>) -> V {
-        acc.expect("weir invariant: a window holds at least one record")
-    }
+    };
 }
 
-impl<T, V, F> Aggregator<T> for Max<F>
-where
-    F: Fn(&T) -> V + Clone + 'static,
-    V: PartialOrd + Copy + Data,
-{
-    type Acc = Option<V>;
-    type Out = V;
-    fn init(&self) -> Option<V> {
-        None
-    }
-    fn add(&self, acc: &mut Option<V>, record: &T) {
-        keep(acc, (self.0)(record), |a, b| a > b);
-    }
-    fn merge(&self, acc: &mut Option<V>, other: Option<V>) {
-        if let Some(v) = other {
-            keep(acc, v, |a, b| a > b);
-        }
-    }
-    fn finish(&self, acc: Option<V>) -> V {
-        acc.expect("weir invariant: a window holds at least one record")
-    }
-}
+extremum_aggregator!(Min, |new: &V, old: &V| new < old);
+extremum_aggregator!(Max, |new: &V, old: &V| new > old);
 
 /// The mean of a field (exact summation: independent of record order).
 #[derive(Clone, Copy, Debug)]

@@ -276,7 +276,6 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
         }
     }
     manifest::write(&dir, &m).expect("rewrite");
-    let report: Arc<Mutex<Vec<String>>> = Arc::default();
     let plan = weir::checkpoint::runtime::plan(&dir, Arc::new(weir_rocks::Rocks), 5, false, 1)
         .expect("a plan");
     let restored = plan

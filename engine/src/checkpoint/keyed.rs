@@ -109,7 +109,7 @@ impl KeyedCheckpointer {
             return Err(format!("restoring `{}`: {e}", self.step));
         }
         // Same workers: the store already holds the restored epoch.
-        if from.generation == self.worker.plan.generation {
+        if !self.worker.plan.rescaled() {
             self.flushed_through = Some(from.epoch);
         }
         Ok(Some(from.epoch))

@@ -79,6 +79,16 @@ pub struct Plan {
     pub fold_target: AtomicU64,
 }
 
+impl Plan {
+    /// Whether this run restores into a new store generation (another worker
+    /// count): every step then writes what it restored as the restored epoch.
+    pub fn rescaled(&self) -> bool {
+        self.restore
+            .as_ref()
+            .is_some_and(|r| r.generation != self.generation)
+    }
+}
+
 /// The store path of a worker in a generation.
 pub fn store_path(dir: &Path, generation: u64, worker: usize) -> PathBuf {
     dir.join(format!("gen-{generation}"))
