@@ -111,8 +111,9 @@ fn job(args: Args) -> anyhow::Result<()> {
     if args.slide.is_zero() || args.window < args.slide {
         anyhow::bail!("--window must be at least --slide, and --slide more than 0");
     }
-    args.job.check_outputs()?;
+    let mut args = args;
     let input = args.job.input::<Transaction>(100_000)?;
+    args.job.prepare("fraud")?;
     let output = args.job.clone();
     let bound = args.job.bound;
     let (window, slide) = (args.window, args.slide);

@@ -77,8 +77,9 @@ fn job(args: Args) -> anyhow::Result<()> {
     if args.min_value > args.max_value {
         anyhow::bail!("--min-value must not exceed --max-value");
     }
-    args.job.check_outputs()?;
+    let mut args = args;
     let input = args.job.input::<Reading>(1_000)?;
+    args.job.prepare("iot")?;
     let output = args.job.clone();
     let bound = args.job.bound;
     let (window, gap) = (args.window, args.session_gap);

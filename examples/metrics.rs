@@ -69,8 +69,9 @@ fn job(args: Args) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.max_error_rate) {
         anyhow::bail!("--max-error-rate must be in [0, 1]");
     }
-    args.job.check_outputs()?;
+    let mut args = args;
     let input = args.job.input::<Request>(20)?;
+    args.job.prepare("metrics")?;
     let output = args.job.clone();
     let bound = args.job.bound;
     let window = args.window;

@@ -8,7 +8,9 @@ set -euo pipefail
 
 need() { command -v "$1" >/dev/null 2>&1; }
 have_libclang() {
-  ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1
+  # libclang itself, not libclang-cpp (which some images ship alone).
+  compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null ||
+    compgen -G '/usr/lib/*/libclang-[0-9]*.so*' >/dev/null
 }
 
 if ! need cargo; then

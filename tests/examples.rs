@@ -49,9 +49,24 @@ fn run(job: &str, args: &[String]) -> Output {
     output
 }
 
+/// The lines of an output: a file, or a checkpointing job's directory of
+/// published parts (which must have nothing left staged).
 fn sorted_lines(path: &Path) -> Vec<String> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+    };
+    let text = if path.is_dir() {
+        let pending = path.join(".pending");
+        let staged = std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(staged, 0, "{}: parts left unpublished", pending.display());
+        weir::checkpoint::staged::published(path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|p| read(p))
+            .collect()
+    } else {
+        read(path)
+    };
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     lines.sort();
     lines
@@ -90,6 +105,8 @@ fn run_job(job: &str, dir: &Path, tag: &str, flags: &[String], cluster: &[String
     let mut args = flags.to_vec();
     args.extend(cluster.iter().cloned());
     args.extend([
+        "--checkpoint-dir".into(),
+        dir.join(format!("{tag}.checkpoints")).display().to_string(),
         "--output".into(),
         out.display().to_string(),
         "--dead-letters".into(),
@@ -129,6 +146,8 @@ fn run_two_processes(job: &str, dir: &Path, flags: &[String]) -> Run {
                 p.to_string(),
                 "--hostfile".into(),
                 hostfile.display().to_string(),
+                "--checkpoint-dir".into(),
+                dir.join("cluster.checkpoints").display().to_string(),
                 "--output".into(),
                 out.display().to_string(),
                 "--dead-letters".into(),
@@ -512,6 +531,8 @@ fn ctrl_c_ends_the_input_flushes_windows_and_prints_the_summary() {
             &out.display().to_string(),
             "--dead-letters",
             &dir.join("dead.jsonl").display().to_string(),
+            "--checkpoint-dir",
+            &dir.join("checkpoints").display().to_string(),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -3,7 +3,9 @@
 //! A [`FileSource`] has one split per file (a directory's regular files, in
 //! name order, hidden files skipped). Malformed lines, unparsable or missing
 //! timestamps and oversized records become dead letters naming the file, line
-//! and byte offset. A [`FileSink`] writes records to one file from worker 0.
+//! and byte offset. A [`FileSink`] writes records to one file from worker 0
+//! (at-least-once across a restore); [`crate::PartsSink`] writes a directory
+//! of per-epoch parts, exactly once.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
@@ -69,7 +71,7 @@ impl<T> FileSource<T> {
     }
 }
 
-fn describe_io(e: &std::io::Error) -> String {
+pub(crate) fn describe_io(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
@@ -265,9 +267,59 @@ pub struct FileSink<T> {
     _record: PhantomData<T>,
 }
 
-enum Writer {
+/// An open output file in either format.
+pub(crate) enum Writer {
     Csv(Box<csv::Writer<BufWriter<File>>>),
     Jsonl(BufWriter<File>),
+}
+
+impl Writer {
+    /// Creates (or truncates) `path`.
+    pub(crate) fn create(path: &Path, format: Format) -> Result<Self, String> {
+        let file = File::create(path)
+            .map_err(|e| format!("cannot create {}: {}", path.display(), describe_io(&e)))?;
+        let buffered = BufWriter::with_capacity(1 << 16, file);
+        Ok(match format {
+            Format::Csv => Writer::Csv(Box::new(csv::Writer::from_writer(buffered))),
+            Format::Jsonl => Writer::Jsonl(buffered),
+        })
+    }
+
+    /// Writes every record, draining `records`.
+    pub(crate) fn write<T: Serialize>(
+        &mut self,
+        path: &Path,
+        records: &mut Vec<T>,
+    ) -> Result<(), String> {
+        let fail = |e: &dyn std::fmt::Display| format!("writing {}: {e}", path.display());
+        match self {
+            Writer::Csv(w) => records
+                .drain(..)
+                .try_for_each(|r| w.serialize(r).map_err(|e| fail(&e))),
+            Writer::Jsonl(w) => records.drain(..).try_for_each(|r| {
+                serde_json::to_writer(&mut *w, &r).map_err(|e| fail(&e))?;
+                w.write_all(b"\n").map_err(|e| fail(&e))
+            }),
+        }
+    }
+
+    /// Flushes buffered bytes to the file; with `sync`, to the disk.
+    pub(crate) fn flush(&mut self, path: &Path, sync: bool) -> Result<(), String> {
+        let result = match self {
+            Writer::Csv(w) => w.flush().and_then(|()| {
+                if sync {
+                    w.get_ref().get_ref().sync_all()
+                } else {
+                    Ok(())
+                }
+            }),
+            Writer::Jsonl(w) => {
+                w.flush()
+                    .and_then(|()| if sync { w.get_ref().sync_all() } else { Ok(()) })
+            }
+        };
+        result.map_err(|e| format!("flushing {}: {}", path.display(), describe_io(&e)))
+    }
 }
 
 impl<T> FileSink<T> {
@@ -284,38 +336,25 @@ impl<T> FileSink<T> {
 
 impl<T: Serialize + 'static> Sink<T> for FileSink<T> {
     fn open(&mut self, _worker: WorkerIndex) -> Result<(), String> {
-        let file = File::create(&self.path)
-            .map_err(|e| format!("cannot create {}: {}", self.path.display(), describe_io(&e)))?;
-        let buffered = BufWriter::with_capacity(1 << 16, file);
-        self.writer = Some(match self.format {
-            Format::Csv => Writer::Csv(Box::new(csv::Writer::from_writer(buffered))),
-            Format::Jsonl => Writer::Jsonl(buffered),
-        });
+        self.writer = Some(Writer::create(&self.path, self.format)?);
         Ok(())
     }
 
     fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
-        let path = &self.path;
-        let fail = |e: &dyn std::fmt::Display| format!("writing {}: {e}", path.display());
         match &mut self.writer {
-            None => Err(fail(&"the file is not open")),
-            Some(Writer::Csv(w)) => records
-                .drain(..)
-                .try_for_each(|r| w.serialize(r).map_err(|e| fail(&e))),
-            Some(Writer::Jsonl(w)) => records.drain(..).try_for_each(|r| {
-                serde_json::to_writer(&mut *w, &r).map_err(|e| fail(&e))?;
-                w.write_all(b"\n").map_err(|e| fail(&e))
-            }),
+            None => Err(format!(
+                "writing {}: the file is not open",
+                self.path.display()
+            )),
+            Some(w) => w.write(&self.path, records),
         }
     }
 
     fn flush(&mut self) -> Result<(), String> {
-        let result = match &mut self.writer {
+        match &mut self.writer {
             None => Ok(()),
-            Some(Writer::Csv(w)) => w.flush(),
-            Some(Writer::Jsonl(w)) => w.flush(),
-        };
-        result.map_err(|e| format!("flushing {}: {}", self.path.display(), describe_io(&e)))
+            Some(w) => w.flush(&self.path, false),
+        }
     }
 }
 

@@ -2,15 +2,17 @@
 //!
 //! Sources and sinks for weir: a deterministic [`generator`] of card
 //! transactions, service requests, sensor readings and auction bids; [`file`]
-//! input and output as CSV or JSON lines; stdout; and dead-letter files.
+//! input and output as CSV or JSON lines (exactly-once as [`parts`]); stdout; and dead-letter files.
 #![deny(missing_docs)]
 
 pub mod file;
 pub mod format;
 pub mod generator;
+pub mod parts;
 
 pub use file::{FileSink, FileSource, StdoutSink};
 pub use format::Format;
 pub use generator::{
     Bid, Generated, Generation, Generator, GeneratorConfig, Reading, Request, Transaction,
 };
+pub use parts::PartsSink;

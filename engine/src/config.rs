@@ -52,12 +52,18 @@ pub struct RunArgs {
     pub quiet: bool,
 
     /// Checkpoint keyed state and source positions here at every epoch, and
-    /// resume from the newest complete checkpoint found here. Needs a job
-    /// built with a state backend (weir-rocks); the example jobs are not yet.
+    /// resume from the newest complete checkpoint found here (a run that
+    /// finished starts over). The example jobs default to
+    /// weir-checkpoints/<job>.
     #[arg(long = "checkpoint-dir", value_name = "PATH")]
     pub checkpoint_dir: Option<PathBuf>,
 
-    /// Ignore (and clear) the checkpoints in --checkpoint-dir and start over.
+    /// Do not checkpoint (and do not resume).
+    #[arg(long = "no-checkpoints", conflicts_with_all = ["checkpoint_dir", "fresh"])]
+    pub no_checkpoints: bool,
+
+    /// Ignore (and clear) the checkpoints in --checkpoint-dir and start over;
+    /// without it an unfinished run resumes, and a changed job is refused.
     #[arg(long = "fresh")]
     pub fresh: bool,
 
@@ -95,6 +101,7 @@ impl Default for RunArgs {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             quiet: false,
             checkpoint_dir: None,
+            no_checkpoints: false,
             fresh: false,
             keep_checkpoints: 3,
             backend: None,

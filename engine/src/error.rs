@@ -18,8 +18,9 @@ impl ConfigError {
 /// Why a job failed.
 #[derive(Debug, Error)]
 pub enum JobError {
-    /// The job was misconfigured; nothing ran.
-    #[error("{0}")]
+    /// The job was misconfigured; nothing ran. (Transparent, so that a
+    /// report of the error chain does not say it twice.)
+    #[error(transparent)]
     Config(#[from] ConfigError),
     /// A source could not be opened or read.
     #[error("source `{source_name}`: {message}")]

@@ -238,13 +238,20 @@ where
 {
     let config = args.timely_config()?;
     let plan: Option<Arc<Plan>> =
-        match (&args.checkpoint_dir, &args.backend) {
-            (Some(dir), Some(backend)) => Some(Arc::new(crate::checkpoint::runtime::plan(
+        match (
+            &args
+                .checkpoint_dir
+                .as_ref()
+                .filter(|_| !args.no_checkpoints),
+            &args.backend,
+        ) {
+            (Some(dir), Some(backend)) => Some(Arc::new(crate::checkpoint::runtime::plan_for(
                 dir,
                 Arc::clone(&backend.0),
                 args.keep_checkpoints,
                 args.fresh,
                 args.total_workers(),
+                args.process * args.workers..(args.process + 1) * args.workers,
             )?)),
             (Some(_), None) => return Err(ConfigError::new(
                 "--checkpoint-dir needs a state backend: set RunArgs::backend (weir_rocks::Rocks)",
@@ -285,9 +292,10 @@ where
     let epoch_interval = args.epoch_interval;
     let max_in_flight = args.max_in_flight;
     let job_shared = Arc::clone(&shared);
+    let job_plan = plan.clone();
     let guards = timely::execute(config, move |worker| {
         let shared = Arc::clone(&job_shared);
-        let checkpoint = match &plan {
+        let checkpoint = match &job_plan {
             Some(plan) => {
                 match WorkerCheckpoint::open(Arc::clone(plan), worker.index(), worker.peers()) {
                     Ok(w) => Some(Rc::new(w)),
@@ -337,6 +345,9 @@ where
     }
     if let Some(message) = panicked {
         return Err(JobError::Runtime(format!("a worker panicked: {message}")));
+    }
+    if let Some(plan) = plan.filter(|_| args.process == 0) {
+        plan.finish().map_err(JobError::Checkpoint)?;
     }
     let summary = shared.summary();
     if !args.quiet {

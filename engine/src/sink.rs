@@ -3,8 +3,14 @@
 //! A sink value is built on every worker. Non-parallel sinks (a file, stdout)
 //! receive every record on worker 0, which is the only one that opens them;
 //! parallel sinks are opened on every worker and get that worker's records.
-//! Sinks are at-least-once with respect to restarts until checkpoints make file
-//! output exactly-once.
+//!
+//! Delivery across a crash and restore: a plain sink is at-least-once (what it
+//! wrote after the last complete checkpoint is written again). A sink that
+//! says [`Sink::exactly_once`] takes part in checkpoints when the job has
+//! them: it stages each epoch's records, reports the epoch flushed once its
+//! input has passed it (a checkpoint is complete only with that report), and
+//! publishes staged output when the checkpoint is complete, so a kill never
+//! leaves doubled or torn output (see [`crate::checkpoint::staged`]).
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
@@ -47,9 +53,58 @@ pub trait Sink<T>: 'static {
     fn parallel(&self) -> bool {
         false
     }
+
+    /// Whether the sink stages output per epoch and publishes it when the
+    /// epoch's checkpoint is complete. When the job checkpoints, the engine
+    /// then calls [`Sink::recover`], [`Sink::write_epoch`], [`Sink::prepare`]
+    /// and [`Sink::publish`] instead of `write` and `flush`. Only
+    /// non-parallel sinks can be exactly-once.
+    fn exactly_once(&self) -> bool {
+        false
+    }
+
+    /// Called after `open` when the job checkpoints: `restored` is the epoch
+    /// the job resumes after (`None`: a fresh start). Publish what was
+    /// staged through it; discard what was staged after it.
+    fn recover(&mut self, restored: Option<u64>) -> Result<(), String> {
+        let _ = restored;
+        Ok(())
+    }
+
+    /// Writes records that belong to `epoch` (staged, not yet published).
+    fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), String> {
+        let _ = epoch;
+        self.write(records)
+    }
+
+    /// Every record of epochs `<= through` has been written: make them
+    /// durable, still unpublished.
+    fn prepare(&mut self, through: u64) -> Result<(), String> {
+        let _ = through;
+        self.flush()
+    }
+
+    /// The checkpoint of `through` is complete: publish what was staged for
+    /// epochs `<= through`.
+    fn publish(&mut self, through: u64) -> Result<(), String> {
+        let _ = through;
+        Ok(())
+    }
+
+    /// The directory whose staged parts the engine publishes when the run
+    /// finishes (after recording it as finished).
+    fn staged_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 pub(crate) fn build_sink<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl Sink<D>) {
+    if sink.exactly_once() && !sink.parallel() {
+        if let Some(checkpoint) = stream.state.ctx.checkpoint.clone() {
+            crate::sink_exactly_once::build(stream, name, sink, checkpoint);
+            return;
+        }
+    }
     let consumer = (!stream.held).then(|| stream.state.ctx.flow.register());
     let input = stream.inner;
     let driver = SinkDriver {
@@ -168,5 +223,23 @@ impl<T: 'static> Sink<T> for Box<dyn Sink<T>> {
     }
     fn parallel(&self) -> bool {
         (**self).parallel()
+    }
+    fn exactly_once(&self) -> bool {
+        (**self).exactly_once()
+    }
+    fn recover(&mut self, restored: Option<u64>) -> Result<(), String> {
+        (**self).recover(restored)
+    }
+    fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), String> {
+        (**self).write_epoch(epoch, records)
+    }
+    fn prepare(&mut self, through: u64) -> Result<(), String> {
+        (**self).prepare(through)
+    }
+    fn publish(&mut self, through: u64) -> Result<(), String> {
+        (**self).publish(through)
+    }
+    fn staged_dir(&self) -> Option<std::path::PathBuf> {
+        (**self).staged_dir()
     }
 }

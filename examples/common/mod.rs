@@ -9,7 +9,7 @@ use clap::Args;
 use weir::config::parse_duration;
 use weir::{DeadLetter, RunArgs, Sink, Source, SplitId, SplitReader};
 use weir_connectors::{
-    FileSink, FileSource, Format, Generated, Generator, GeneratorConfig, StdoutSink,
+    FileSink, FileSource, Format, Generated, Generator, GeneratorConfig, PartsSink, StdoutSink,
 };
 
 /// Input, output and generator flags, plus weir's run flags.
@@ -23,7 +23,9 @@ pub struct JobArgs {
     #[arg(long, value_name = "csv|jsonl")]
     pub format: Option<Format>,
 
-    /// Write results to this file instead of stdout.
+    /// Write results here instead of stdout: a file, or, when the job
+    /// checkpoints (the default), a directory of per-epoch parts published
+    /// exactly once (read them in name order: `cat PATH/part-*`).
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 
@@ -31,7 +33,8 @@ pub struct JobArgs {
     #[arg(long, value_name = "csv|jsonl")]
     pub output_format: Option<Format>,
 
-    /// Where dead letters (malformed and late records) go, as JSON lines.
+    /// Where dead letters (malformed and late records) go, as JSON lines
+    /// (a directory of parts when the job checkpoints, like --output).
     #[arg(long, value_name = "PATH")]
     pub dead_letters: Option<PathBuf>,
 
@@ -111,8 +114,32 @@ impl JobArgs {
         Ok(Input::Generator(generator))
     }
 
-    /// Checks output paths before the job starts.
-    pub fn check_outputs(&self) -> anyhow::Result<()> {
+    /// Checks output paths and sets up checkpoints before the job starts
+    /// (call it after [`JobArgs::input`], which checks the input):
+    /// unless `--no-checkpoints`, the job checkpoints to
+    /// `--checkpoint-dir` (default `weir-checkpoints/<job>`) with RocksDB.
+    pub fn prepare(&mut self, job: &str) -> anyhow::Result<()> {
+        self.check_outputs()?;
+        self.run.timely_config()?;
+        if !self.run.no_checkpoints {
+            if self.run.checkpoint_dir.is_none() {
+                self.run.checkpoint_dir = Some(PathBuf::from("weir-checkpoints").join(job));
+            }
+            self.run.backend = Some(weir_rocks::backend());
+            if self.output.is_none() && !self.run.quiet && self.run.process == 0 {
+                eprintln!(
+                    "weir: results go to stdout, at-least-once: after a restore, output since the last checkpoint repeats (use --output DIR for exactly-once)"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn checkpoints(&self) -> bool {
+        !self.run.no_checkpoints && self.run.backend.is_some()
+    }
+
+    fn check_outputs(&self) -> anyhow::Result<()> {
         for path in self.output.iter().chain(self.dead_letters.iter()) {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 if !dir.is_dir() {
@@ -130,25 +157,32 @@ impl JobArgs {
         Ok(())
     }
 
-    /// Where results go.
+    /// Where results go: stdout, a file, or (when the job checkpoints) a
+    /// directory of exactly-once parts.
     pub fn output<T: serde::Serialize + 'static>(&self) -> Box<dyn Sink<T>> {
         let format = self
             .output_format
             .or_else(|| self.output.as_deref().and_then(Format::from_path))
             .unwrap_or(Format::Jsonl);
         match &self.output {
+            Some(path) if self.checkpoints() => Box::new(PartsSink::new(path, format)),
             Some(path) => Box::new(FileSink::create(path, format)),
             None => Box::new(StdoutSink::new(format)),
         }
     }
 
-    /// Where dead letters go.
-    pub fn dead_letter_sink(&self, job: &str) -> FileSink<DeadLetter> {
+    /// Where dead letters go: a file, or (when the job checkpoints) a
+    /// directory of exactly-once parts.
+    pub fn dead_letter_sink(&self, job: &str) -> Box<dyn Sink<DeadLetter>> {
         let path = self
             .dead_letters
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{job}-dead-letters.jsonl")));
-        FileSink::create(path, Format::Jsonl)
+        if self.checkpoints() {
+            Box::new(PartsSink::new(path, Format::Jsonl))
+        } else {
+            Box::new(FileSink::create(path, Format::Jsonl))
+        }
     }
 }
 

@@ -179,6 +179,62 @@ fn crash_and_restore(before: usize, after: usize) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Two crashes: on `a` workers, then (restored) on `b`, then restored on `c`
+/// to the end. State restored into a new store generation must carry every
+/// key and buffered record, or the second restore loses or doubles them.
+fn crash_twice_and_restore(a: usize, b: usize, c: usize) {
+    let full = script(600, 3);
+    let (straight, ok) = run(2, full.clone(), None);
+    assert!(ok, "the straight run succeeds");
+    let straight = results(&straight);
+    let dir = temp(&format!("twice-{a}-{b}-{c}"));
+    let mut combined = Vec::new();
+    let mut last = None;
+    for (workers, cut) in [(a, 300), (b, 480)] {
+        let (out, ok) = run(workers, full.crash_after(cut), Some(&dir));
+        assert!(!ok, "the run on {workers} workers crashes");
+        let checkpoint = newest_complete(&dir);
+        eprintln!(
+            "{workers} workers, crash at {cut}: {:?}",
+            manifest::read(&dir).map(|m| (
+                m.generation,
+                m.complete.iter().map(|e| e.epoch).collect::<Vec<_>>()
+            ))
+        );
+        assert!(
+            checkpoint >= last,
+            "a restored run keeps its checkpoint ({last:?} then {checkpoint:?})"
+        );
+        let kept: Vec<Out> = out
+            .into_iter()
+            .filter(|(e, _)| checkpoint.is_some_and(|c| *e <= c) && last.is_none_or(|l| *e > l))
+            .collect();
+        combined.extend(results(&kept));
+        last = checkpoint;
+    }
+    assert!(last.is_some(), "the crashed runs checkpointed something");
+    let (out, ok) = run(c, full, Some(&dir));
+    assert!(ok, "the last run succeeds");
+    combined.extend(results(&out));
+    combined.sort();
+    assert_eq!(combined.len(), straight.len(), "{a} -> {b} -> {c} workers");
+    assert!(
+        combined == straight,
+        "{a} -> {b} -> {c} workers: output differs"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn two_crashes_across_worker_counts() {
+    // (A crash on one split stops the job at once: runs whose workers
+    // drift apart on 2 cores may complete no checkpoint, so the crashing
+    // runs use one or two workers.)
+    crash_twice_and_restore(1, 2, 4);
+    crash_twice_and_restore(2, 1, 2);
+    crash_twice_and_restore(1, 1, 4);
+}
+
 #[test]
 fn restore_on_one_worker() {
     crash_and_restore(1, 1);
@@ -209,14 +265,14 @@ fn restore_from_four_workers_on_one() {
 #[test]
 fn a_changed_job_is_refused_and_fresh_starts_over() {
     let dir = temp("changed");
-    let mut args = RunArgs::threads(2);
+    let mut args = RunArgs::threads(1);
     args.epoch_interval = Duration::from_secs(3600);
     args.checkpoint_dir = Some(dir.clone());
     args.backend = Some(weir_rocks::backend());
-    let job = |window_name: &'static str| {
+    let job = |window_name: &'static str, crash: usize| {
         move |p: &mut weir::Pipeline<'_>| {
             let _ = p
-                .source("records", script(200, 2))
+                .source("records", script(200, 2).crash_after(crash))
                 .event_time(|r: &Rec| r.2, Watermarks::ascending())
                 .key_by("by_key", |r| r.0)
                 .window(
@@ -226,19 +282,20 @@ fn a_changed_job_is_refused_and_fresh_starts_over() {
                 );
         }
     };
-    weir::run(&args, job("counts")).expect("the first run succeeds");
+    // A run that crashed: a finished one would simply start over.
+    weir::run(&args, job("counts", 150)).expect_err("the first run crashes");
     assert!(
         newest_complete(&dir).is_some(),
         "the first run checkpointed"
     );
-    let refused = weir::run(&args, job("renamed")).expect_err("a changed job is refused");
+    let refused = weir::run(&args, job("renamed", 400)).expect_err("a changed job is refused");
     let message = refused.to_string();
     assert!(
         message.contains("counts") && message.contains("renamed") && message.contains("--fresh"),
         "the refusal names the steps and the way out: {message}"
     );
     args.fresh = true;
-    weir::run(&args, job("renamed")).expect("--fresh starts over");
+    weir::run(&args, job("renamed", 400)).expect_err("--fresh starts over (and crashes again)");
     let m = manifest::read(&dir).expect("a manifest");
     assert!(m.steps.iter().any(|s| s.name == "renamed"));
     let _ = std::fs::remove_dir_all(&dir);

@@ -49,6 +49,14 @@ pub(crate) struct KeyedCheckpointer {
     pub(crate) flushed_through: Option<u64>,
     /// Buffered-record entries written by the previous flush (group, key).
     pending_written: BTreeSet<(u16, Vec<u8>)>,
+    /// Restored key states to write again in the first flush, when the
+    /// restore started a new store generation (which must hold every key,
+    /// not only those that change from now on).
+    carried: Vec<StateChange>,
+    /// The next flush is that of the restored epoch into a new generation:
+    /// it writes every buffered record, all of which were restored (and
+    /// re-stamped into the epoch after it).
+    restoring: bool,
 }
 
 impl KeyedCheckpointer {
@@ -58,6 +66,8 @@ impl KeyedCheckpointer {
             step: step.to_string(),
             flushed_through: None,
             pending_written: BTreeSet::new(),
+            carried: Vec::new(),
+            restoring: false,
         }
     }
 
@@ -77,16 +87,32 @@ impl KeyedCheckpointer {
             return Ok(Some(from.epoch));
         };
         let mut failure = None;
+        let pending_written = &mut self.pending_written;
+        let carried = &mut self.carried;
+        let rescaled = self.worker.plan.rescaled();
+        let step = self.step.clone();
         self.worker.for_each_restore_store(|store| {
-            let mut visit = |_: KeyGroup, stored: &[u8], state: &[u8]| {
+            let mut visit = |group: KeyGroup, stored: &[u8], state: &[u8]| {
                 if failure.is_some() {
                     return;
                 }
                 let result = match stored.split_first() {
                     Some((&KEY, key)) => {
+                        if rescaled {
+                            carried.push(StateChange {
+                                operator: step.clone(),
+                                group,
+                                key: stored.to_vec(),
+                                value: Some(state.to_vec()),
+                            });
+                        }
                         decode::<K>(key, "key").and_then(|k| logic.restore(k, state))
                     }
                     Some((&BUFFERED, time)) => {
+                        // The next flush re-stamps these records: it must
+                        // delete this entry, or a later restore would apply
+                        // them a second time.
+                        pending_written.insert((group.0, stored.to_vec()));
                         decode::<Time>(time, "buffered time").and_then(|t| {
                             let records: Vec<(u64, D)> = decode(state, "buffered records")?;
                             // Same stamp, but in the epoch after the restored one.
@@ -109,7 +135,9 @@ impl KeyedCheckpointer {
             return Err(format!("restoring `{}`: {e}", self.step));
         }
         // Same workers: the store already holds the restored epoch.
-        if !self.worker.plan.rescaled() {
+        if self.worker.plan.rescaled() {
+            self.restoring = true;
+        } else {
             self.flushed_through = Some(from.epoch);
         }
         Ok(Some(from.epoch))
@@ -124,6 +152,7 @@ impl KeyedCheckpointer {
         buffered: &BTreeMap<Time, Vec<(u64, D)>>,
         key_of: &dyn Fn(&D) -> K,
     ) -> Result<u64, String> {
+        crate::failpoint::before_state_flush(self.worker.worker, epoch);
         let mut changed = Vec::new();
         logic.take_changes(&mut changed);
         let mut changes: Vec<StateChange> = changed
@@ -135,9 +164,18 @@ impl KeyedCheckpointer {
                 value,
             })
             .collect();
+        if !self.carried.is_empty() {
+            // Restored state the logic has not changed since, verbatim.
+            let fresh: BTreeSet<Vec<u8>> = changes.iter().map(|c| c.key.clone()).collect();
+            changes.extend(self.carried.drain(..).filter(|c| !fresh.contains(&c.key)));
+        }
         // Buffered records of finished epochs, by (key group, time).
         let mut pending: BTreeMap<(u16, Vec<u8>), TimedRecords<D>> = BTreeMap::new();
-        for (time, records) in buffered.iter().filter(|(t, _)| t.epoch <= epoch) {
+        let restoring = std::mem::take(&mut self.restoring);
+        for (time, records) in buffered
+            .iter()
+            .filter(|(t, _)| restoring || t.epoch <= epoch)
+        {
             for (event_time, record) in records {
                 let group = KeyGroup::of(&key_of(record)).0;
                 pending

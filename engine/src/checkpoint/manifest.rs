@@ -62,6 +62,10 @@ pub struct Manifest {
     pub steps: Vec<Step>,
     /// Complete epochs, oldest first.
     pub complete: Vec<Entry>,
+    /// The run ended cleanly: every source reached its end (or Ctrl-C ended
+    /// the input) and all output was published. Nothing is left to resume.
+    #[serde(default)]
+    pub finished: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -156,6 +160,7 @@ mod tests {
                     checksum: 7,
                 }],
             }],
+            finished: false,
         }
     }
 

@@ -21,6 +21,9 @@
 //!   last N complete epochs ([`protocol::fold_through`]), so each of those N
 //!   can still be restored.
 //!
+//! * **Output** to files is exactly-once: each epoch's records are staged and
+//!   published when the epoch's checkpoint is complete ([`staged`]).
+//!
 //! Decisions are pure functions in [`protocol`], tested as tables; the I/O is
 //! a small trait ([`store::StateStore`]) with an in-memory implementation here
 //! and a RocksDB one in `weir-rocks`. Every key is built by [`layout`].
@@ -31,5 +34,6 @@ pub mod layout;
 pub mod manifest;
 pub mod protocol;
 pub mod runtime;
+pub mod staged;
 pub mod store;
 pub(crate) mod writer;

@@ -39,7 +39,7 @@ pub struct FlushRecord {
     pub worker: usize,
     /// The step.
     pub step: String,
-    /// `state` (counts toward completeness) or `source`.
+    /// `state` or `sink` (both count toward completeness) or `source`.
     pub kind: String,
     /// The checksum of what was written.
     pub checksum: u64,
@@ -77,6 +77,11 @@ pub struct Plan {
     /// Deltas through this epoch may be folded into the base (0: none yet);
     /// the manifest writer raises it, workers of this process fold.
     pub fold_target: AtomicU64,
+    /// One more than the newest epoch recorded complete in this process
+    /// (0: none yet): exactly-once sinks publish through it.
+    completed: AtomicU64,
+    /// Output directories of exactly-once sinks, published at the end.
+    staged_dirs: Mutex<Vec<PathBuf>>,
 }
 
 impl Plan {
@@ -86,6 +91,56 @@ impl Plan {
         self.restore
             .as_ref()
             .is_some_and(|r| r.generation != self.generation)
+    }
+
+    /// The newest epoch known complete: recorded by this run, or restored.
+    pub fn last_complete(&self) -> Option<u64> {
+        match self.completed.load(Ordering::SeqCst) {
+            0 => self.restore.as_ref().map(|r| r.epoch),
+            n => Some(n - 1),
+        }
+    }
+
+    /// Records that `epoch` is complete (the manifest says so).
+    pub(crate) fn mark_complete(&self, epoch: u64) {
+        self.completed
+            .fetch_max(epoch.saturating_add(1), Ordering::SeqCst);
+    }
+
+    /// Registers an exactly-once sink's output directory, published when
+    /// the run finishes.
+    pub(crate) fn register_staged(&self, dir: PathBuf) {
+        let mut dirs = lock(&self.staged_dirs);
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+
+    /// The clean end of a run: records it as finished in the manifest, then
+    /// publishes every staged part (a kill in between leaves parts that the
+    /// finished checkpoint covers; see [`super::staged`]). Process 0 only.
+    pub fn finish(&self) -> Result<(), String> {
+        {
+            let mut m = lock(&self.manifest);
+            m.finished = true;
+            manifest::write(&self.dir, &m).map_err(|e| {
+                format!(
+                    "recording the finished run in {}: {e}",
+                    manifest::path(&self.dir).display()
+                )
+            })?;
+        }
+        for dir in lock(&self.staged_dirs).iter() {
+            super::staged::publish_through(dir, u64::MAX)?;
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -111,6 +166,19 @@ pub fn plan(
     fresh: bool,
     workers: usize,
 ) -> Result<Plan, ConfigError> {
+    plan_for(dir, backend, keep, fresh, workers, 0..workers)
+}
+
+/// [`plan`] for one process of a cluster, which clears only the stores of
+/// its own workers (`local`), so processes never delete each other's files.
+pub fn plan_for(
+    dir: &Path,
+    backend: Arc<dyn Backend>,
+    keep: usize,
+    fresh: bool,
+    workers: usize,
+    local: std::ops::Range<usize>,
+) -> Result<Plan, ConfigError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         ConfigError::new(format!(
             "--checkpoint-dir {}: cannot create it: {e}",
@@ -123,9 +191,16 @@ pub fn plan(
         generation,
         steps: Vec::new(),
         complete: Vec::new(),
+        finished: false,
     };
+    let clear = |generation: u64| clear_generation(dir, generation, workers, local.clone());
+    let first_process = local.start == 0;
     let fresh_plan = |generation: u64, skipped| -> Result<Plan, ConfigError> {
-        clear_generation(dir, generation)?;
+        clear(generation)?;
+        if first_process {
+            // Nothing restores from older generations any more.
+            remove_generations_before(dir, generation);
+        }
         Ok(Plan {
             dir: dir.to_path_buf(),
             backend: Arc::clone(&backend),
@@ -135,6 +210,8 @@ pub fn plan(
             manifest: Mutex::new(empty(generation)),
             skipped,
             fold_target: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            staged_dirs: Mutex::new(Vec::new()),
         })
     };
     let existing = match manifest::read(dir) {
@@ -152,6 +229,11 @@ pub fn plan(
         }
     };
     if fresh {
+        return fresh_plan(existing.generation + 1, Vec::new());
+    }
+    if existing.finished {
+        // Nothing to resume: run again from the start (exactly-once sinks
+        // replace the finished run's output).
         return fresh_plan(existing.generation + 1, Vec::new());
     }
     let complete: Vec<CompleteEpoch> = existing
@@ -194,7 +276,7 @@ pub fn plan(
                 manifest.generation = generation;
                 manifest.workers = workers;
                 manifest.complete.clear();
-                clear_generation(dir, generation)?;
+                clear(generation)?;
             }
             Ok(Plan {
                 dir: dir.to_path_buf(),
@@ -210,19 +292,59 @@ pub fn plan(
                 manifest: Mutex::new(manifest),
                 skipped,
                 fold_target: AtomicU64::new(0),
+                completed: AtomicU64::new(0),
+                staged_dirs: Mutex::new(Vec::new()),
             })
         }
     }
 }
 
-/// Removes what an abandoned run left in a generation this run will write.
-fn clear_generation(dir: &Path, generation: u64) -> Result<(), ConfigError> {
+/// Removes what an abandoned run left in a generation this run will write:
+/// the stores of this process's workers (`local`), and, in the process of
+/// worker 0, stores of workers beyond `workers`.
+fn clear_generation(
+    dir: &Path,
+    generation: u64,
+    workers: usize,
+    local: std::ops::Range<usize>,
+) -> Result<(), ConfigError> {
     let gen_dir = dir.join(format!("gen-{generation}"));
-    if gen_dir.exists() {
-        std::fs::remove_dir_all(&gen_dir)
-            .map_err(|e| ConfigError::new(format!("cannot clear {}: {e}", gen_dir.display())))?;
+    let Ok(entries) = std::fs::read_dir(&gen_dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let worker = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("worker-"))
+            .and_then(|w| w.parse::<usize>().ok());
+        let ours = worker.is_some_and(|w| local.contains(&w) || (local.start == 0 && w >= workers));
+        if ours {
+            std::fs::remove_dir_all(entry.path()).map_err(|e| {
+                ConfigError::new(format!("cannot clear {}: {e}", entry.path().display()))
+            })?;
+        }
     }
     Ok(())
+}
+
+/// Deletes the store generations older than `generation` (best effort: a
+/// leftover only costs disk).
+fn remove_generations_before(dir: &Path, generation: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix("gen-"))
+            .and_then(|g| g.parse::<u64>().ok())
+            .is_some_and(|g| g < generation);
+        if old {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Checks every flush of a complete epoch against what its store holds.

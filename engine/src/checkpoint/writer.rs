@@ -25,7 +25,10 @@ pub(crate) fn manifest_writer(
     steps: Vec<Step>,
     shared: Arc<JobShared>,
 ) {
-    let expected = steps.iter().filter(|s| s.kind == "state").count() * checkpoint.workers;
+    // Every stateful step flushes on every worker; an exactly-once sink on
+    // the one worker that writes it.
+    let expected = steps.iter().filter(|s| s.kind == "state").count() * checkpoint.workers
+        + steps.iter().filter(|s| s.kind == "sink").count();
     let _: StreamVec<'_, Time, ()> = flushes
         .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
             Exchange::new(|_: &FlushRecord| 0u64),
@@ -52,7 +55,7 @@ pub(crate) fn manifest_writer(
                             break;
                         }
                         let (epoch, records) = entry.remove_entry();
-                        let state_flushes = records.iter().filter(|r| r.kind == "state").count();
+                        let state_flushes = records.iter().filter(|r| r.kind != "source").count();
                         if state_flushes != expected || records.is_empty() {
                             // A step skipped this epoch (several epochs completed
                             // at once): it is not restorable. Later ones are.
@@ -99,6 +102,7 @@ fn record_complete(
     let drop = m.complete.len().saturating_sub(plan.keep);
     m.complete.drain(..drop);
     manifest::write(&plan.dir, &m)?;
+    plan.mark_complete(epoch);
     let epochs: Vec<u64> = m.complete.iter().map(|e| e.epoch).collect();
     if let Some(target) = fold_through(&epochs, plan.keep, None) {
         plan.fold_target.fetch_max(target, Ordering::SeqCst);

@@ -1,0 +1,66 @@
+//! Fault injection for tests of checkpoint recovery, set by the environment.
+//!
+//! `WEIR_FAILPOINT=torn-flush:W:E` makes worker `W` stop the whole process
+//! (`abort`, as `kill -9` would) when it is about to flush epoch `E` of a
+//! stateful step, after giving the other workers time to flush theirs: the
+//! checkpoint of `E` is then torn, held by some workers and not others.
+//! Unset (always, outside such tests), every check is one relaxed load.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TornFlush {
+    worker: usize,
+    epoch: u64,
+}
+
+fn parse(text: &str) -> Option<TornFlush> {
+    let mut parts = text.strip_prefix("torn-flush:")?.split(':');
+    let worker = parts.next()?.parse().ok()?;
+    let epoch = parts.next()?.parse().ok()?;
+    parts
+        .next()
+        .is_none()
+        .then_some(TornFlush { worker, epoch })
+}
+
+fn configured() -> Option<TornFlush> {
+    static POINT: OnceLock<Option<TornFlush>> = OnceLock::new();
+    *POINT.get_or_init(|| {
+        let text = std::env::var("WEIR_FAILPOINT").ok()?;
+        let point = parse(&text);
+        if point.is_none() {
+            eprintln!("weir: ignoring WEIR_FAILPOINT={text}: expected torn-flush:WORKER:EPOCH");
+        }
+        point
+    })
+}
+
+/// Called by a stateful step before it flushes `epoch` on `worker`.
+pub(crate) fn before_state_flush(worker: usize, epoch: u64) {
+    if configured() == Some(TornFlush { worker, epoch }) {
+        std::thread::sleep(Duration::from_millis(500));
+        eprintln!("weir: failpoint: worker {worker} dies before flushing epoch {epoch}");
+        std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failpoints_parse() {
+        assert_eq!(
+            parse("torn-flush:1:5"),
+            Some(TornFlush {
+                worker: 1,
+                epoch: 5
+            })
+        );
+        assert_eq!(parse("torn-flush:1"), None);
+        assert_eq!(parse("torn-flush:1:5:9"), None);
+        assert_eq!(parse("other:1:5"), None);
+    }
+}

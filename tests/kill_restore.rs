@@ -1,0 +1,292 @@
+//! Crash tests on real processes: the iot example job checkpoints to
+//! RocksDB and writes exactly-once parts; it is killed with `kill -9` at
+//! random moments and restarted (on 1 or 2 workers, at random) until it
+//! finishes. Its published output must then equal an uninterrupted run's:
+//! nothing lost, nothing doubled — and at no moment in between may the
+//! published output hold a record twice or one the job never produces.
+//!
+//! `WEIR_KILL_ROUNDS=200 cargo test --test kill_restore` (or
+//! `scripts/kill-test.sh`) kills more often; `WEIR_KILL_SEED` replays a run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weir::checkpoint::{manifest, staged};
+use weir::rng::SplitMix64;
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    dir.join("examples").join(name)
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-kill-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// The generator and window flags every run of a test shares.
+fn job_flags(events: u64) -> Vec<String> {
+    [
+        "--events",
+        &events.to_string(),
+        "--keys",
+        "40",
+        "--late-fraction",
+        "0.01",
+        "--malformed-fraction",
+        "0.01",
+        "--session-gap",
+        "5s",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// A multiset of lines.
+type Lines = BTreeMap<String, usize>;
+
+fn count_lines(text: &str, into: &mut Lines) {
+    for line in text.lines() {
+        *into.entry(line.to_string()).or_default() += 1;
+    }
+}
+
+/// What the job published so far: every published part of a directory.
+fn published(dir: &Path) -> Lines {
+    let mut lines = Lines::new();
+    if dir.is_dir() {
+        for part in staged::published(dir).expect("list parts") {
+            // A part is renamed into place whole: it can be read whole.
+            let text = std::fs::read_to_string(&part).expect("read part");
+            count_lines(&text, &mut lines);
+        }
+    }
+    lines
+}
+
+fn file_lines(path: &Path) -> Lines {
+    let mut lines = Lines::new();
+    count_lines(
+        &std::fs::read_to_string(path).expect("read reference output"),
+        &mut lines,
+    );
+    lines
+}
+
+/// Lines of `got` beyond what `reference` has: doubled or invented output.
+fn excess(got: &Lines, reference: &Lines) -> Vec<String> {
+    got.iter()
+        .filter(|(line, n)| **n > reference.get(*line).copied().unwrap_or(0))
+        .map(|(line, n)| format!("{n}x {line}"))
+        .take(10)
+        .collect()
+}
+
+struct Paths {
+    checkpoints: PathBuf,
+    output: PathBuf,
+    dead: PathBuf,
+}
+
+fn start(flags: &[String], paths: &Paths, workers: usize, env: Option<(&str, &str)>) -> Command {
+    let mut command = Command::new(example("iot"));
+    command
+        .args(flags)
+        .args(["-w", &workers.to_string(), "--epoch-interval", "50ms"])
+        .arg("--checkpoint-dir")
+        .arg(&paths.checkpoints)
+        .arg("--output")
+        .arg(&paths.output)
+        .arg("--dead-letters")
+        .arg(&paths.dead)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some((k, v)) = env {
+        command.env(k, v);
+    }
+    command
+}
+
+/// An uninterrupted run without checkpoints: the expected output.
+fn reference(flags: &[String], dir: &Path) -> (Lines, Lines) {
+    let out = dir.join("reference.jsonl");
+    let dead = dir.join("reference.dead.jsonl");
+    let status = Command::new(example("iot"))
+        .args(flags)
+        .args(["-w", "2", "--no-checkpoints"])
+        .arg("--output")
+        .arg(&out)
+        .arg("--dead-letters")
+        .arg(&dead)
+        .stdin(Stdio::null())
+        .status()
+        .expect("start the reference run");
+    assert!(status.success(), "the reference run failed");
+    let lines = file_lines(&out);
+    assert!(lines.len() > 20, "the reference run produced output");
+    (lines, file_lines(&dead))
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+#[test]
+fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
+    let rounds = env_u64("WEIR_KILL_ROUNDS").unwrap_or(24);
+    let seed = env_u64("WEIR_KILL_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7)
+    });
+    eprintln!("kill test: {rounds} kills, WEIR_KILL_SEED={seed}");
+    let mut rng = SplitMix64::new(seed);
+    let dir = temp_dir("random");
+    // Paced at 8 000 records/s so that the job lives through every kill
+    // (each run lives at most 0.7 s); the last run goes at full speed.
+    let events = 20_000 + rounds * 6_000;
+    let flags = job_flags(events);
+    let (expected, expected_dead) = reference(&flags, &dir);
+    let paths = Paths {
+        checkpoints: dir.join("checkpoints"),
+        output: dir.join("out"),
+        dead: dir.join("dead"),
+    };
+    let mut paced = flags.clone();
+    paced.extend(["--rate".into(), "8000".into()]);
+    let mut kills = 0;
+    let mut finished = false;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !finished {
+        assert!(Instant::now() < deadline, "the job did not finish in 5 min");
+        let workers = 1 + rng.below(2) as usize;
+        if kills < rounds {
+            let mut child = start(&paced, &paths, workers, None)
+                .spawn()
+                .expect("start iot");
+            std::thread::sleep(Duration::from_millis(100 + rng.below(600)));
+            match child.try_wait().expect("poll iot") {
+                Some(status) => {
+                    // It finished before the kill: the input was too short.
+                    assert!(status.success(), "a run failed on its own");
+                    finished = true;
+                }
+                None => {
+                    // SIGKILL: no handler runs, nothing is flushed.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    kills += 1;
+                }
+            }
+        } else {
+            let output = start(&flags, &paths, workers, None)
+                .output()
+                .expect("run iot");
+            assert!(
+                output.status.success(),
+                "the last run failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            finished = true;
+        }
+        let newest = manifest::read(&paths.checkpoints)
+            .ok()
+            .map(|m| (m.generation, m.workers, m.complete.last().map(|e| e.epoch)));
+        eprintln!(
+            "round {kills}: -w {workers}; checkpoint (generation, workers, newest) {newest:?}"
+        );
+        let so_far = published(&paths.output);
+        let doubled = excess(&so_far, &expected);
+        assert!(
+            doubled.is_empty(),
+            "after {kills} kills (seed {seed}) the output holds records twice or records the job never makes: {doubled:#?}"
+        );
+    }
+    assert_eq!(kills, rounds, "every planned kill hit a running job");
+    let got = published(&paths.output);
+    let missing = excess(&expected, &got);
+    assert!(
+        missing.is_empty(),
+        "after {kills} kills (seed {seed}) the output lacks: {missing:#?}"
+    );
+    assert_eq!(got, expected, "seed {seed}");
+    assert_eq!(
+        published(&paths.dead),
+        expected_dead,
+        "dead letters after {kills} kills (seed {seed})"
+    );
+    let m = manifest::read(&paths.checkpoints).expect("a manifest");
+    assert!(m.finished, "the last run recorded itself finished");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A torn checkpoint: worker 1 dies just before flushing epoch 4, after
+/// worker 0 flushed it. Restore must use epoch 3 (the newest complete one),
+/// and the final output must equal an uninterrupted run's.
+#[test]
+fn a_checkpoint_flushed_by_some_workers_only_is_not_restored() {
+    let dir = temp_dir("torn");
+    let flags = job_flags(30_000);
+    let (expected, expected_dead) = reference(&flags, &dir);
+    let paths = Paths {
+        checkpoints: dir.join("checkpoints"),
+        output: dir.join("out"),
+        dead: dir.join("dead"),
+    };
+    let mut paced = flags.clone();
+    paced.extend(["--rate".into(), "10000".into()]);
+    let crashed = start(
+        &paced,
+        &paths,
+        2,
+        Some(("WEIR_FAILPOINT", "torn-flush:1:4")),
+    )
+    .output()
+    .expect("run iot");
+    assert!(
+        !crashed.status.success(),
+        "the failpoint stopped the job: {}",
+        String::from_utf8_lossy(&crashed.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&crashed.stderr).contains("failpoint"),
+        "{}",
+        String::from_utf8_lossy(&crashed.stderr)
+    );
+    let m = manifest::read(&paths.checkpoints).expect("a manifest");
+    let newest = m.complete.last().map(|e| e.epoch);
+    assert_eq!(newest, Some(3), "epoch 4 is not complete, epoch 3 is");
+    // Worker 0 did flush epoch 4: the torn case really happened.
+    let store = weir_rocks::RocksStore::open_read_only(weir::checkpoint::runtime::store_path(
+        &paths.checkpoints,
+        m.generation,
+        0,
+    ))
+    .expect("worker 0's store");
+    let flushed_by_0 = weir::checkpoint::store::checksum_of_epoch_step(&store, 4, "device_minutes")
+        .expect("read worker 0's store");
+    assert!(flushed_by_0.is_some(), "worker 0 flushed epoch 4");
+    drop(store);
+    // Restore on another worker count, run to the end.
+    let resumed = start(&flags, &paths, 1, None).output().expect("run iot");
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(published(&paths.output), expected);
+    assert_eq!(published(&paths.dead), expected_dead);
+    let _ = std::fs::remove_dir_all(&dir);
+}
