@@ -493,6 +493,10 @@ fn bad_flags_and_missing_files_fail_at_start_with_one_line() {
             "does not exist",
         ),
         (&["-n", "2", "-p", "5"][..], "--process"),
+        (
+            &["--checkpoint-dir", "/dev/null/checkpoints"][..],
+            "--checkpoint-dir",
+        ),
     ] {
         let (_, stderr) = run_failing("iot", args);
         let lines: Vec<&str> = stderr.lines().collect();

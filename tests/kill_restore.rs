@@ -33,12 +33,12 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// The generator and window flags every run of a test shares.
-fn job_flags(events: u64) -> Vec<String> {
+fn job_flags(events: u64, keys: u64) -> Vec<String> {
     [
         "--events",
         &events.to_string(),
         "--keys",
-        "40",
+        &keys.to_string(),
         "--late-fraction",
         "0.01",
         "--malformed-fraction",
@@ -157,7 +157,7 @@ fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
     // Paced at 8 000 records/s so that the job lives through every kill
     // (each run lives at most 0.7 s); the last run goes at full speed.
     let events = 20_000 + rounds * 6_000;
-    let flags = job_flags(events);
+    let flags = job_flags(events, 40);
     let (expected, expected_dead) = reference(&flags, &dir);
     let paths = Paths {
         checkpoints: dir.join("checkpoints"),
@@ -238,7 +238,7 @@ fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
 #[test]
 fn a_checkpoint_flushed_by_some_workers_only_is_not_restored() {
     let dir = temp_dir("torn");
-    let flags = job_flags(30_000);
+    let flags = job_flags(30_000, 40);
     let (expected, expected_dead) = reference(&flags, &dir);
     let paths = Paths {
         checkpoints: dir.join("checkpoints"),
@@ -288,5 +288,87 @@ fn a_checkpoint_flushed_by_some_workers_only_is_not_restored() {
     );
     assert_eq!(published(&paths.output), expected);
     assert_eq!(published(&paths.dead), expected_dead);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&path).expect("create the mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a {size} tmpfs at {} failed: this test needs root (CI runs as root)",
+            path.display()
+        );
+        Tmpfs(path)
+    }
+
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "resizing the tmpfs failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Checkpoints on a disk that fills up: the job stops with one clear line
+/// naming the full disk, the last complete checkpoint stays intact, and once
+/// there is room again the job resumes from it to the right output.
+#[test]
+fn a_full_disk_stops_the_job_and_its_last_checkpoint_resumes() {
+    let dir = temp_dir("full");
+    let disk = Tmpfs::mount(dir.join("disk"), "1m");
+    let flags = job_flags(300_000, 400);
+    let (expected, expected_dead) = reference(&flags, &dir);
+    let paths = Paths {
+        checkpoints: disk.0.join("checkpoints"),
+        output: dir.join("out"),
+        dead: dir.join("dead"),
+    };
+    let mut paced = flags.clone();
+    paced.extend(["--rate".into(), "50000".into()]);
+    let full = start(&paced, &paths, 2, None).output().expect("run iot");
+    let stderr = String::from_utf8_lossy(&full.stderr);
+    assert!(
+        !full.status.success(),
+        "the job stops when the disk is full"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("No space left on device") && stderr.contains("checkpoint"),
+        "the error names the cause: {stderr}"
+    );
+    let m = manifest::read(&paths.checkpoints).expect("the manifest is intact");
+    let last = m.complete.last().map(|e| e.epoch);
+    assert!(
+        last.is_some(),
+        "a checkpoint completed before the disk filled"
+    );
+    disk.resize("64m");
+    let resumed = start(&flags, &paths, 1, None).output().expect("run iot");
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(published(&paths.output), expected);
+    assert_eq!(published(&paths.dead), expected_dead);
+    drop(disk);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -74,6 +74,11 @@ pub struct RunArgs {
     /// The state backend for checkpoints (set by the program, not a flag).
     #[arg(skip)]
     pub backend: Option<BackendHandle>,
+
+    /// Lines printed to stderr once the run is set up (unless --quiet), e.g.
+    /// what a job's delivery guarantee is (set by the program, not a flag).
+    #[arg(skip)]
+    pub start_notes: Vec<String>,
 }
 
 /// A shared state backend, as [`RunArgs`] carries it.
@@ -105,6 +110,7 @@ impl Default for RunArgs {
             fresh: false,
             keep_checkpoints: 3,
             backend: None,
+            start_notes: Vec::new(),
         }
     }
 }

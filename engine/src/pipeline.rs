@@ -273,6 +273,11 @@ where
             }
         }
     }
+    if !args.quiet && args.process == 0 {
+        for note in &args.start_notes {
+            eprintln!("weir: {note}");
+        }
+    }
     CTRL_C_HANDLER.call_once(|| {
         // A second Ctrl-C kills the process the usual way.
         let _ = ctrlc::set_handler(|| {

@@ -126,9 +126,9 @@ impl JobArgs {
                 self.run.checkpoint_dir = Some(PathBuf::from("weir-checkpoints").join(job));
             }
             self.run.backend = Some(weir_rocks::backend());
-            if self.output.is_none() && !self.run.quiet && self.run.process == 0 {
-                eprintln!(
-                    "weir: results go to stdout, at-least-once: after a restore, output since the last checkpoint repeats (use --output DIR for exactly-once)"
+            if self.output.is_none() {
+                self.run.start_notes.push(
+                    "results go to stdout, at-least-once: after a restore, output since the last checkpoint repeats (use --output DIR for exactly-once)".into(),
                 );
             }
         }
