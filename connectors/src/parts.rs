@@ -98,6 +98,7 @@ impl<T: Serialize + 'static> Sink<T> for PartsSink<T> {
             // checkpoint; later ones are replayed.
             Some(epoch) => {
                 staged::discard_after(&self.dir, Some(epoch))?;
+                staged::unpublish_after(&self.dir, epoch)?;
                 staged::publish_through(&self.dir, epoch)?;
             }
             // A fresh start: the old run's output goes.

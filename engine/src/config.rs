@@ -34,7 +34,9 @@ pub struct RunArgs {
     pub hostfile: Option<PathBuf>,
 
     /// How often sources close an epoch (wall clock), e.g. `1s`, `250ms`.
-    #[arg(long = "epoch-interval", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    /// Each completed epoch is a checkpoint, so this is also the
+    /// checkpoint interval (`--checkpoint-interval` is the same flag).
+    #[arg(long = "epoch-interval", visible_alias = "checkpoint-interval", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub epoch_interval: Duration,
 
     /// How often to print a status line to stderr (`0s` turns it off).
@@ -66,6 +68,12 @@ pub struct RunArgs {
     /// without it an unfinished run resumes, and a changed job is refused.
     #[arg(long = "fresh")]
     pub fresh: bool,
+
+    /// Resume from this complete checkpoint epoch instead of the newest
+    /// (`weir-checkpoint list` shows them); output published after it is
+    /// withdrawn and produced again.
+    #[arg(long = "restore", value_name = "EPOCH", conflicts_with_all = ["fresh", "no_checkpoints"])]
+    pub restore: Option<u64>,
 
     /// How many complete checkpoints to keep restorable.
     #[arg(long = "keep-checkpoints", default_value_t = 3, value_name = "N")]
@@ -108,6 +116,7 @@ impl Default for RunArgs {
             checkpoint_dir: None,
             no_checkpoints: false,
             fresh: false,
+            restore: None,
             keep_checkpoints: 3,
             backend: None,
             start_notes: Vec::new(),

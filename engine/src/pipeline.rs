@@ -252,6 +252,7 @@ where
                 args.fresh,
                 args.total_workers(),
                 args.process * args.workers..(args.process + 1) * args.workers,
+                args.restore,
             )?)),
             (Some(_), None) => return Err(ConfigError::new(
                 "--checkpoint-dir needs a state backend: set RunArgs::backend (weir_rocks::Rocks)",

@@ -49,10 +49,22 @@ fn temp(tag: &str) -> PathBuf {
 /// Runs the job; returns its outputs with the epoch each was emitted in, and
 /// whether it ended cleanly.
 fn run(workers: usize, script: Script<Rec>, dir: Option<&PathBuf>) -> (Vec<Out>, bool) {
+    run_restoring(workers, script, dir, None).expect("the job starts")
+}
+
+/// [`run`], restoring `restore` (an epoch) if given; `Err` if refused at start.
+fn run_restoring(
+    workers: usize,
+    script: Script<Rec>,
+    dir: Option<&PathBuf>,
+    restore: Option<u64>,
+) -> Result<(Vec<Out>, bool), String> {
     let out: Arc<Mutex<Vec<Out>>> = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&out);
     let mut args = RunArgs::threads(workers);
     args.epoch_interval = Duration::from_secs(3600);
+    args.keep_checkpoints = 5;
+    args.restore = restore;
     if let Some(dir) = dir {
         args.checkpoint_dir = Some(dir.clone());
         args.backend = Some(weir_rocks::backend());
@@ -103,9 +115,12 @@ fn run(workers: usize, script: Script<Rec>, dir: Option<&PathBuf>) -> (Vec<Out>,
             }
         });
     });
+    if let Err(weir::JobError::Config(e)) = &result {
+        return Err(e.to_string());
+    }
     let mut all = out.lock().expect("lock").clone();
     all.sort();
-    (all, result.is_ok())
+    Ok((all, result.is_ok()))
 }
 
 fn results(outs: &[Out]) -> Vec<String> {
@@ -233,6 +248,41 @@ fn two_crashes_across_worker_counts() {
     crash_twice_and_restore(1, 2, 4);
     crash_twice_and_restore(2, 1, 2);
     crash_twice_and_restore(1, 1, 4);
+}
+
+/// `--restore EPOCH` resumes from an older complete checkpoint than the
+/// newest; an epoch that is not a complete checkpoint is refused, naming
+/// the ones there are.
+#[test]
+fn an_older_checkpoint_restores_on_request() {
+    let full = script(600, 3);
+    let (straight, _) = run(2, full.clone(), None);
+    let straight = results(&straight);
+    let dir = temp("older");
+    let (first, ok) = run(1, full.crash_after(400), Some(&dir));
+    assert!(!ok, "the first run crashes");
+    let m = manifest::read(&dir).expect("a manifest");
+    let epochs: Vec<u64> = m.complete.iter().map(|e| e.epoch).collect();
+    assert!(epochs.len() >= 2, "checkpoints to choose from: {epochs:?}");
+    let older = epochs[0];
+    let refused = run_restoring(2, full.clone(), Some(&dir), Some(older + 1000))
+        .expect_err("an unknown epoch is refused");
+    assert!(
+        refused.contains("--restore") && refused.contains(&older.to_string()),
+        "{refused}"
+    );
+    let (second, ok) = run_restoring(2, full, Some(&dir), Some(older)).expect("restores");
+    assert!(ok, "the restored run succeeds");
+    let mut combined: Vec<String> = results(
+        &first
+            .into_iter()
+            .filter(|(e, _)| *e <= older)
+            .collect::<Vec<_>>(),
+    );
+    combined.extend(results(&second));
+    combined.sort();
+    assert!(combined == straight, "restored from {older} of {epochs:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

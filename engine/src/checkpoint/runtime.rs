@@ -166,11 +166,12 @@ pub fn plan(
     fresh: bool,
     workers: usize,
 ) -> Result<Plan, ConfigError> {
-    plan_for(dir, backend, keep, fresh, workers, 0..workers)
+    plan_for(dir, backend, keep, fresh, workers, 0..workers, None)
 }
 
 /// [`plan`] for one process of a cluster, which clears only the stores of
-/// its own workers (`local`), so processes never delete each other's files.
+/// its own workers (`local`), so processes never delete each other's files;
+/// `restore` asks for one complete epoch instead of the newest.
 pub fn plan_for(
     dir: &Path,
     backend: Arc<dyn Backend>,
@@ -178,6 +179,7 @@ pub fn plan_for(
     fresh: bool,
     workers: usize,
     local: std::ops::Range<usize>,
+    restore: Option<u64>,
 ) -> Result<Plan, ConfigError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         ConfigError::new(format!(
@@ -231,7 +233,24 @@ pub fn plan_for(
     if fresh {
         return fresh_plan(existing.generation + 1, Vec::new());
     }
-    if existing.finished {
+    if let Some(wanted) = restore {
+        if !existing.complete.iter().any(|e| e.epoch == wanted) {
+            let listed: Vec<String> = existing
+                .complete
+                .iter()
+                .map(|e| e.epoch.to_string())
+                .collect();
+            return Err(ConfigError::new(format!(
+                "--restore {wanted}: {} holds no complete checkpoint {wanted} (complete: {})",
+                dir.display(),
+                if listed.is_empty() {
+                    "none".to_string()
+                } else {
+                    listed.join(", ")
+                }
+            )));
+        }
+    } else if existing.finished {
         // Nothing to resume: run again from the start (exactly-once sinks
         // replace the finished run's output).
         return fresh_plan(existing.generation + 1, Vec::new());
@@ -239,6 +258,7 @@ pub fn plan_for(
     let complete: Vec<CompleteEpoch> = existing
         .complete
         .iter()
+        .filter(|e| restore.is_none_or(|wanted| e.epoch == wanted))
         .map(|e| CompleteEpoch {
             epoch: e.epoch,
             checksums: e.flushes.iter().map(|f| f.checksum).collect(),
@@ -272,6 +292,7 @@ pub fn plan_for(
             };
             let mut manifest = existing.clone();
             manifest.complete.retain(|e| e.epoch <= epoch);
+            manifest.finished = false;
             if !same {
                 manifest.generation = generation;
                 manifest.workers = workers;

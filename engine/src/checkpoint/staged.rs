@@ -105,6 +105,27 @@ pub fn discard_after(dir: &Path, after: Option<u64>) -> Result<usize, String> {
     Ok(discarded)
 }
 
+/// Deletes the published parts of epochs `> after`: a restore from an older
+/// checkpoint than the newest (one asked for, or the newest did not verify)
+/// produces them again.
+pub fn unpublish_after(dir: &Path, after: u64) -> Result<usize, String> {
+    let mut removed = 0;
+    for part in published(dir)? {
+        let epoch = part
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(epoch_of_part);
+        if epoch.is_some_and(|e| e > after) {
+            fs::remove_file(&part).map_err(|e| io("cannot remove", &part, e))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
 /// Deletes every part, published or staged: a fresh run's output replaces
 /// the old run's.
 pub fn clear(dir: &Path) -> Result<(), String> {
@@ -187,6 +208,9 @@ mod tests {
         assert_eq!(publish_through(&dir, 5).expect("publish"), 1);
         assert_eq!(epochs(&published(&dir).expect("list")), vec![3, 4, 5]);
         assert_eq!(staged(&dir).expect("staged"), Vec::new());
+        // A restore from epoch 3 withdraws what was published after it.
+        assert_eq!(unpublish_after(&dir, 3).expect("unpublish"), 2);
+        assert_eq!(epochs(&published(&dir).expect("list")), vec![3]);
         clear(&dir).expect("clear");
         assert!(published(&dir).expect("list").is_empty());
         let _ = fs::remove_dir_all(&dir);
