@@ -372,3 +372,79 @@ fn a_full_disk_stops_the_job_and_its_last_checkpoint_resumes() {
     drop(disk);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Starts the job as two processes of one worker each.
+fn start_cluster(flags: &[String], paths: &Paths, dir: &Path) -> Vec<std::process::Child> {
+    let hostfile = dir.join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .expect("write hostfile");
+    (0..2)
+        .map(|p| {
+            start(flags, paths, 1, None)
+                .args(["-n", "2", "-p", &p.to_string()])
+                .arg("--hostfile")
+                .arg(&hostfile)
+                .spawn()
+                .expect("start a process")
+        })
+        .collect()
+}
+
+/// Two processes checkpointing into one directory, both killed mid-run and
+/// restarted: the output equals an uninterrupted run's, and the worker of
+/// the process that does not write the manifest folds its store too.
+#[test]
+fn two_processes_killed_and_restored_lose_nothing_and_both_fold() {
+    let dir = temp_dir("cluster");
+    let flags = job_flags(60_000, 40);
+    let (expected, expected_dead) = reference(&flags, &dir);
+    let paths = Paths {
+        checkpoints: dir.join("checkpoints"),
+        output: dir.join("out"),
+        dead: dir.join("dead"),
+    };
+    let mut paced = flags.clone();
+    paced.extend(["--rate".into(), "20000".into()]);
+    let mut cluster = start_cluster(&paced, &paths, &dir);
+    std::thread::sleep(Duration::from_millis(1500));
+    for child in &mut cluster {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let m = manifest::read(&paths.checkpoints).expect("a manifest");
+    assert!(
+        m.complete.len() >= 2,
+        "checkpoints completed: {:?}",
+        m.complete
+    );
+    let store = weir_rocks::RocksStore::open_read_only(weir::checkpoint::runtime::store_path(
+        &paths.checkpoints,
+        m.generation,
+        1,
+    ))
+    .expect("worker 1's store");
+    let folded = weir::checkpoint::store::folded_through(&store).expect("read it");
+    assert!(folded.is_some(), "process 1's worker folded its store");
+    drop(store);
+    for child in start_cluster(&flags, &paths, &dir) {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(published(&paths.output), expected);
+    assert_eq!(published(&paths.dead), expected_dead);
+    let _ = std::fs::remove_dir_all(&dir);
+}

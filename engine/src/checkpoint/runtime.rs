@@ -417,6 +417,9 @@ pub struct WorkerCheckpoint {
     pub restore_stores: Vec<Box<dyn StateStore>>,
     /// The epoch this worker's store has been folded through.
     folded: Cell<u64>,
+    /// The fold target the manifest writer announced (it may run in
+    /// another process, where `plan.fold_target` does not reach).
+    announced: Cell<u64>,
 }
 
 impl WorkerCheckpoint {
@@ -447,12 +450,22 @@ impl WorkerCheckpoint {
             store: RefCell::new(store),
             restore_stores,
             folded: Cell::new(0),
+            announced: Cell::new(0),
         })
+    }
+
+    /// Records a fold target announced by the manifest writer.
+    pub(crate) fn allow_fold(&self, target: u64) {
+        self.announced.set(self.announced.get().max(target));
     }
 
     /// Folds this worker's deltas into its base as far as the manifest allows.
     pub fn maybe_fold(&self) -> Result<(), StoreError> {
-        let target = self.plan.fold_target.load(Ordering::SeqCst);
+        let target = self
+            .plan
+            .fold_target
+            .load(Ordering::SeqCst)
+            .max(self.announced.get());
         if target > self.folded.get() {
             super::store::fold(self.store.borrow_mut().as_mut(), target)?;
             self.folded.set(target);

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{CapabilitySet, Inspect};
 use timely::dataflow::StreamVec;
 
 use super::manifest::{self, Entry, Flush, Step};
@@ -29,14 +31,21 @@ pub(crate) fn manifest_writer(
     // the one worker that writes it.
     let expected = steps.iter().filter(|s| s.kind == "state").count() * checkpoint.workers
         + steps.iter().filter(|s| s.kind == "sink").count();
-    let _: StreamVec<'_, Time, ()> = flushes
-        .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+    let hint = Rc::clone(&checkpoint);
+    let targets: StreamVec<'_, Time, u64> = flushes
+        .unary_frontier::<CapacityContainerBuilder<Vec<u64>>, _, _, _>(
             Exchange::new(|_: &FlushRecord| 0u64),
             "Manifest",
             move |_, _| {
                 let mut pending: BTreeMap<u64, Vec<FlushRecord>> = BTreeMap::new();
-                move |(input, frontier), _output| {
-                    input.for_each(|_, data| {
+                // Capabilities of pending epochs: fold targets go out at them.
+                let mut held: CapabilitySet<Time> = CapabilitySet::new();
+                let mut announced = 0;
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        for c in cap.retain_stamp(0).iter() {
+                            held.insert(c.clone());
+                        }
                         for record in data.drain(..) {
                             pending.entry(record.epoch).or_default().push(record);
                         }
@@ -47,6 +56,7 @@ pub(crate) fn manifest_writer(
                         // frontier back, so later epochs would look complete
                         // without covering its splits. Record nothing more.
                         pending.clear();
+                        held = CapabilitySet::new();
                         return;
                     }
                     let open = lowest_open_epoch(frontier.frontier());
@@ -66,11 +76,32 @@ pub(crate) fn manifest_writer(
                                 "writing the manifest in {}: {e}",
                                 checkpoint.plan.dir.display()
                             )));
+                            held = CapabilitySet::new();
+                            return;
+                        }
+                        // Tell every worker, in every process, how far it
+                        // may fold.
+                        let target = checkpoint.plan.fold_target.load(Ordering::SeqCst);
+                        if target > announced {
+                            if let Some(cap) = held.try_delayed(&Time::new(epoch, 0)) {
+                                output.session(&cap).give(target);
+                                announced = target;
+                            }
                         }
                     }
+                    // Keep capabilities only where flushes may still arrive.
+                    let mut next = CapabilitySet::new();
+                    for time in frontier.frontier().iter() {
+                        if let Some(cap) = held.try_delayed(time) {
+                            next.insert(cap);
+                        }
+                    }
+                    held = next;
                 }
             },
         );
+    // Workers outside the manifest writer's process learn fold targets here.
+    targets.broadcast().inspect(move |target| hint.allow_fold(*target));
 }
 
 fn record_complete(
