@@ -24,6 +24,10 @@ pub struct JobShared {
     pub late: AtomicU64,
     /// Records written by sinks.
     pub records_out: AtomicU64,
+    /// Checkpoints recorded complete (by this process's manifest writer).
+    pub checkpoints: AtomicU64,
+    /// One more than the newest complete checkpoint's epoch (0: none).
+    pub last_checkpoint: AtomicU64,
     /// Each local worker's source watermark (ms; `u64::MAX` before any).
     watermarks: Vec<AtomicU64>,
 }
@@ -39,6 +43,8 @@ impl JobShared {
             dead_letters: AtomicU64::new(0),
             late: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            last_checkpoint: AtomicU64::new(0),
             watermarks: (0..local_workers)
                 .map(|_| AtomicU64::new(u64::MAX))
                 .collect(),
@@ -104,6 +110,8 @@ impl JobShared {
             late: self.late.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),
             watermark: self.watermark(),
+            checkpoints: self.checkpoints.load(Ordering::Relaxed),
+            last_checkpoint: self.last_checkpoint.load(Ordering::Relaxed).checked_sub(1),
         }
     }
 }
@@ -123,6 +131,11 @@ pub struct Summary {
     pub records_out: u64,
     /// The lowest source watermark (ms since the epoch of event time).
     pub watermark: Option<u64>,
+    /// Checkpoints completed in this run (counted where the manifest is
+    /// written: process 0).
+    pub checkpoints: u64,
+    /// The epoch of the newest of them.
+    pub last_checkpoint: Option<u64>,
 }
 
 impl fmt::Display for Summary {
@@ -140,6 +153,9 @@ impl fmt::Display for Summary {
         )?;
         if let Some(w) = self.watermark {
             write!(f, ", watermark {w} ms")?;
+        }
+        if let Some(epoch) = self.last_checkpoint {
+            write!(f, ", {} checkpoints (last epoch {epoch})", self.checkpoints)?;
         }
         Ok(())
     }
@@ -174,14 +190,19 @@ pub(crate) fn spawn_status_thread(
                     .watermark
                     .map(|w| format!("{w} ms"))
                     .unwrap_or_else(|| "none yet".into());
+                let checkpoint = now
+                    .last_checkpoint
+                    .map(|e| format!("  checkpoint {e}"))
+                    .unwrap_or_default();
                 eprintln!(
-                    "weir: {:>6.1}s  {:>10.0} events/s  watermark {}  late {}  dead letters {}  out {}",
+                    "weir: {:>6.1}s  {:>10.0} events/s  watermark {}  late {}  dead letters {}  out {}{}",
                     now.elapsed.as_secs_f64(),
                     rate,
                     watermark,
                     now.late,
                     now.dead_letters,
-                    now.records_out
+                    now.records_out,
+                    checkpoint
                 );
                 last = now;
             }

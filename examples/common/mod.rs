@@ -33,8 +33,9 @@ pub struct JobArgs {
     #[arg(long, value_name = "csv|jsonl")]
     pub output_format: Option<Format>,
 
-    /// Where dead letters (malformed and late records) go, as JSON lines
-    /// (a directory of parts when the job checkpoints, like --output).
+    /// Where dead letters (malformed and late records) go, as JSON lines:
+    /// when the job checkpoints, a directory of parts like --output (default
+    /// <job>-dead-letters), else a file (default <job>-dead-letters.jsonl).
     #[arg(long, value_name = "PATH")]
     pub dead_letters: Option<PathBuf>,
 
@@ -174,10 +175,15 @@ impl JobArgs {
     /// Where dead letters go: a file, or (when the job checkpoints) a
     /// directory of exactly-once parts.
     pub fn dead_letter_sink(&self, job: &str) -> Box<dyn Sink<DeadLetter>> {
-        let path = self
-            .dead_letters
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("{job}-dead-letters.jsonl")));
+        // The defaults differ, so that runs with and without checkpoints do
+        // not trip over each other's directory or file.
+        let path = self.dead_letters.clone().unwrap_or_else(|| {
+            PathBuf::from(if self.checkpoints() {
+                format!("{job}-dead-letters")
+            } else {
+                format!("{job}-dead-letters.jsonl")
+            })
+        });
         if self.checkpoints() {
             Box::new(PartsSink::new(path, Format::Jsonl))
         } else {

@@ -71,7 +71,14 @@ pub(crate) fn manifest_writer(
                             // at once): it is not restorable. Later ones are.
                             continue;
                         }
-                        if let Err(e) = record_complete(&checkpoint, &steps, epoch, records) {
+                        let recorded = record_complete(&checkpoint, &steps, epoch, records);
+                        if recorded.is_ok() {
+                            shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+                            shared
+                                .last_checkpoint
+                                .fetch_max(epoch + 1, Ordering::Relaxed);
+                        }
+                        if let Err(e) = recorded {
                             shared.fail(JobError::Checkpoint(format!(
                                 "writing the manifest in {}: {e}",
                                 checkpoint.plan.dir.display()
@@ -101,7 +108,9 @@ pub(crate) fn manifest_writer(
             },
         );
     // Workers outside the manifest writer's process learn fold targets here.
-    targets.broadcast().inspect(move |target| hint.allow_fold(*target));
+    targets
+        .broadcast()
+        .inspect(move |target| hint.allow_fold(*target));
 }
 
 fn record_complete(
