@@ -118,6 +118,14 @@ pub trait KeyedLogic<K, D>: 'static {
     /// The earliest event time at which pending state will emit, if any.
     fn next_fire(&self) -> Option<u64>;
 
+    /// How long (processing time) until the logic needs to run again even if
+    /// neither input nor the watermark moves: processing-time timers. The
+    /// primitive then activates the operator after that long, which calls
+    /// `on_watermark` with the current watermark. Default: never.
+    fn wake_after(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// The version of the state encoding; a checkpoint written with another
     /// version is refused at restore.
     fn state_version(&self) -> u32 {
@@ -173,6 +181,9 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
         let mut late: TimedOutput<L::Late> = OutputBuilder::from(late);
         let shared = std::sync::Arc::clone(&state.ctx.shared);
         let operator = name.to_string();
+        // Wakes the operator for processing-time timers (`wake_after`).
+        let activator = scope.activator_for(builder.operator_info().address);
+        let mut wake_scheduled: Option<std::time::Instant> = None;
 
         builder.build(move |mut initial| {
             let mut hold_out: CapabilitySet<Time> = CapabilitySet::new();
@@ -380,6 +391,15 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                 }
                 if hold_late.try_downgrade(waiting.elements()).is_err() {
                     panic!("weir invariant broken in `{operator}`: buffered records lost their capabilities");
+                }
+                if let Some(delay) = logic.wake_after() {
+                    // One scheduled wake at a time, unless an earlier one is needed.
+                    let now = std::time::Instant::now();
+                    let at = now + delay;
+                    if wake_scheduled.is_none_or(|w| w <= now || at < w) {
+                        activator.activate_after(delay);
+                        wake_scheduled = Some(at);
+                    }
                 }
             }
         });

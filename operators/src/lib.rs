@@ -8,10 +8,14 @@
 
 pub mod aggregate;
 pub mod exact_sum;
+pub mod process;
 pub mod window;
 
 pub use aggregate::{
     Aggregator, Avg, Count, Fold, Max, Min, Percentiles, Quantiles, Sum, Summable,
 };
 pub use exact_sum::ExactSum;
+pub use process::{
+    Context, ListState, MapState, ProcessExt, ProcessFunction, Processed, ValueState,
+};
 pub use window::{Fired, Late, Window, WindowExt, Windowed, Windows};

@@ -1,0 +1,134 @@
+//! What a process function's callbacks see and do besides their key's
+//! state: the key, the time, timers, outputs.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use weir::stateful::Emit;
+
+use super::timers::Timers;
+
+/// A result of the operator: for the main or the side output.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Emitted<O, X> {
+    Main(O),
+    Side(X),
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub(crate) fn millis_of(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The wall-clock time of `ms` since the Unix epoch.
+pub(crate) fn system_time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The context of one callback of a [`ProcessFunction`](super::ProcessFunction)
+/// for one key.
+///
+/// Results sent with [`output`](Self::output) and [`side`](Self::side)
+/// carry the callback's event time ([`timestamp`](Self::timestamp)).
+pub struct Context<'a, K, O, X> {
+    pub(crate) key: &'a K,
+    pub(crate) timestamp: u64,
+    pub(crate) watermark: u64,
+    pub(crate) late: bool,
+    pub(crate) event: &'a mut Timers<K>,
+    pub(crate) processing: &'a mut Timers<K>,
+    pub(crate) emit: &'a mut Emit<Emitted<O, X>, ()>,
+}
+
+impl<K: weir::Key, O, X> Context<'_, K, O, X> {
+    /// The key this callback is for.
+    pub fn key(&self) -> &K {
+        self.key
+    }
+
+    /// The callback's event time (ms): the record's in `on_record`, the
+    /// timer's in `on_timer`; in `on_processing_timer`, the watermark.
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    /// The event-time watermark the callback runs at (ms): every timer due
+    /// at or before it has fired, and every on-time record with an event
+    /// time before it has been seen. In `on_record` it is the watermark the
+    /// record was stamped with at its source; in `on_timer` the point the
+    /// timer fired at (its time + 1, or later if it was registered late).
+    /// Deterministic, except in `on_processing_timer`.
+    pub fn watermark(&self) -> u64 {
+        self.watermark
+    }
+
+    /// In `on_record`: whether the record is late, its event time behind
+    /// the watermark it was stamped with (timers for its time may already
+    /// have fired). Always false in timer callbacks.
+    pub fn is_late(&self) -> bool {
+        self.late
+    }
+
+    /// Registers an event-time timer for this key: `on_timer(time)` runs
+    /// once the watermark has passed `time` (so after every on-time record
+    /// with event time `<= time`), or right after this callback's stamp if
+    /// it already has. Registering the same time twice sets one timer.
+    pub fn register_event_timer(&mut self, time: u64) {
+        let due = time.saturating_add(1).max(self.watermark);
+        self.event.register(self.key, time, due);
+    }
+
+    /// Deletes this key's event-time timer for `time`; false if there was
+    /// none.
+    pub fn delete_event_timer(&mut self, time: u64) -> bool {
+        self.event.delete(self.key, time)
+    }
+
+    /// Whether this key has an event-time timer for `time`.
+    pub fn has_event_timer(&self, time: u64) -> bool {
+        self.event.contains(self.key, time)
+    }
+
+    /// The wall-clock time now.
+    pub fn processing_time(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    /// Registers a processing-time timer for this key at wall-clock time
+    /// `at` (millisecond precision): `on_processing_timer` runs once the
+    /// clock has passed it, or when the input ends, whichever is first.
+    /// Processing time is not deterministic: what such timers do may differ
+    /// from run to run.
+    pub fn register_processing_timer(&mut self, at: SystemTime) {
+        let ms = millis_of(at);
+        self.processing.register(self.key, ms, ms);
+    }
+
+    /// Registers a processing-time timer `after` from now; returns its time
+    /// (to delete it with).
+    pub fn register_processing_timer_after(&mut self, after: Duration) -> SystemTime {
+        let at = system_time(millis_of(SystemTime::now() + after));
+        self.register_processing_timer(at);
+        at
+    }
+
+    /// Deletes this key's processing-time timer at `at`; false if there
+    /// was none.
+    pub fn delete_processing_timer(&mut self, at: SystemTime) -> bool {
+        self.processing.delete(self.key, millis_of(at))
+    }
+
+    /// Sends a result to the main output.
+    pub fn output(&mut self, value: O) {
+        self.emit
+            .output(self.watermark, self.timestamp, Emitted::Main(value));
+    }
+
+    /// Sends a result to the side output.
+    pub fn side(&mut self, value: X) {
+        self.emit
+            .output(self.watermark, self.timestamp, Emitted::Side(value));
+    }
+}
