@@ -5,7 +5,11 @@
 //! Per card, a sliding window (5 min every 1 min by default) counts
 //! transactions, sums spend and collects countries. A window raises an alert
 //! when the card made many transactions, spent a lot, or used more than one
-//! country. Output, one alert per line:
+//! country. A keyed process function adds a second rule: a card that pays in
+//! `--span-countries` (3) different countries within `--country-span` (10
+//! min) raises an alert at the transaction that crosses it (each sets an
+//! event-time timer; when the watermark passes it, the card's last 10 minutes
+//! are complete). Output, one alert per line:
 //! `card,window_start_ms,window_end_ms,transactions,spend_cents,countries,reasons`.
 //! Late and malformed records go to the dead-letter file.
 //!
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use weir::config::parse_duration;
 use weir::Watermarks;
 use weir_connectors::Transaction;
+use weir_operators::process::{Context, ListState, ProcessExt, ProcessFunction};
 use weir_operators::{Count, Fold, Sum, WindowExt, Windows};
 
 /// Alerts on card activity: many transactions, big spend, or a country change within a window.
@@ -42,6 +47,14 @@ struct Args {
     #[arg(long, default_value_t = 500_000, value_name = "CENTS")]
     max_spend_cents: u64,
 
+    /// The span of the many-countries rule.
+    #[arg(long, value_parser = parse_duration, default_value = "10m", value_name = "DURATION")]
+    country_span: Duration,
+
+    /// Alert when a card pays in this many countries within --country-span.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    span_countries: usize,
+
     #[command(flatten)]
     job: common::JobArgs,
 }
@@ -56,8 +69,67 @@ struct Alert {
     spend_cents: u64,
     /// Countries seen, `|`-separated.
     countries: String,
-    /// Why: `many-transactions`, `big-spend`, `country-change`, `|`-separated.
+    /// Why: `many-transactions`, `big-spend`, `country-change` (windows) or
+    /// `many-countries` (the process function), `|`-separated.
     reasons: String,
+}
+
+/// A card's transactions within the last span: (event time, country, cents).
+#[derive(Default, Serialize, Deserialize)]
+struct Recent {
+    txns: ListState<(u64, String, u64)>,
+}
+
+/// The many-countries rule, as a keyed process function.
+struct ManyCountries {
+    span_ms: u64,
+    countries: usize,
+}
+
+impl ProcessFunction<u64, Transaction> for ManyCountries {
+    type State = Recent;
+    type Out = Alert;
+    type Side = ();
+
+    fn on_record(
+        &mut self,
+        ctx: &mut Context<'_, u64, Alert, ()>,
+        state: &mut Recent,
+        t: Transaction,
+    ) {
+        // A late transaction counts too: its timer fires right away.
+        state.txns.push((t.ts_ms, t.country, t.amount_cents));
+        ctx.register_event_timer(t.ts_ms);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_, u64, Alert, ()>, state: &mut Recent, time: u64) {
+        let span = self.span_ms;
+        // Older transactions can matter to no later timer.
+        state.txns.retain(|(ts, _, _)| ts + span > time);
+        let (mut before, mut seen) = (Countries::default(), Countries::default());
+        let (mut transactions, mut spend_cents) = (0, 0);
+        for (ts, country, cents) in state.txns.iter().filter(|(ts, _, _)| *ts <= time) {
+            if *ts < time {
+                before.add(country);
+            }
+            seen.add(country);
+            transactions += 1;
+            spend_cents += cents;
+        }
+        // Alert when the transactions at `time` cross the threshold, not at
+        // every later one while the card stays over it.
+        if seen.len() >= self.countries && before.len() < self.countries {
+            ctx.output(Alert {
+                card: *ctx.key(),
+                window_start_ms: (time + 1).saturating_sub(span),
+                window_end_ms: time + 1,
+                transactions,
+                spend_cents,
+                countries: seen.joined(),
+                reasons: "many-countries".into(),
+            });
+        }
+    }
 }
 
 /// The distinct countries of a window, kept inline (no allocation per
@@ -118,26 +190,38 @@ fn job(args: Args) -> anyhow::Result<()> {
     let bound = args.job.bound;
     let (window, slide) = (args.window, args.slide);
     let (max_n, max_spend) = (args.max_transactions, args.max_spend_cents);
+    let span_ms = args.country_span.as_millis() as u64;
+    let span_countries = args.span_countries;
+    if span_ms == 0 || span_countries < 2 {
+        anyhow::bail!("--country-span must be more than 0 and --span-countries at least 2");
+    }
 
     common::finish(weir::run(&args.job.run, move |p| {
-        let activity = p
+        let by_card = p
             .source("transactions", input.clone())
             .event_time(|t: &Transaction| t.ts_ms, Watermarks::bounded(bound))
-            .key_by("by_card", |t| t.card)
-            .window(
-                "card_activity",
-                Windows::sliding(window, slide),
-                (
-                    Count,
-                    Sum::of(|t: &Transaction| t.amount_cents),
-                    // The distinct countries, as a small sorted list.
-                    Fold::new(
-                        Countries::default(),
-                        |seen: &mut Countries, t: &Transaction| seen.add(&t.country),
-                        |seen: &mut Countries, other: Countries| seen.merge(other),
-                    ),
+            .key_by("by_card", |t| t.card);
+        let many_countries = by_card.clone().process(
+            "many_countries",
+            ManyCountries {
+                span_ms,
+                countries: span_countries,
+            },
+        );
+        let activity = by_card.window(
+            "card_activity",
+            Windows::sliding(window, slide),
+            (
+                Count,
+                Sum::of(|t: &Transaction| t.amount_cents),
+                // The distinct countries, as a small sorted list.
+                Fold::new(
+                    Countries::default(),
+                    |seen: &mut Countries, t: &Transaction| seen.add(&t.country),
+                    |seen: &mut Countries, other: Countries| seen.merge(other),
                 ),
-            );
+            ),
+        );
         activity
             .fired
             .flat_map(move |f| {
@@ -162,6 +246,7 @@ fn job(args: Args) -> anyhow::Result<()> {
                     reasons: reasons.join("|"),
                 })
             })
+            .union(many_countries.main)
             .sink("alerts", output.output());
         activity
             .late

@@ -1,11 +1,11 @@
-//! Crash tests on real processes: the iot example job checkpoints to
+//! Crash tests on real processes: the iot and fraud example jobs checkpoint to
 //! RocksDB and writes exactly-once parts; it is killed with `kill -9` at
 //! random moments and restarted (on 1 or 2 workers, at random) until it
 //! finishes. Its published output must then equal an uninterrupted run's:
 //! nothing lost, nothing doubled — and at no moment in between may the
 //! published output hold a record twice or one the job never produces.
 //!
-//! `WEIR_KILL_ROUNDS=200 cargo test --test kill_restore` (or
+//! `WEIR_KILL_ROUNDS=200 cargo test --test kill_restore kill_minus_nine` (or
 //! `scripts/kill-test.sh`) kills more often; `WEIR_KILL_SEED` replays a run.
 
 use std::collections::BTreeMap;
@@ -33,8 +33,8 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// The generator and window flags every run of a test shares.
-fn job_flags(events: u64, keys: u64) -> Vec<String> {
-    [
+fn job_flags(job: &str, events: u64, keys: u64) -> Vec<String> {
+    let mut flags: Vec<String> = [
         "--events",
         &events.to_string(),
         "--keys",
@@ -43,13 +43,15 @@ fn job_flags(events: u64, keys: u64) -> Vec<String> {
         "0.01",
         "--malformed-fraction",
         "0.01",
-        "--session-gap",
-        "5s",
         "--quiet",
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    if job == "iot" {
+        flags.extend(["--session-gap".into(), "5s".into()]);
+    }
+    flags
 }
 
 /// A multiset of lines.
@@ -93,13 +95,14 @@ fn excess(got: &Lines, reference: &Lines) -> Vec<String> {
 }
 
 struct Paths {
+    job: &'static str,
     checkpoints: PathBuf,
     output: PathBuf,
     dead: PathBuf,
 }
 
 fn start(flags: &[String], paths: &Paths, workers: usize, env: Option<(&str, &str)>) -> Command {
-    let mut command = Command::new(example("iot"));
+    let mut command = Command::new(example(paths.job));
     command
         .args(flags)
         .args(["-w", &workers.to_string(), "--epoch-interval", "50ms"])
@@ -119,10 +122,10 @@ fn start(flags: &[String], paths: &Paths, workers: usize, env: Option<(&str, &st
 }
 
 /// An uninterrupted run without checkpoints: the expected output.
-fn reference(flags: &[String], dir: &Path) -> (Lines, Lines) {
+fn reference(job: &str, flags: &[String], dir: &Path) -> (Lines, Lines) {
     let out = dir.join("reference.jsonl");
     let dead = dir.join("reference.dead.jsonl");
-    let status = Command::new(example("iot"))
+    let status = Command::new(example(job))
         .args(flags)
         .args(["-w", "2", "--no-checkpoints"])
         .arg("--output")
@@ -144,6 +147,17 @@ fn env_u64(name: &str) -> Option<u64> {
 
 #[test]
 fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
+    kill_at_random_moments("iot", 40);
+}
+
+/// The fraud job: sliding windows and a keyed process function (list state
+/// and event-time timers).
+#[test]
+fn kill_minus_nine_the_fraud_job_loses_and_doubles_nothing() {
+    kill_at_random_moments("fraud", 200);
+}
+
+fn kill_at_random_moments(job: &'static str, keys: u64) {
     let rounds = env_u64("WEIR_KILL_ROUNDS").unwrap_or(24);
     let seed = env_u64("WEIR_KILL_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -151,15 +165,16 @@ fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(7)
     });
-    eprintln!("kill test: {rounds} kills, WEIR_KILL_SEED={seed}");
+    eprintln!("kill test of {job}: {rounds} kills, WEIR_KILL_SEED={seed}");
     let mut rng = SplitMix64::new(seed);
-    let dir = temp_dir("random");
+    let dir = temp_dir(job);
     // Paced at 8 000 records/s so that the job lives through every kill
     // (each run lives at most 0.7 s); the last run goes at full speed.
     let events = 20_000 + rounds * 6_000;
-    let flags = job_flags(events, 40);
-    let (expected, expected_dead) = reference(&flags, &dir);
+    let flags = job_flags(job, events, keys);
+    let (expected, expected_dead) = reference(job, &flags, &dir);
     let paths = Paths {
+        job,
         checkpoints: dir.join("checkpoints"),
         output: dir.join("out"),
         dead: dir.join("dead"),
@@ -238,9 +253,10 @@ fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
 #[test]
 fn a_checkpoint_flushed_by_some_workers_only_is_not_restored() {
     let dir = temp_dir("torn");
-    let flags = job_flags(30_000, 40);
-    let (expected, expected_dead) = reference(&flags, &dir);
+    let flags = job_flags("iot", 30_000, 40);
+    let (expected, expected_dead) = reference("iot", &flags, &dir);
     let paths = Paths {
+        job: "iot",
         checkpoints: dir.join("checkpoints"),
         output: dir.join("out"),
         dead: dir.join("dead"),
@@ -334,9 +350,10 @@ impl Drop for Tmpfs {
 fn a_full_disk_stops_the_job_and_its_last_checkpoint_resumes() {
     let dir = temp_dir("full");
     let disk = Tmpfs::mount(dir.join("disk"), "1m");
-    let flags = job_flags(300_000, 400);
-    let (expected, expected_dead) = reference(&flags, &dir);
+    let flags = job_flags("iot", 300_000, 400);
+    let (expected, expected_dead) = reference("iot", &flags, &dir);
     let paths = Paths {
+        job: "iot",
         checkpoints: disk.0.join("checkpoints"),
         output: dir.join("out"),
         dead: dir.join("dead"),
@@ -406,9 +423,10 @@ fn start_cluster(flags: &[String], paths: &Paths, dir: &Path) -> Vec<std::proces
 #[test]
 fn two_processes_killed_and_restored_lose_nothing_and_both_fold() {
     let dir = temp_dir("cluster");
-    let flags = job_flags(60_000, 40);
-    let (expected, expected_dead) = reference(&flags, &dir);
+    let flags = job_flags("iot", 60_000, 40);
+    let (expected, expected_dead) = reference("iot", &flags, &dir);
     let paths = Paths {
+        job: "iot",
         checkpoints: dir.join("checkpoints"),
         output: dir.join("out"),
         dead: dir.join("dead"),
