@@ -355,12 +355,20 @@ fn a_changed_job_is_refused_and_fresh_starts_over() {
 /// one is restored instead.
 #[test]
 fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
-    let dir = temp("corrupt");
+    // With 2 kept, the previous one is the oldest kept: folding must have
+    // left it verifiable.
+    for keep in [5, 2] {
+        corrupt_newest_and_fall_back(keep);
+    }
+}
+
+fn corrupt_newest_and_fall_back(keep: usize) {
+    let dir = temp(&format!("corrupt-{keep}"));
     let mut args = RunArgs::threads(1);
     args.epoch_interval = Duration::from_secs(3600);
     args.checkpoint_dir = Some(dir.clone());
     args.backend = Some(weir_rocks::backend());
-    args.keep_checkpoints = 5;
+    args.keep_checkpoints = keep;
     let crashed = script(600, 1).crash_after(300);
     let job = move |s: Script<Rec>| {
         move |p: &mut weir::Pipeline<'_>| {
@@ -375,6 +383,18 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
     let mut m = manifest::read(&dir).expect("a manifest");
     assert!(m.complete.len() >= 2, "two checkpoints to choose from");
     let newest = m.complete.last().map(|e| e.epoch).expect("an epoch");
+    let oldest = m.complete.first().map(|e| e.epoch).expect("an epoch");
+    {
+        let store = weir_rocks::RocksStore::open_read_only(
+            weir::checkpoint::runtime::store_path(&dir, m.generation, 0),
+        )
+        .expect("the store");
+        let folded = weir::checkpoint::store::folded_through(&store).expect("read it");
+        assert!(
+            folded < Some(oldest),
+            "keep {keep}: folded through {folded:?}, but epoch {oldest} must stay verifiable"
+        );
+    }
     // Corrupt the newest epoch's recorded checksum, resealing the manifest:
     // the store no longer matches it.
     if let Some(entry) = m.complete.last_mut() {
@@ -383,16 +403,18 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
         }
     }
     manifest::write(&dir, &m).expect("rewrite");
-    let plan = weir::checkpoint::runtime::plan(&dir, Arc::new(weir_rocks::Rocks), 5, false, 1)
+    let plan = weir::checkpoint::runtime::plan(&dir, Arc::new(weir_rocks::Rocks), keep, false, 1)
         .expect("a plan");
     let restored = plan
         .restore
         .as_ref()
         .map(|r| r.epoch)
         .expect("restores something");
-    assert!(
-        restored < newest,
-        "restored {restored}, newest (corrupt) {newest}"
+    let previous = m.complete[m.complete.len() - 2].epoch;
+    assert_eq!(
+        restored, previous,
+        "keep {keep}: restored {restored}, newest (corrupt) {newest}: {:?}",
+        plan.skipped
     );
     assert_eq!(plan.skipped.first().map(|(e, _)| *e), Some(newest));
     let _ = std::fs::remove_dir_all(&dir);

@@ -144,8 +144,11 @@ fn record_complete(
     manifest::write(&plan.dir, &m)?;
     plan.mark_complete(epoch);
     let epochs: Vec<u64> = m.complete.iter().map(|e| e.epoch).collect();
+    // Fold only below the oldest kept epoch: its own delta and marker stay,
+    // so a restore that falls back to it can still verify it.
     if let Some(target) = fold_through(&epochs, plan.keep, None) {
-        plan.fold_target.fetch_max(target, Ordering::SeqCst);
+        plan.fold_target
+            .fetch_max(target.saturating_sub(1), Ordering::SeqCst);
     }
     Ok(())
 }
