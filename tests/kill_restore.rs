@@ -141,6 +141,66 @@ fn reference(job: &str, flags: &[String], dir: &Path) -> (Lines, Lines) {
     (lines, file_lines(&dead))
 }
 
+/// One test's job: its flags, the output of an uninterrupted run, and where
+/// the runs under test write.
+struct Case {
+    dir: PathBuf,
+    flags: Vec<String>,
+    paths: Paths,
+    expected: Lines,
+    expected_dead: Lines,
+}
+
+impl Case {
+    fn new(job: &'static str, tag: &str, events: u64, keys: u64) -> Case {
+        let dir = temp_dir(tag);
+        let flags = job_flags(job, events, keys);
+        let (expected, expected_dead) = reference(job, &flags, &dir);
+        let paths = Paths {
+            job,
+            checkpoints: dir.join("checkpoints"),
+            output: dir.join("out"),
+            dead: dir.join("dead"),
+        };
+        Case {
+            dir,
+            flags,
+            paths,
+            expected,
+            expected_dead,
+        }
+    }
+
+    /// The flags, with the generator paced at `rate` records/s.
+    fn paced(&self, rate: u32) -> Vec<String> {
+        let mut flags = self.flags.clone();
+        flags.extend(["--rate".into(), rate.to_string()]);
+        flags
+    }
+
+    /// The published output and dead letters equal the uninterrupted run's.
+    fn assert_output(&self, context: &str) {
+        let got = published(&self.paths.output);
+        let missing = excess(&self.expected, &got);
+        assert!(
+            missing.is_empty(),
+            "{context}: the output lacks: {missing:#?}"
+        );
+        assert_eq!(got, self.expected, "{context}");
+        assert_eq!(
+            published(&self.paths.dead),
+            self.expected_dead,
+            "{context}: dead letters"
+        );
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
 }
@@ -167,20 +227,10 @@ fn kill_at_random_moments(job: &'static str, keys: u64) {
     });
     eprintln!("kill test of {job}: {rounds} kills, WEIR_KILL_SEED={seed}");
     let mut rng = SplitMix64::new(seed);
-    let dir = temp_dir(job);
     // Paced at 8 000 records/s so that the job lives through every kill
     // (each run lives at most 0.7 s); the last run goes at full speed.
-    let events = 20_000 + rounds * 6_000;
-    let flags = job_flags(job, events, keys);
-    let (expected, expected_dead) = reference(job, &flags, &dir);
-    let paths = Paths {
-        job,
-        checkpoints: dir.join("checkpoints"),
-        output: dir.join("out"),
-        dead: dir.join("dead"),
-    };
-    let mut paced = flags.clone();
-    paced.extend(["--rate".into(), "8000".into()]);
+    let case = Case::new(job, job, 20_000 + rounds * 6_000, keys);
+    let (paths, paced) = (&case.paths, case.paced(8_000));
     let mut kills = 0;
     let mut finished = false;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -188,7 +238,7 @@ fn kill_at_random_moments(job: &'static str, keys: u64) {
         assert!(Instant::now() < deadline, "the job did not finish in 5 min");
         let workers = 1 + rng.below(2) as usize;
         if kills < rounds {
-            let mut child = start(&paced, &paths, workers, None)
+            let mut child = start(&paced, paths, workers, None)
                 .spawn()
                 .expect("start iot");
             std::thread::sleep(Duration::from_millis(100 + rng.below(600)));
@@ -206,7 +256,7 @@ fn kill_at_random_moments(job: &'static str, keys: u64) {
                 }
             }
         } else {
-            let output = start(&flags, &paths, workers, None)
+            let output = start(&case.flags, paths, workers, None)
                 .output()
                 .expect("run iot");
             assert!(
@@ -223,28 +273,16 @@ fn kill_at_random_moments(job: &'static str, keys: u64) {
             "round {kills}: -w {workers}; checkpoint (generation, workers, newest) {newest:?}"
         );
         let so_far = published(&paths.output);
-        let doubled = excess(&so_far, &expected);
+        let doubled = excess(&so_far, &case.expected);
         assert!(
             doubled.is_empty(),
             "after {kills} kills (seed {seed}) the output holds records twice or records the job never makes: {doubled:#?}"
         );
     }
     assert_eq!(kills, rounds, "every planned kill hit a running job");
-    let got = published(&paths.output);
-    let missing = excess(&expected, &got);
-    assert!(
-        missing.is_empty(),
-        "after {kills} kills (seed {seed}) the output lacks: {missing:#?}"
-    );
-    assert_eq!(got, expected, "seed {seed}");
-    assert_eq!(
-        published(&paths.dead),
-        expected_dead,
-        "dead letters after {kills} kills (seed {seed})"
-    );
+    case.assert_output(&format!("after {kills} kills (seed {seed})"));
     let m = manifest::read(&paths.checkpoints).expect("a manifest");
     assert!(m.finished, "the last run recorded itself finished");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A torn checkpoint: worker 1 dies just before flushing epoch 4, after
@@ -252,20 +290,11 @@ fn kill_at_random_moments(job: &'static str, keys: u64) {
 /// and the final output must equal an uninterrupted run's.
 #[test]
 fn a_checkpoint_flushed_by_some_workers_only_is_not_restored() {
-    let dir = temp_dir("torn");
-    let flags = job_flags("iot", 30_000, 40);
-    let (expected, expected_dead) = reference("iot", &flags, &dir);
-    let paths = Paths {
-        job: "iot",
-        checkpoints: dir.join("checkpoints"),
-        output: dir.join("out"),
-        dead: dir.join("dead"),
-    };
-    let mut paced = flags.clone();
-    paced.extend(["--rate".into(), "10000".into()]);
+    let case = Case::new("iot", "torn", 30_000, 40);
+    let paths = &case.paths;
     let crashed = start(
-        &paced,
-        &paths,
+        &case.paced(10_000),
+        paths,
         2,
         Some(("WEIR_FAILPOINT", "torn-flush:1:4")),
     )
@@ -296,15 +325,15 @@ fn a_checkpoint_flushed_by_some_workers_only_is_not_restored() {
     assert!(flushed_by_0.is_some(), "worker 0 flushed epoch 4");
     drop(store);
     // Restore on another worker count, run to the end.
-    let resumed = start(&flags, &paths, 1, None).output().expect("run iot");
+    let resumed = start(&case.flags, paths, 1, None)
+        .output()
+        .expect("run iot");
     assert!(
         resumed.status.success(),
         "{}",
         String::from_utf8_lossy(&resumed.stderr)
     );
-    assert_eq!(published(&paths.output), expected);
-    assert_eq!(published(&paths.dead), expected_dead);
-    let _ = std::fs::remove_dir_all(&dir);
+    case.assert_output("restored after a torn checkpoint");
 }
 
 /// A tmpfs mounted for one test, unmounted when dropped.
@@ -348,19 +377,13 @@ impl Drop for Tmpfs {
 /// there is room again the job resumes from it to the right output.
 #[test]
 fn a_full_disk_stops_the_job_and_its_last_checkpoint_resumes() {
-    let dir = temp_dir("full");
-    let disk = Tmpfs::mount(dir.join("disk"), "1m");
-    let flags = job_flags("iot", 300_000, 400);
-    let (expected, expected_dead) = reference("iot", &flags, &dir);
-    let paths = Paths {
-        job: "iot",
-        checkpoints: disk.0.join("checkpoints"),
-        output: dir.join("out"),
-        dead: dir.join("dead"),
-    };
-    let mut paced = flags.clone();
-    paced.extend(["--rate".into(), "50000".into()]);
-    let full = start(&paced, &paths, 2, None).output().expect("run iot");
+    let mut case = Case::new("iot", "full", 300_000, 400);
+    let disk = Tmpfs::mount(case.dir.join("disk"), "1m");
+    case.paths.checkpoints = disk.0.join("checkpoints");
+    let paths = &case.paths;
+    let full = start(&case.paced(50_000), paths, 2, None)
+        .output()
+        .expect("run iot");
     let stderr = String::from_utf8_lossy(&full.stderr);
     assert!(
         !full.status.success(),
@@ -378,16 +401,16 @@ fn a_full_disk_stops_the_job_and_its_last_checkpoint_resumes() {
         "a checkpoint completed before the disk filled"
     );
     disk.resize("64m");
-    let resumed = start(&flags, &paths, 1, None).output().expect("run iot");
+    let resumed = start(&case.flags, paths, 1, None)
+        .output()
+        .expect("run iot");
     assert!(
         resumed.status.success(),
         "{}",
         String::from_utf8_lossy(&resumed.stderr)
     );
-    assert_eq!(published(&paths.output), expected);
-    assert_eq!(published(&paths.dead), expected_dead);
+    case.assert_output("resumed after the disk filled");
     drop(disk);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn free_port() -> u16 {
@@ -422,18 +445,9 @@ fn start_cluster(flags: &[String], paths: &Paths, dir: &Path) -> Vec<std::proces
 /// the process that does not write the manifest folds its store too.
 #[test]
 fn two_processes_killed_and_restored_lose_nothing_and_both_fold() {
-    let dir = temp_dir("cluster");
-    let flags = job_flags("iot", 60_000, 40);
-    let (expected, expected_dead) = reference("iot", &flags, &dir);
-    let paths = Paths {
-        job: "iot",
-        checkpoints: dir.join("checkpoints"),
-        output: dir.join("out"),
-        dead: dir.join("dead"),
-    };
-    let mut paced = flags.clone();
-    paced.extend(["--rate".into(), "20000".into()]);
-    let mut cluster = start_cluster(&paced, &paths, &dir);
+    let case = Case::new("iot", "cluster", 60_000, 40);
+    let paths = &case.paths;
+    let mut cluster = start_cluster(&case.paced(20_000), paths, &case.dir);
     std::thread::sleep(Duration::from_millis(1500));
     for child in &mut cluster {
         let _ = child.kill();
@@ -454,7 +468,7 @@ fn two_processes_killed_and_restored_lose_nothing_and_both_fold() {
     let folded = weir::checkpoint::store::folded_through(&store).expect("read it");
     assert!(folded.is_some(), "process 1's worker folded its store");
     drop(store);
-    for child in start_cluster(&flags, &paths, &dir) {
+    for child in start_cluster(&case.flags, paths, &case.dir) {
         let out = child.wait_with_output().expect("wait");
         assert!(
             out.status.success(),
@@ -462,7 +476,5 @@ fn two_processes_killed_and_restored_lose_nothing_and_both_fold() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert_eq!(published(&paths.output), expected);
-    assert_eq!(published(&paths.dead), expected_dead);
-    let _ = std::fs::remove_dir_all(&dir);
+    case.assert_output("two processes restored");
 }
