@@ -29,6 +29,7 @@
 //! and a RocksDB one in `weir-rocks`. Every key is built by [`layout`].
 
 pub mod conformance;
+pub mod inspect;
 pub(crate) mod keyed;
 pub mod layout;
 pub mod manifest;
