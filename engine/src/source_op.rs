@@ -355,9 +355,11 @@ where
                         .max(by_clock)
                 }
             };
-            let next = Time::new(time.epoch, event.max(time.event));
-            if next != time {
-                time = next;
+            // Compare with what the capabilities hold, not with `time`: a
+            // closed epoch already moved `time` on, and a watermark that
+            // stands still must not keep the old epoch open.
+            time = Time::new(time.epoch, event.max(time.event));
+            if caps.first().is_some_and(|c| *c.time() != time) {
                 for cap in caps.iter_mut() {
                     cap.downgrade(&time);
                 }

@@ -285,6 +285,29 @@ fn an_older_checkpoint_restores_on_request() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Epochs complete while the watermark stands still (every record has the
+/// same event time): closing an epoch must release the old one by itself.
+#[test]
+fn epochs_complete_while_the_watermark_stands_still() {
+    let dir = temp("still");
+    let mut script = Script::new();
+    for i in 0..100u32 {
+        script = script.record((i % 7, 1, 5_000));
+        if i % 10 == 9 {
+            script = script.end_epoch();
+        }
+    }
+    let (_, ok) = run(1, script.crash_after(105), Some(&dir));
+    assert!(!ok, "the run crashes at the end of its input");
+    let m = manifest::read(&dir).expect("a manifest");
+    let epochs: Vec<u64> = m.complete.iter().map(|e| e.epoch).collect();
+    assert!(
+        epochs.last() >= Some(&6),
+        "ten epochs closed, the newest complete ones are {epochs:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn restore_on_one_worker() {
     crash_and_restore(1, 1);
@@ -385,9 +408,11 @@ fn corrupt_newest_and_fall_back(keep: usize) {
     let newest = m.complete.last().map(|e| e.epoch).expect("an epoch");
     let oldest = m.complete.first().map(|e| e.epoch).expect("an epoch");
     {
-        let store = weir_rocks::RocksStore::open_read_only(
-            weir::checkpoint::runtime::store_path(&dir, m.generation, 0),
-        )
+        let store = weir_rocks::RocksStore::open_read_only(weir::checkpoint::runtime::store_path(
+            &dir,
+            m.generation,
+            0,
+        ))
         .expect("the store");
         let folded = weir::checkpoint::store::folded_through(&store).expect("read it");
         assert!(

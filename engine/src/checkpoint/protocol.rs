@@ -30,6 +30,13 @@ pub enum Unusable {
         /// The checksum of what is stored.
         found: u64,
     },
+    /// A worker's store cannot be opened or read.
+    Unreadable {
+        /// The worker.
+        worker: usize,
+        /// What the store said.
+        error: String,
+    },
     /// The epoch is older than what the stored base has been folded to.
     Compacted {
         /// The epoch the base holds.
@@ -45,6 +52,9 @@ impl fmt::Display for Unusable {
                 f,
                 "worker {worker}'s data has checksum {found:#018x}, the manifest says {expected:#018x}"
             ),
+            Unusable::Unreadable { worker, error } => {
+                write!(f, "worker {worker}'s store cannot be read: {error}")
+            }
             Unusable::Compacted { folded_through } => {
                 write!(f, "older than the base, which holds epoch {folded_through}")
             }

@@ -10,6 +10,7 @@
 
 use std::cell::Cell;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -264,14 +265,22 @@ pub fn plan_for(
             checksums: e.flushes.iter().map(|f| f.checksum).collect(),
         })
         .collect();
+    let mut stores = OpenStores::new();
     let decision = choose_restore(&complete, None, |candidate| {
         let entry = existing
             .complete
             .iter()
             .find(|e| e.epoch == candidate.epoch)
             .ok_or(Unusable::MissingMarker { worker: 0 })?;
-        verify(dir, backend.as_ref(), existing.generation, entry)
+        verify(
+            dir,
+            backend.as_ref(),
+            existing.generation,
+            entry,
+            &mut stores,
+        )
     });
+    drop(stores);
     match decision {
         RestoreDecision::Fresh => fresh_plan(existing.generation + 1, Vec::new()),
         RestoreDecision::NothingUsable { skipped } => Err(ConfigError::new(format!(
@@ -369,19 +378,27 @@ fn remove_generations_before(dir: &Path, generation: u64) {
 }
 
 /// Checks every flush of a complete epoch against what its store holds.
+/// Worker stores opened read-only for verification, each once per plan (a
+/// RocksDB open replays the write-ahead log).
+type OpenStores = BTreeMap<usize, Result<Box<dyn StateStore>, String>>;
+
 fn verify(
     dir: &Path,
     backend: &dyn Backend,
     generation: u64,
     entry: &Entry,
+    stores: &mut OpenStores,
 ) -> Result<(), Unusable> {
     for flush in &entry.flushes {
-        let path = store_path(dir, generation, flush.worker);
-        let store = backend
-            .open_read_only(&path)
-            .map_err(|_| Unusable::MissingMarker {
-                worker: flush.worker,
-            })?;
+        let store = stores.entry(flush.worker).or_insert_with(|| {
+            backend
+                .open_read_only(&store_path(dir, generation, flush.worker))
+                .map_err(|e| e.to_string())
+        });
+        let store = store.as_ref().map_err(|error| Unusable::Unreadable {
+            worker: flush.worker,
+            error: error.clone(),
+        })?;
         match checksum_of_epoch_step(store.as_ref(), entry.epoch, &flush.step) {
             Ok(Some((recorded, found)))
                 if recorded == flush.checksum && found == flush.checksum => {}
@@ -392,9 +409,15 @@ fn verify(
                     found,
                 })
             }
-            Ok(None) | Err(_) => {
+            Ok(None) => {
                 return Err(Unusable::MissingMarker {
                     worker: flush.worker,
+                })
+            }
+            Err(e) => {
+                return Err(Unusable::Unreadable {
+                    worker: flush.worker,
+                    error: e.to_string(),
                 })
             }
         }
