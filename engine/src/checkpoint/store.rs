@@ -351,7 +351,9 @@ pub type StateVisitor<'a> = dyn FnMut(KeyGroup, &[u8], &[u8]) + 'a;
 
 /// The state of `operator` for key groups `[first, last]` as of `epoch`:
 /// base, then each delta up to `epoch` in order. Calls `visit(group, key,
-/// state)` once per live key.
+/// state)` once per live key: first the base keys no delta changed, in key
+/// order, then the keys the deltas left live, in key order. Only the deltas
+/// are held in memory (a few epochs of changes), never the whole state.
 pub fn load_state(
     store: &dyn StateStore,
     operator: &str,
@@ -360,25 +362,37 @@ pub fn load_state(
     epoch: u64,
     visit: &mut StateVisitor<'_>,
 ) -> Result<(), StoreError> {
-    let mut state: BTreeMap<(KeyGroup, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
-    let (start, end) = layout::base_range(operator, first, last);
-    store.scan(&start, &end, &mut |k, v| {
-        if let Some((_, group, key)) = layout::parse_state_key(k) {
-            state.insert((group, key.to_vec()), Some(v.to_vec()));
-        }
-    })?;
+    // Keyed by the group's bytes then the key's, so that a base key can be
+    // looked up without building a tuple.
+    let mut deltas: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    let group_key = |group: KeyGroup, key: &[u8], out: &mut Vec<u8>| {
+        out.clear();
+        out.extend_from_slice(&group.0.to_be_bytes());
+        out.extend_from_slice(key);
+    };
+    let mut probe = Vec::new();
     let from = folded_through(store)?.map_or(0, |f| f + 1);
     for e in from..=epoch {
         let (start, end) = layout::delta_range(e, operator, first, last);
         store.scan(&start, &end, &mut |k, v| {
             if let Some((_, group, key)) = layout::parse_state_key(k) {
-                state.insert((group, key.to_vec()), decode_delta(v).map(<[u8]>::to_vec));
+                group_key(group, key, &mut probe);
+                deltas.insert(probe.clone(), decode_delta(v).map(<[u8]>::to_vec));
             }
         })?;
     }
-    for ((group, key), value) in &state {
-        if let Some(v) = value {
-            visit(*group, key, v);
+    let (start, end) = layout::base_range(operator, first, last);
+    store.scan(&start, &end, &mut |k, v| {
+        if let Some((_, group, key)) = layout::parse_state_key(k) {
+            group_key(group, key, &mut probe);
+            if !deltas.contains_key(probe.as_slice()) {
+                visit(group, key, v);
+            }
+        }
+    })?;
+    for (group_and_key, value) in &deltas {
+        if let (Some(v), Some((group, key))) = (value, group_and_key.split_at_checked(2)) {
+            visit(KeyGroup(u16::from_be_bytes([group[0], group[1]])), key, v);
         }
     }
     Ok(())
