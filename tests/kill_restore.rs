@@ -445,10 +445,27 @@ fn start_cluster(flags: &[String], paths: &Paths, dir: &Path) -> Vec<std::proces
 /// the process that does not write the manifest folds its store too.
 #[test]
 fn two_processes_killed_and_restored_lose_nothing_and_both_fold() {
-    let case = Case::new("iot", "cluster", 60_000, 40);
+    let case = Case::new("iot", "cluster", 120_000, 40);
     let paths = &case.paths;
     let mut cluster = start_cluster(&case.paced(20_000), paths, &case.dir);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Kill once some epochs are complete (startup takes longer on a busy
+    // machine), while the job still runs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !manifest::read(&paths.checkpoints)
+        .ok()
+        .is_some_and(|m| m.complete.last().is_some_and(|e| e.epoch >= 8))
+    {
+        assert!(Instant::now() < deadline, "no checkpoint completed in 60 s");
+        for child in &mut cluster {
+            let ended = child.try_wait().expect("poll a process");
+            assert!(
+                ended.is_none(),
+                "a process ended before the kill: {ended:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     for child in &mut cluster {
         let _ = child.kill();
         let _ = child.wait();

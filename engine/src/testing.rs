@@ -123,8 +123,10 @@ impl<T: Clone> Script<T> {
         self.push(Step::Fail(message.into()))
     }
 
-    /// The first `n` steps of every split, each followed by a failure: the
-    /// input a job saw before it crashed.
+    /// The first `n` steps of every split, each followed by a pause of
+    /// 300 ms and a failure: the input a job saw before it crashed. (The
+    /// pause lets the other workers reach their own crash point, so the
+    /// epochs every split closed can complete before the job stops.)
     pub fn crash_after(&self, n: usize) -> Self {
         Script {
             splits: self
@@ -132,6 +134,7 @@ impl<T: Clone> Script<T> {
                 .iter()
                 .map(|steps| {
                     let mut cut: Vec<Step<T>> = steps.iter().take(n).cloned().collect();
+                    cut.push(Step::Idle(Duration::from_millis(300)));
                     cut.push(Step::Fail("simulated crash".into()));
                     cut
                 })

@@ -149,6 +149,10 @@ fn crash_and_restore(before: usize, after: usize) {
     let (first, ok) = run(before, crashed, Some(&dir));
     assert!(!ok, "the first run crashes");
     let checkpoint = newest_complete(&dir);
+    assert!(
+        checkpoint.is_some(),
+        "the crashed run checkpointed: the restore restores something"
+    );
     // Output of epochs after the checkpoint is lost with the crash.
     let kept: Vec<Out> = first
         .into_iter()
