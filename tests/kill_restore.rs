@@ -451,10 +451,12 @@ fn two_processes_killed_and_restored_lose_nothing_and_both_fold() {
     // Kill once some epochs are complete (startup takes longer on a busy
     // machine), while the job still runs.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !manifest::read(&paths.checkpoints)
-        .ok()
-        .is_some_and(|m| m.complete.last().is_some_and(|e| e.epoch >= 8))
-    {
+    let newest = || {
+        manifest::read(&paths.checkpoints)
+            .ok()
+            .and_then(|m| m.complete.last().map(|e| e.epoch))
+    };
+    while newest() < Some(8) {
         assert!(Instant::now() < deadline, "no checkpoint completed in 60 s");
         for child in &mut cluster {
             let ended = child.try_wait().expect("poll a process");
