@@ -34,7 +34,8 @@
 //! seconds; default 20 000 000, 100 000, 15), `CK_RESTORE_MB` (default
 //! 1024; 0 skips part 3), `CK_VALUE_BYTES` (state per key in part 3,
 //! default 1000), `CK_WORKERS` (default 2), `CK_DIR` (scratch directory,
-//! default in the system temp dir; removed at the end).
+//! default in the system temp dir; removed at the end), `CK_EPOCH_MS` (the
+//! epoch and so checkpoint interval of parts 1 and 2, default 1000).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -54,6 +55,11 @@ use weir::stateful::{Emit, KeyedLogic};
 use weir::{ReadItem, ReadStatus, RunArgs, Sink, Source, SplitId, SplitReader, Watermarks};
 use weir_connectors::{Generator, GeneratorConfig, Transaction};
 use weir_operators::{Count, Sum, WindowExt, Windows};
+
+/// `CK_EPOCH_MS` (default 1000): the epoch, so the checkpoint, interval.
+fn epoch_ms() -> u64 {
+    env("CK_EPOCH_MS", 1_000).max(1)
+}
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -300,7 +306,7 @@ fn fraud_like(
     let fired = Arc::new(AtomicU64::new(0));
     let sink = Counting(Arc::clone(&fired));
     let mut args = RunArgs::threads(workers);
-    args.epoch_interval = Duration::from_secs(1);
+    args.epoch_interval = Duration::from_millis(epoch_ms());
     if let Some((dir, backend)) = checkpoint {
         let _ = std::fs::remove_dir_all(dir);
         args.checkpoint_dir = Some(dir.to_path_buf());
@@ -396,9 +402,10 @@ fn throughput(
     scratch: &Path,
 ) {
     println!(
-        "\n1. throughput: 5 min windows every 1 min (count, spend) per card, -w {workers}, 1 s \
+        "\n1. throughput: 5 min windows every 1 min (count, spend) per card, -w {workers}, {} ms \
          epochs, {runs} runs per mode, alternating (median); runs sized to ~{seconds} s without \
-         checkpoints"
+         checkpoints",
+        epoch_ms()
     );
     let dir = scratch.join("throughput");
     let mut summary = Vec::new();
@@ -440,7 +447,7 @@ fn throughput(
                     "     run {}  {:<22} {:>7.3} s  {:>10.0} events/s",
                     run + 1,
                     if with {
-                        "checkpoints every 1 s"
+                        "checkpoints every epoch"
                     } else {
                         "no checkpoints"
                     },
@@ -484,8 +491,9 @@ fn epoch_writes(keys: u64, rate: u64, seconds: u64, workers: usize, scratch: &Pa
     let events = rate * seconds;
     println!(
         "\n2. what each epoch writes as the state grows: {events} transactions at {rate}/s over \
-         {keys} cards (each epoch sees new ones), no window fires; -w {workers}, 1 s epochs; \
-         every store write() timed"
+         {keys} cards (each epoch sees new ones), no window fires; -w {workers}, {} ms epochs; \
+         every store write() timed",
+        epoch_ms()
     );
     let dir = scratch.join("epochs");
     let recording = Recording::new(true);
