@@ -139,7 +139,10 @@ pub trait KeyedLogic<K, D>: 'static {
     /// encoded state now (`None`: the key has no state left).
     fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>);
 
-    /// Installs one key's state from a checkpoint.
+    /// Installs one key's state from a checkpoint. A restored key counts as
+    /// changed while changes are tracked (a restore into a new store
+    /// generation writes every restored key again; one into the same store
+    /// restarts tracking afterwards).
     fn restore(&mut self, key: K, state: &[u8]) -> Result<(), String>;
 }
 

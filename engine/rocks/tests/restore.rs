@@ -32,6 +32,11 @@ fn script(records_per_split: usize, splits: usize) -> Script<Rec> {
                 ts
             };
             script = script.record((rng.below(12) as u32, rng.below(100), ts));
+            if split == 0 && i == 5 {
+                // A key seen once, early: its hour window stays pending and
+                // untouched across every crash and restore.
+                script = script.record((99, 7, ts));
+            }
             if i % 40 == 39 {
                 script = script.end_epoch();
             }
@@ -83,6 +88,10 @@ fn run_restoring(
                 .allowed_lateness(Duration::from_millis(300)),
             (Count, Sum::of(|r: &Rec| r.1)),
         );
+        let hours =
+            keyed
+                .clone()
+                .window("hours", Windows::tumbling(Duration::from_secs(3600)), Count);
         let sessions = keyed.window(
             "sessions",
             Windows::session(Duration::from_millis(700)),
@@ -95,6 +104,11 @@ fn run_restoring(
                 sessions
                     .fired
                     .map(|f| format!("session {} {:?} {:?}", f.key, f.window, f.value)),
+            )
+            .union(
+                hours
+                    .fired
+                    .map(|f| format!("hour {} {:?} {:?}", f.key, f.window, f.value)),
             )
             .union(
                 sliding

@@ -49,10 +49,6 @@ pub(crate) struct KeyedCheckpointer {
     pub(crate) flushed_through: Option<u64>,
     /// Buffered-record entries written by the previous flush (group, key).
     pending_written: BTreeSet<(u16, Vec<u8>)>,
-    /// Restored key states to write again in the first flush, when the
-    /// restore started a new store generation (which must hold every key,
-    /// not only those that change from now on).
-    carried: Vec<StateChange>,
     /// The next flush is that of the restored epoch into a new generation:
     /// it writes every buffered record, all of which were restored (and
     /// re-stamped into the epoch after it).
@@ -66,7 +62,6 @@ impl KeyedCheckpointer {
             step: step.to_string(),
             flushed_through: None,
             pending_written: BTreeSet::new(),
-            carried: Vec::new(),
             restoring: false,
         }
     }
@@ -88,9 +83,6 @@ impl KeyedCheckpointer {
         };
         let mut failure = None;
         let pending_written = &mut self.pending_written;
-        let carried = &mut self.carried;
-        let rescaled = self.worker.plan.rescaled();
-        let step = self.step.clone();
         self.worker.for_each_restore_store(|store| {
             let mut visit = |group: KeyGroup, stored: &[u8], state: &[u8]| {
                 if failure.is_some() {
@@ -98,14 +90,6 @@ impl KeyedCheckpointer {
                 }
                 let result = match stored.split_first() {
                     Some((&KEY, key)) => {
-                        if rescaled {
-                            carried.push(StateChange {
-                                operator: step.clone(),
-                                group,
-                                key: stored.to_vec(),
-                                value: Some(state.to_vec()),
-                            });
-                        }
                         decode::<K>(key, "key").and_then(|k| logic.restore(k, state))
                     }
                     Some((&BUFFERED, time)) => {
@@ -135,10 +119,13 @@ impl KeyedCheckpointer {
             return Err(format!("restoring `{}`: {e}", self.step));
         }
         // Same workers: the store already holds the restored epoch.
+        // A new generation: the first flush writes every restored key (the
+        // logic counts them as changed) and every buffered record.
         if self.worker.plan.rescaled() {
             self.restoring = true;
         } else {
             self.flushed_through = Some(from.epoch);
+            logic.track_changes(true);
         }
         Ok(Some(from.epoch))
     }
@@ -164,11 +151,6 @@ impl KeyedCheckpointer {
                 value,
             })
             .collect();
-        if !self.carried.is_empty() {
-            // Restored state the logic has not changed since, verbatim.
-            let fresh: BTreeSet<Vec<u8>> = changes.iter().map(|c| c.key.clone()).collect();
-            changes.extend(self.carried.drain(..).filter(|c| !fresh.contains(&c.key)));
-        }
         // Buffered records of finished epochs, by (key group, time).
         let mut pending: BTreeMap<(u16, Vec<u8>), TimedRecords<D>> = BTreeMap::new();
         let restoring = std::mem::take(&mut self.restoring);

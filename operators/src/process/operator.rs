@@ -364,8 +364,9 @@ where
         for ms in stored.processing_timers {
             self.processing.register(&key, ms, ms);
         }
-        // Not marked changed: the checkpointer carries restored keys into a
-        // new store generation itself.
+        if let Some(dirty) = &mut self.dirty {
+            dirty.insert(key);
+        }
         Ok(())
     }
 }

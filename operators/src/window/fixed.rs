@@ -125,6 +125,9 @@ where
                 .or_insert_with(|| (window, FastMap::default()));
             accs.insert(key.clone(), acc);
         }
+        if let Some(dirty) = &mut self.dirty {
+            dirty.insert(key);
+        }
         Ok(())
     }
 }

@@ -169,6 +169,9 @@ where
             sessions.push(Session { window, acc });
         }
         sessions.sort_by_key(|s| s.window.start);
+        if let Some(dirty) = &mut self.dirty {
+            dirty.insert(key);
+        }
         Ok(())
     }
 }
