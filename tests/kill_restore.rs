@@ -178,6 +178,18 @@ impl Case {
         flags
     }
 
+    /// Runs the job unpaced on `workers` until it ends; it must succeed.
+    fn run_to_end(&self, workers: usize) {
+        let out = start(&self.flags, &self.paths, workers, None)
+            .output()
+            .expect("run the job");
+        assert!(
+            out.status.success(),
+            "the run to the end failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The published output and dead letters equal the uninterrupted run's.
     fn assert_output(&self, context: &str) {
         let got = published(&self.paths.output);
@@ -256,14 +268,7 @@ fn kill_at_random_moments(job: &'static str, keys: u64) {
                 }
             }
         } else {
-            let output = start(&case.flags, paths, workers, None)
-                .output()
-                .expect("run iot");
-            assert!(
-                output.status.success(),
-                "the last run failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            case.run_to_end(workers);
             finished = true;
         }
         let newest = manifest::read(&paths.checkpoints)
@@ -325,14 +330,7 @@ fn a_checkpoint_flushed_by_some_workers_only_is_not_restored() {
     assert!(flushed_by_0.is_some(), "worker 0 flushed epoch 4");
     drop(store);
     // Restore on another worker count, run to the end.
-    let resumed = start(&case.flags, paths, 1, None)
-        .output()
-        .expect("run iot");
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    case.run_to_end(1);
     case.assert_output("restored after a torn checkpoint");
 }
 
@@ -401,14 +399,7 @@ fn a_full_disk_stops_the_job_and_its_last_checkpoint_resumes() {
         "a checkpoint completed before the disk filled"
     );
     disk.resize("64m");
-    let resumed = start(&case.flags, paths, 1, None)
-        .output()
-        .expect("run iot");
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    case.run_to_end(1);
     case.assert_output("resumed after the disk filled");
     drop(disk);
 }

@@ -47,9 +47,9 @@ pub(crate) fn build<D: Data, S: Sink<D>>(
     let consumer = (!stream.held).then(|| state.ctx.flow.register());
     let shared = Arc::clone(&state.ctx.shared);
     let counters = Arc::clone(&shared);
+    // The step's name, for fault reports and for flush records.
     let step = name.to_string();
-    let name = name.to_string();
-    let step_name = name.clone();
+    let flush_step = name.to_string();
     let input = stream.inner;
     let scope = input.scope();
     let worker = WorkerIndex(scope.index());
@@ -135,7 +135,7 @@ pub(crate) fn build<D: Data, S: Sink<D>>(
                     if let Some(epoch) = due {
                         let marked = sink.prepare(epoch).and_then(|()| {
                             let mut store = checkpoint.store.borrow_mut();
-                            write_epoch(store.as_mut(), epoch, &name, &[], &[])
+                            write_epoch(store.as_mut(), epoch, &flush_step, &[], &[])
                                 .map_err(|e| format!("checkpointing: {e}"))
                         });
                         match (marked, cap.as_mut()) {
@@ -144,7 +144,7 @@ pub(crate) fn build<D: Data, S: Sink<D>>(
                                 let record = FlushRecord {
                                     epoch,
                                     worker: worker.0,
-                                    step: name.clone(),
+                                    step: flush_step.clone(),
                                     kind: "sink".into(),
                                     checksum,
                                 };
@@ -186,5 +186,5 @@ pub(crate) fn build<D: Data, S: Sink<D>>(
                 }
             },
         );
-    state.register_step(&step_name, "sink", 1, flushes);
+    state.register_step(name, "sink", 1, flushes);
 }

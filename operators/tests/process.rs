@@ -558,30 +558,35 @@ fn side_outputs_carry_what_was_sent() {
     assert!(!main.is_empty() && side.len() > timers.len() && !timers.is_empty());
     let script = Script::new().records(&records);
     for workers in [1, 2] {
-        let (got_main, got_side) = (
-            run_workers(workers, {
-                let script = script.clone();
-                move |p, capture| {
-                    p.source("values", script.clone())
-                        .event_time(|r: &Val| r.2, Watermarks::ascending())
-                        .key_by("by_key", |r| r.0)
-                        .process("split", Splitter)
-                        .main
-                        .sink("main", capture.sink());
-                }
-            }),
-            run_workers(workers, {
-                let script = script.clone();
-                move |p, capture| {
-                    p.source("values", script.clone())
-                        .event_time(|r: &Val| r.2, Watermarks::ascending())
-                        .key_by("by_key", |r| r.0)
-                        .process("split", Splitter)
-                        .side
-                        .sink("side", capture.sink());
-                }
-            }),
-        );
+        // One run; each output tagged with the stream it came out of.
+        let got: Vec<(bool, String)> = run_workers(workers, {
+            let script = script.clone();
+            move |p, capture| {
+                let out = p
+                    .source("values", script.clone())
+                    .event_time(|r: &Val| r.2, Watermarks::ascending())
+                    .key_by("by_key", |r| r.0)
+                    .process("split", Splitter);
+                out.main
+                    .map(|(k, v)| (true, format!("{k} {v}")))
+                    .union(out.side.map(|s| (false, s)))
+                    .sink("out", capture.sink());
+            }
+        });
+        let mut got_main: Vec<(u32, u64)> = got
+            .iter()
+            .filter(|(main, _)| *main)
+            .map(|(_, kv)| {
+                let (k, v) = kv.split_once(' ').expect("key value");
+                (k.parse().expect("key"), v.parse().expect("value"))
+            })
+            .collect();
+        got_main.sort();
+        let got_side: Vec<String> = got
+            .into_iter()
+            .filter(|(main, _)| !*main)
+            .map(|(_, s)| s)
+            .collect();
         assert_eq!(got_main, main, "{workers} workers: main output");
         assert_eq!(got_side, side, "{workers} workers: side output");
     }

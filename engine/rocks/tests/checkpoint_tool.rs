@@ -468,9 +468,7 @@ fn a_flipped_byte_in_the_wal_makes_the_newest_epoch_unusable() {
     let m = crashed_checkpoint(&dir);
     // A small store after a crash is WAL-only.
     let (path, at) = locate_newest(&dir, &m, ".log");
-    let mut bytes = std::fs::read(&path).expect("read");
-    bytes[at] ^= 0x40;
-    std::fs::write(&path, &bytes).expect("write");
+    flip(&path, at);
     assert_newest_unusable(&dir, &m, "a flipped byte in the WAL");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -481,9 +479,7 @@ fn a_flipped_byte_in_an_sst_makes_the_newest_epoch_unusable() {
     let m = crashed_checkpoint(&dir);
     flush_to_sst(&dir);
     let (path, at) = locate_newest(&dir, &m, ".sst");
-    let mut bytes = std::fs::read(&path).expect("read");
-    bytes[at] ^= 0x40;
-    std::fs::write(&path, &bytes).expect("write");
+    flip(&path, at);
     assert_newest_unusable(&dir, &m, "a flipped byte in an SST");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -507,9 +503,7 @@ fn a_flipped_byte_in_old_state_is_found_and_the_restore_fails_cleanly() {
         .find(|p| p.to_string_lossy().ends_with(".sst"))
         .expect("an SST");
     let at = 20;
-    let mut bytes = std::fs::read(&path).expect("read");
-    bytes[at] ^= 0x40;
-    std::fs::write(&path, &bytes).expect("write");
+    flip(&path, at);
 
     let verify = tool(&["verify"], &dir);
     println!("{}", verify.stdout);
@@ -541,17 +535,28 @@ fn a_flipped_byte_in_old_state_is_found_and_the_restore_fails_cleanly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Flips a bit of byte `at` of `path`.
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[at] ^= 0x40;
+    std::fs::write(path, &bytes).expect("write");
+}
+
+/// Cuts `path` at byte `at`.
+fn truncate(path: &Path, at: usize) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(at as u64))
+        .expect("truncate");
+}
+
 #[test]
 fn a_truncated_wal_makes_the_newest_epoch_unusable() {
     let dir = temp("truncate-wal");
     let m = crashed_checkpoint(&dir);
     let (path, at) = locate_newest(&dir, &m, ".log");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("open");
-    file.set_len(at as u64).expect("truncate");
-    drop(file);
+    truncate(&path, at);
     assert_newest_unusable(&dir, &m, "a truncated WAL");
     // The tail was cut, the rest is intact: an older epoch restores.
     let _ = std::fs::remove_dir_all(&dir);
@@ -563,12 +568,7 @@ fn a_truncated_sst_makes_the_newest_epoch_unusable() {
     let m = crashed_checkpoint(&dir);
     flush_to_sst(&dir);
     let (path, at) = locate_newest(&dir, &m, ".sst");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("open");
-    file.set_len(at as u64).expect("truncate");
-    drop(file);
+    truncate(&path, at);
     assert_newest_unusable(&dir, &m, "a truncated SST");
     let _ = std::fs::remove_dir_all(&dir);
 }
