@@ -180,8 +180,9 @@ struct RecordingStore {
     log: Arc<Mutex<Recorded>>,
 }
 
-impl StateStore for RecordingStore {
-    fn write(&mut self, batch: Batch) -> Result<(), StoreError> {
+impl RecordingStore {
+    /// Times and counts one write, then hands it on.
+    fn record(&mut self, batch: Batch) -> Result<(), StoreError> {
         // Read the batch before it goes: its epoch (from the flush marker),
         // what it writes, and whether it is a fold.
         let mut epoch = None;
@@ -189,7 +190,7 @@ impl StateStore for RecordingStore {
         let (mut keys, mut bytes, mut delta_keys) = (0u64, 0u64, 0u64);
         let mut deltas: Vec<(Vec<u8>, Option<u64>)> = Vec::new();
         let track = self.log.lock().map(|l| l.track_live).unwrap_or(false);
-        for op in &batch.ops {
+        for op in batch.ops() {
             if let Op::Put(k, v) = op {
                 match k.first() {
                     Some(&layout::MARKER) => epoch = layout::epoch_of(k),
@@ -203,7 +204,7 @@ impl StateStore for RecordingStore {
                             deltas.push((k.get(9..).unwrap_or_default().to_vec(), live));
                         }
                     }
-                    _ if k.as_slice() == layout::FOLDED => fold = true,
+                    _ if k == layout::FOLDED => fold = true,
                     _ => {}
                 }
             }
@@ -243,6 +244,12 @@ impl StateStore for RecordingStore {
             e.live_bytes = live_bytes;
         }
         result
+    }
+}
+
+impl StateStore for RecordingStore {
+    fn write(&mut self, batch: Batch) -> Result<(), StoreError> {
+        self.record(batch)
     }
 
     fn scan(

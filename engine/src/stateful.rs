@@ -137,7 +137,23 @@ pub trait KeyedLogic<K, D>: 'static {
 
     /// Appends every key whose state changed since the last call, with its
     /// encoded state now (`None`: the key has no state left).
+    ///
+    /// A key whose state only lost parts that `on_watermark` removed (a
+    /// fired window) may be left out, if [`KeyedLogic::restore_watermark`]
+    /// drops such parts on restore: at a high event rate nearly every key
+    /// has a window firing in every epoch, and rewriting them all would
+    /// make each checkpoint a full snapshot. A key left with no state should
+    /// still be reported (`None`), so the store forgets it.
     fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>);
+
+    /// Before the keys of one checkpoint store are restored: when that
+    /// checkpoint was taken, `on_watermark` had run with watermarks up to
+    /// `watermark`, so restored state due at or before it had already been
+    /// emitted and must be dropped, not emitted again. Default: nothing
+    /// (every logic that reports each such change in `take_changes`).
+    fn restore_watermark(&mut self, watermark: u64) {
+        let _ = watermark;
+    }
 
     /// Installs one key's state from a checkpoint. A restored key counts as
     /// changed while changes are tracked (a restore into a new store
@@ -197,6 +213,8 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
             // The flush output's capability: at the next epoch to flush.
             let mut flush_cap = initial.pop().filter(|_| checkpointer.is_some());
             let mut restore_flush = None;
+            // The highest watermark `on_watermark` has run with.
+            let mut fired_through = 0;
             // After a restore, nothing is emitted at or before the restored epoch.
             let mut epoch_floor = 0;
             if let Some(checkpointer) = &mut checkpointer {
@@ -268,7 +286,7 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                             }
                         }
                         let flushed = checkpointer
-                            .flush(epoch, &mut logic, &buffered, &*key)
+                            .flush(epoch, fired_through, &mut logic, &buffered, &*key)
                             .and_then(|checksum| {
                                 checkpointer.worker.maybe_fold().map_err(|e| e.to_string())?;
                                 Ok(checksum)
@@ -333,6 +351,7 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     if ordered {
                         emit.epoch = fire_epoch;
                         logic.on_watermark(time.event, &mut emit);
+                        fired_through = fired_through.max(time.event);
                     }
                     if let Some(records) = buffered.remove(&time) {
                         emit.epoch = time.epoch.max(fire_epoch);
@@ -344,6 +363,7 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                 let still_waiting = buffered.keys().map(|t| t.event).min().unwrap_or(u64::MAX);
                 emit.epoch = fire_epoch;
                 logic.on_watermark(effective.min(still_waiting), &mut emit);
+                fired_through = fired_through.max(effective.min(still_waiting));
 
                 // Emit results in the epoch they belong to.
                 if !emit.out.is_empty() {

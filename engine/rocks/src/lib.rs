@@ -77,19 +77,29 @@ fn error(path: &Path, what: &str, e: rocksdb::Error) -> StoreError {
     StoreError(format!("{what} {}: {e}", path.display()))
 }
 
+/// Applies `batch` to `db` with `options`.
+fn write_with(
+    db: &DB,
+    path: &Path,
+    batch: Batch,
+    options: &WriteOptions,
+) -> Result<(), StoreError> {
+    // Sized up front: growing a 100 MiB batch copies it again and again.
+    let mut rocks = WriteBatch::with_capacity_bytes(batch.size_in_bytes() + 16 * batch.len() + 64);
+    for op in batch.ops() {
+        match op {
+            Op::Put(k, v) => rocks.put(k, v),
+            Op::Delete(k) => rocks.delete(k),
+            Op::DeleteRange(s, e) => rocks.delete_range(s, e),
+        }
+    }
+    db.write_opt(rocks, options)
+        .map_err(|e| error(path, "write", e))
+}
+
 impl StateStore for RocksStore {
     fn write(&mut self, batch: Batch) -> Result<(), StoreError> {
-        let mut rocks = WriteBatch::default();
-        for op in batch.ops {
-            match op {
-                Op::Put(k, v) => rocks.put(k, v),
-                Op::Delete(k) => rocks.delete(k),
-                Op::DeleteRange(s, e) => rocks.delete_range(s, e),
-            }
-        }
-        self.db
-            .write_opt(rocks, &self.sync)
-            .map_err(|e| error(&self.path, "write", e))
+        write_with(&self.db, &self.path, batch, &self.sync)
     }
 
     fn scan(
@@ -140,8 +150,8 @@ mod tests {
         {
             let mut store = RocksStore::open(&root).expect("open");
             let mut batch = Batch::default();
-            batch.put(b"a".to_vec(), b"1".to_vec());
-            batch.put(b"b".to_vec(), b"2".to_vec());
+            batch.put(b"a", b"1");
+            batch.put(b"b", b"2");
             store.write(batch).expect("write");
         }
         let store = RocksStore::open_read_only(&root).expect("reopen");

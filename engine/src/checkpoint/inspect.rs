@@ -904,11 +904,13 @@ pub fn operator_state(
                 _ => out.untagged += 1,
             }
         };
+        // Keys' groups only: the operator's own entries (its watermark) sit
+        // in a group past them.
         load_state(
             store,
             operator,
             KeyGroup(0),
-            KeyGroup(u16::MAX),
+            KeyGroup(crate::ids::KEY_GROUPS - 1),
             epoch,
             &mut visit,
         )

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use super::runtime::WorkerCheckpoint;
-use super::store::{load_state, write_epoch, StateChange};
+use super::store::{load_state, EpochWriter};
 use crate::data::{Data, Key};
 use crate::ids::KeyGroup;
 use crate::stateful::KeyedLogic;
@@ -33,6 +33,11 @@ type TimedRecords<D> = Vec<(u64, D)>;
 const KEY: u8 = 0;
 /// Tag of buffered records (per stamp time and key group).
 const BUFFERED: u8 = 1;
+/// Tag of the highest watermark the logic had run `on_watermark` with (in
+/// [`META`], a group no key has).
+const WATERMARK: u8 = 2;
+/// The key group of an operator instance's own entries.
+const META: KeyGroup = KeyGroup(u16::MAX);
 
 fn tagged(tag: u8, body: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 1);
@@ -53,6 +58,9 @@ pub(crate) struct KeyedCheckpointer {
     /// it writes every buffered record, all of which were restored (and
     /// re-stamped into the epoch after it).
     restoring: bool,
+    /// The lowest watermark the restored stores recorded (0 without a
+    /// restore): everything due before it was dropped or emitted.
+    watermark_floor: u64,
 }
 
 impl KeyedCheckpointer {
@@ -63,6 +71,7 @@ impl KeyedCheckpointer {
             flushed_through: None,
             pending_written: BTreeSet::new(),
             restoring: false,
+            watermark_floor: 0,
         }
     }
 
@@ -83,7 +92,29 @@ impl KeyedCheckpointer {
         };
         let mut failure = None;
         let pending_written = &mut self.pending_written;
+        let mut floor: Option<u64> = None;
         self.worker.for_each_restore_store(|store| {
+            let mut watermark = 0;
+            let mut read_watermark = |_: KeyGroup, stored: &[u8], value: &[u8]| {
+                if stored == [WATERMARK] && value.len() == 8 {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(value);
+                    watermark = u64::from_le_bytes(w);
+                }
+            };
+            if let Err(e) = load_state(
+                store,
+                &self.step,
+                META,
+                META,
+                from.epoch,
+                &mut read_watermark,
+            ) {
+                failure = Some(e.to_string());
+                return;
+            }
+            floor = Some(floor.map_or(watermark, |f| f.min(watermark)));
+            logic.restore_watermark(watermark);
             let mut visit = |group: KeyGroup, stored: &[u8], state: &[u8]| {
                 if failure.is_some() {
                     return;
@@ -118,6 +149,7 @@ impl KeyedCheckpointer {
         if let Some(e) = failure {
             return Err(format!("restoring `{}`: {e}", self.step));
         }
+        self.watermark_floor = floor.unwrap_or(0);
         // Same workers: the store already holds the restored epoch.
         // A new generation: the first flush writes every restored key (the
         // logic counts them as changed) and every buffered record.
@@ -132,9 +164,12 @@ impl KeyedCheckpointer {
 
     /// Writes the changes of epochs up to `epoch` and the records buffered
     /// for them. Returns the checksum for the flush record.
+    /// `fired_through`: the highest watermark the logic ran `on_watermark`
+    /// with so far.
     pub(crate) fn flush<K: Key, D: Data, L: KeyedLogic<K, D>>(
         &mut self,
         epoch: u64,
+        fired_through: u64,
         logic: &mut L,
         buffered: &BTreeMap<Time, Vec<(u64, D)>>,
         key_of: &dyn Fn(&D) -> K,
@@ -142,15 +177,6 @@ impl KeyedCheckpointer {
         crate::failpoint::before_state_flush(self.worker.worker, epoch);
         let mut changed = Vec::new();
         logic.take_changes(&mut changed);
-        let mut changes: Vec<StateChange> = changed
-            .into_iter()
-            .map(|(key, value)| StateChange {
-                operator: self.step.clone(),
-                group: KeyGroup::of(&key),
-                key: tagged(KEY, encode(&key)),
-                value,
-            })
-            .collect();
         // Buffered records of finished epochs, by (key group, time).
         let mut pending: BTreeMap<(u16, Vec<u8>), TimedRecords<D>> = BTreeMap::new();
         let restoring = std::mem::take(&mut self.restoring);
@@ -167,26 +193,30 @@ impl KeyedCheckpointer {
             }
         }
         let now: BTreeSet<(u16, Vec<u8>)> = pending.keys().cloned().collect();
-        for gone in self.pending_written.difference(&now) {
-            changes.push(StateChange {
-                operator: self.step.clone(),
-                group: KeyGroup(gone.0),
-                key: gone.1.clone(),
-                value: None,
-            });
+        let bytes = changed
+            .iter()
+            .map(|(_, value)| value.as_ref().map_or(0, Vec::len) + 16)
+            .sum();
+        let mut writer = EpochWriter::new(epoch, &self.step, changed.len() + now.len() + 1, bytes);
+        let watermark = fired_through.max(self.watermark_floor);
+        writer.state(META, &[WATERMARK], Some(&watermark.to_le_bytes()));
+        let mut key_bytes = Vec::new();
+        for (key, value) in changed {
+            key_bytes.clear();
+            key_bytes.push(KEY);
+            bincode::serialize_into(&mut key_bytes, &key)
+                .expect("weir invariant: checkpoint data serializes");
+            writer.state(KeyGroup::of(&key), &key_bytes, value.as_deref());
+        }
+        for (group, key) in self.pending_written.difference(&now) {
+            writer.state(KeyGroup(*group), key, None);
         }
         for ((group, key), records) in pending {
-            changes.push(StateChange {
-                operator: self.step.clone(),
-                group: KeyGroup(group),
-                key,
-                value: Some(encode(&records)),
-            });
+            writer.state(KeyGroup(group), &key, Some(&encode(&records)));
         }
         self.pending_written = now;
         let mut store = self.worker.store.borrow_mut();
-        let checksum = write_epoch(store.as_mut(), epoch, &self.step, &changes, &[])
-            .map_err(|e| e.to_string())?;
+        let checksum = writer.write(store.as_mut()).map_err(|e| e.to_string())?;
         self.flushed_through = Some(epoch);
         Ok(checksum)
     }

@@ -45,22 +45,32 @@ pub fn valid_name(name: &str) -> bool {
 /// `b` operator key-group key.
 pub fn base_key(operator: &str, group: KeyGroup, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + operator.len() + 3 + key.len());
+    push_base_key(&mut out, operator, group, key);
+    out
+}
+
+/// Appends the base key of [`base_key`] to `out`.
+pub fn push_base_key(out: &mut Vec<u8>, operator: &str, group: KeyGroup, key: &[u8]) {
     out.push(BASE);
-    push_name(&mut out, operator);
+    push_name(out, operator);
     out.extend_from_slice(&group.0.to_be_bytes());
     out.extend_from_slice(key);
-    out
 }
 
 /// `d` epoch operator key-group key.
 pub fn delta_key(epoch: u64, operator: &str, group: KeyGroup, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(9 + operator.len() + 3 + key.len());
+    push_delta_key(&mut out, epoch, operator, group, key);
+    out
+}
+
+/// Appends the delta key of [`delta_key`] to `out`.
+pub fn push_delta_key(out: &mut Vec<u8>, epoch: u64, operator: &str, group: KeyGroup, key: &[u8]) {
     out.push(DELTA);
     out.extend_from_slice(&epoch.to_be_bytes());
-    push_name(&mut out, operator);
+    push_name(out, operator);
     out.extend_from_slice(&group.0.to_be_bytes());
     out.extend_from_slice(key);
-    out
 }
 
 /// The range of base keys of `operator` in key groups `[first, last]`.

@@ -24,36 +24,115 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// One change in a [`Batch`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
+/// One change in a [`Batch`], borrowing its bytes from the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op<'a> {
     /// Sets a key.
-    Put(Vec<u8>, Vec<u8>),
+    Put(&'a [u8], &'a [u8]),
     /// Removes a key.
-    Delete(Vec<u8>),
+    Delete(&'a [u8]),
     /// Removes every key in `[start, end)`.
-    DeleteRange(Vec<u8>, Vec<u8>),
+    DeleteRange(&'a [u8], &'a [u8]),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Put,
+    Delete,
+    DeleteRange,
 }
 
 /// Changes applied atomically: all or none.
+///
+/// All keys and values live in one buffer (an epoch's flush holds a million
+/// of them: one allocation each would cost more than writing them).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
-    /// The changes, in order.
-    pub ops: Vec<Op>,
+    bytes: Vec<u8>,
+    /// Kind, start of the key, start of the second part, end.
+    ops: Vec<(Kind, usize, usize, usize)>,
 }
 
 impl Batch {
+    /// An empty batch with room for `bytes` of keys and values and `ops` changes.
+    pub fn with_capacity(bytes: usize, ops: usize) -> Self {
+        Batch {
+            bytes: Vec::with_capacity(bytes),
+            ops: Vec::with_capacity(ops),
+        }
+    }
+    fn push(&mut self, kind: Kind, first: &[u8], second: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(first);
+        let mid = self.bytes.len();
+        self.bytes.extend_from_slice(second);
+        self.ops.push((kind, start, mid, self.bytes.len()));
+    }
     /// Adds a put.
-    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.ops.push(Op::Put(key, value));
+    pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.push(Kind::Put, key.as_ref(), value.as_ref());
+    }
+    /// Adds a put whose key and value are written in place by `key` and
+    /// `value` (each appends to the buffer it is given); returns them.
+    pub fn put_with(
+        &mut self,
+        key: impl FnOnce(&mut Vec<u8>),
+        value: impl FnOnce(&mut Vec<u8>),
+    ) -> (&[u8], &[u8]) {
+        let start = self.bytes.len();
+        key(&mut self.bytes);
+        let mid = self.bytes.len();
+        value(&mut self.bytes);
+        self.ops.push((Kind::Put, start, mid, self.bytes.len()));
+        (&self.bytes[start..mid], &self.bytes[mid..])
     }
     /// Adds a delete.
-    pub fn delete(&mut self, key: Vec<u8>) {
-        self.ops.push(Op::Delete(key));
+    pub fn delete(&mut self, key: impl AsRef<[u8]>) {
+        self.push(Kind::Delete, key.as_ref(), &[]);
     }
     /// Adds a range delete.
-    pub fn delete_range(&mut self, start: Vec<u8>, end: Vec<u8>) {
-        self.ops.push(Op::DeleteRange(start, end));
+    pub fn delete_range(&mut self, start: impl AsRef<[u8]>, end: impl AsRef<[u8]>) {
+        self.push(Kind::DeleteRange, start.as_ref(), end.as_ref());
+    }
+    /// The changes, in order.
+    pub fn ops(&self) -> impl Iterator<Item = Op<'_>> + '_ {
+        self.ops.iter().map(|&(kind, start, mid, end)| {
+            let (first, second) = (&self.bytes[start..mid], &self.bytes[mid..end]);
+            match kind {
+                Kind::Put => Op::Put(first, second),
+                Kind::Delete => Op::Delete(first),
+                Kind::DeleteRange => Op::DeleteRange(first, second),
+            }
+        })
+    }
+    /// Puts the changes in key order. Only for batches whose order does not
+    /// matter: each key given once, no range deletes.
+    pub fn sort_by_key(&mut self) {
+        debug_assert!(self.ops.iter().all(|op| op.0 != Kind::DeleteRange));
+        let bytes = &self.bytes;
+        self.ops
+            .sort_unstable_by(|a, b| bytes[a.1..a.2].cmp(&bytes[b.1..b.2]));
+    }
+
+    /// Whether no key is given twice (after [`Batch::sort_by_key`]).
+    fn keys_unique(&self) -> bool {
+        let bytes = &self.bytes;
+        self.ops
+            .windows(2)
+            .all(|w| bytes[w[0].1..w[0].2] != bytes[w[1].1..w[1].2])
+    }
+
+    /// The number of changes.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    /// Whether the batch holds no change.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+    /// The bytes of all keys and values.
+    pub fn size_in_bytes(&self) -> usize {
+        self.bytes.len()
     }
 }
 
@@ -80,17 +159,20 @@ pub struct MemoryStore {
 
 impl StateStore for MemoryStore {
     fn write(&mut self, batch: Batch) -> Result<(), StoreError> {
-        for op in batch.ops {
+        for op in batch.ops() {
             match op {
                 Op::Put(k, v) => {
-                    self.map.insert(k, v);
+                    self.map.insert(k.to_vec(), v.to_vec());
                 }
                 Op::Delete(k) => {
-                    self.map.remove(&k);
+                    self.map.remove(k);
                 }
                 Op::DeleteRange(s, e) => {
-                    let doomed: Vec<Vec<u8>> =
-                        self.map.range(s..e).map(|(k, _)| k.clone()).collect();
+                    let doomed: Vec<Vec<u8>> = self
+                        .map
+                        .range(s.to_vec()..e.to_vec())
+                        .map(|(k, _)| k.clone())
+                        .collect();
                     for k in doomed {
                         self.map.remove(&k);
                     }
@@ -142,33 +224,138 @@ pub struct Position {
     pub position: Vec<u8>,
 }
 
-/// Checksums the (key, value) pairs of one epoch, in key order.
+/// Checksums the (key, value) pairs of one step's flush of an epoch, in any
+/// order: the wrapping sum of a hash of each pair, with their count and the
+/// epoch. Order-free, so neither a flush nor a verify sorts a million keys.
+/// Any change inside one pair changes that pair's hash (every step of
+/// [`hash_pair`] is a bijection), so a flipped byte always changes the sum.
 #[derive(Clone, Copy)]
-struct Checksum(u64);
+struct Checksum {
+    epoch: u64,
+    sum: u64,
+    count: u64,
+}
+
+const MIX: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+fn fmix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    z = (z ^ (z >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    z ^ (z >> 33)
+}
+
+fn step(h: u64, word: u64) -> u64 {
+    (h.rotate_left(5) ^ word).wrapping_mul(MIX)
+}
+
+/// A hash of one (key, value) pair, eight bytes at a time, each part
+/// length-prefixed so that (ab, c) and (a, bc) differ.
+fn hash_pair(key: &[u8], value: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325;
+    for part in [key, value] {
+        h = step(h, part.len() as u64);
+        let mut words = part.chunks_exact(8);
+        for word in &mut words {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            h = step(h, u64::from_le_bytes(w));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            h = step(h, u64::from_le_bytes(w));
+        }
+    }
+    fmix(h)
+}
 
 impl Checksum {
     fn new(epoch: u64) -> Self {
-        let mut c = Checksum(0xcbf2_9ce4_8422_2325);
-        c.bytes(&epoch.to_le_bytes());
-        c
-    }
-    fn bytes(&mut self, bytes: &[u8]) {
-        // Length-prefixed FNV-1a: (ab, c) and (a, bc) differ.
-        for b in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
-            self.0 ^= *b as u64;
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        Checksum {
+            epoch,
+            sum: 0,
+            count: 0,
         }
     }
     fn pair(&mut self, k: &[u8], v: &[u8]) {
-        self.bytes(k);
-        self.bytes(v);
+        self.sum = self.sum.wrapping_add(hash_pair(k, v));
+        self.count += 1;
+    }
+    fn value(&self) -> u64 {
+        fmix(
+            self.sum
+                .wrapping_add(fmix(self.epoch))
+                .wrapping_add(self.count.wrapping_mul(MIX)),
+        )
     }
 }
 
-/// Writes one step's flush of `epoch` on one worker as one atomic batch: its
-/// state deltas (or source positions), and the marker holding their
-/// checksum. Every change and position must belong to `step`. Returns the
-/// checksum (for the manifest).
+/// One step's flush of one epoch on one worker, built in place: its state
+/// deltas (or source positions), then, on [`EpochWriter::write`], the marker
+/// holding their checksum, all in one atomic batch. Each key may be given
+/// once per flush.
+pub struct EpochWriter<'a> {
+    epoch: u64,
+    step: &'a str,
+    batch: Batch,
+    checksum: Checksum,
+}
+
+impl<'a> EpochWriter<'a> {
+    /// A flush of `step` for `epoch`, with room for `changes` changes of
+    /// about `bytes` of keys and values in all.
+    pub fn new(epoch: u64, step: &'a str, changes: usize, bytes: usize) -> Self {
+        let per_key = 1 + 8 + step.len() + 1 + 2 + 1;
+        EpochWriter {
+            epoch,
+            step,
+            batch: Batch::with_capacity(bytes + changes * per_key + 64, changes + 1),
+            checksum: Checksum::new(epoch),
+        }
+    }
+
+    /// The key's new state (`None`: removed).
+    pub fn state(&mut self, group: KeyGroup, key: &[u8], value: Option<&[u8]>) {
+        let (epoch, step) = (self.epoch, self.step);
+        let (k, v) = self.batch.put_with(
+            |out| layout::push_delta_key(out, epoch, step, group, key),
+            |out| encode_delta(out, value),
+        );
+        self.checksum.pair(k, v);
+    }
+
+    /// A split's position at the end of the epoch.
+    pub fn position(&mut self, split: SplitId, position: &[u8]) {
+        let key = layout::position_key(self.epoch, self.step, split);
+        self.checksum.pair(&key, position);
+        self.batch.put(key, position);
+    }
+
+    /// Writes the batch with its marker; returns the checksum.
+    pub fn write(mut self, store: &mut dyn StateStore) -> Result<u64, StoreError> {
+        // In key order: RocksDB inserts a sorted batch into its memtable
+        // about twice as fast as a shuffled one (the logic's changes come
+        // from a hash set).
+        self.batch.sort_by_key();
+        debug_assert!(
+            self.batch.keys_unique(),
+            "weir invariant: a flush of `{}` gives a key twice",
+            self.step
+        );
+        let checksum = self.checksum.value();
+        self.batch.put(
+            layout::marker_key(self.epoch, self.step),
+            checksum.to_le_bytes(),
+        );
+        store.write(self.batch)?;
+        Ok(checksum)
+    }
+}
+
+/// Writes one step's flush of `epoch` on one worker as one atomic batch (see
+/// [`EpochWriter`]). Every change and position must belong to `step`, each
+/// key at most once. Returns the checksum (for the manifest).
 pub fn write_epoch(
     store: &mut dyn StateStore,
     epoch: u64,
@@ -178,47 +365,28 @@ pub fn write_epoch(
 ) -> Result<u64, StoreError> {
     debug_assert!(changes.iter().all(|c| c.operator == step));
     debug_assert!(positions.iter().all(|p| p.source == step));
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = changes
+    let bytes = changes
         .iter()
-        .map(|c| {
-            (
-                layout::delta_key(epoch, &c.operator, c.group, &c.key),
-                encode_delta(c.value.as_deref()),
-            )
-        })
-        .chain(positions.iter().map(|p| {
-            (
-                layout::position_key(epoch, &p.source, p.split),
-                p.position.clone(),
-            )
-        }))
-        .collect();
-    pairs.sort();
-    pairs.dedup_by(|later, earlier| later.0 == earlier.0);
-    let mut checksum = Checksum::new(epoch);
-    let mut batch = Batch::default();
-    for (k, v) in pairs {
-        checksum.pair(&k, &v);
-        batch.put(k, v);
+        .map(|c| c.key.len() + c.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    let mut writer = EpochWriter::new(epoch, step, changes.len() + positions.len(), bytes);
+    for c in changes {
+        writer.state(c.group, &c.key, c.value.as_deref());
     }
-    batch.put(
-        layout::marker_key(epoch, step),
-        checksum.0.to_le_bytes().to_vec(),
-    );
-    store.write(batch)?;
-    Ok(checksum.0)
+    for p in positions {
+        writer.position(p.split, &p.position);
+    }
+    writer.write(store)
 }
 
 /// A delta value: a tag byte (1 = present, 0 = removed) then the state.
-fn encode_delta(value: Option<&[u8]>) -> Vec<u8> {
+fn encode_delta(out: &mut Vec<u8>, value: Option<&[u8]>) {
     match value {
         Some(v) => {
-            let mut out = Vec::with_capacity(v.len() + 1);
             out.push(1);
             out.extend_from_slice(v);
-            out
         }
-        None => vec![0],
+        None => out.push(0),
     }
 }
 
@@ -244,19 +412,12 @@ pub fn checksum_of_epoch_step(
         .and_then(|b| b.try_into().ok())
         .map(u64::from_le_bytes)
         .unwrap_or(0);
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut checksum = Checksum::new(epoch);
     let states = layout::delta_range(epoch, step, KeyGroup(0), KeyGroup(u16::MAX));
     for (start, end) in [states, layout::position_range(epoch, step)] {
-        store.scan(&start, &end, &mut |k, v| {
-            pairs.push((k.to_vec(), v.to_vec()))
-        })?;
+        store.scan(&start, &end, &mut |k, v| checksum.pair(k, v))?;
     }
-    pairs.sort();
-    let mut checksum = Checksum::new(epoch);
-    for (k, v) in &pairs {
-        checksum.pair(k, v);
-    }
-    Ok(Some((recorded, checksum.0)))
+    Ok(Some((recorded, checksum.value())))
 }
 
 /// The epoch the base holds, if any fold happened.
@@ -275,22 +436,20 @@ pub fn fold(store: &mut dyn StateStore, through: u64) -> Result<(), StoreError> 
     let mut end = vec![layout::DELTA];
     end.extend_from_slice(&through.to_be_bytes());
     let end = layout::range_end(end);
-    let mut puts: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    // Later epochs come later in the scan: the last write of a key wins.
     store.scan(&start, &end, &mut |k, v| {
         if let Some((op, group, key)) = layout::parse_state_key(k) {
-            puts.push((
-                layout::base_key(op, group, key),
-                decode_delta(v).map(<[u8]>::to_vec),
-            ));
+            match decode_delta(v) {
+                Some(state) => {
+                    batch.put_with(
+                        |out| layout::push_base_key(out, op, group, key),
+                        |out| out.extend_from_slice(state),
+                    );
+                }
+                None => batch.delete(layout::base_key(op, group, key)),
+            }
         }
     })?;
-    // Later epochs come later in the scan: the last write of a key wins.
-    for (k, v) in puts {
-        match v {
-            Some(v) => batch.put(k, v),
-            None => batch.delete(k),
-        }
-    }
     batch.delete_range(start, end);
     // Keep each split's newest position through `through`: a split that
     // ended early has no later one.
@@ -330,7 +489,7 @@ pub fn fold(store: &mut dyn StateStore, through: u64) -> Result<(), StoreError> 
         end.extend_from_slice(&through.to_be_bytes());
         batch.delete_range(vec![tag], layout::range_end(end));
     }
-    batch.put(layout::FOLDED.to_vec(), through.to_le_bytes().to_vec());
+    batch.put(layout::FOLDED, through.to_le_bytes());
     store.write(batch)
 }
 

@@ -19,8 +19,13 @@ pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
     /// Open windows by fire time (`end + lateness`); all keys' state for it.
     pub(crate) pending: BTreeMap<u64, (Window, FastMap<K, A::Acc>)>,
     pub(crate) scratch: Vec<Window>,
-    /// Keys changed since the last checkpoint, when tracking.
+    /// Keys changed since the last checkpoint, when tracking. A fired
+    /// window does not make its key dirty unless it was the key's last: a
+    /// restore drops fired windows by the checkpoint's watermark instead.
     pub(crate) dirty: Option<FastSet<K>>,
+    /// Windows firing at or before this were fired before the checkpoint
+    /// being restored (see `restore_watermark`).
+    pub(crate) restored_watermark: u64,
     pub(crate) _record: PhantomData<T>,
 }
 
@@ -87,7 +92,15 @@ where
             let (window, accs) = entry.remove();
             for (key, acc) in accs {
                 if let Some(dirty) = &mut self.dirty {
-                    dirty.insert(key.clone());
+                    // A key with windows left keeps its stored state: the
+                    // fired window in it is dropped on restore.
+                    if !self
+                        .pending
+                        .values()
+                        .any(|(_, accs)| accs.contains_key(&key))
+                    {
+                        dirty.insert(key.clone());
+                    }
                 }
                 let value = self.aggregator.finish(acc);
                 emit.output(fire, window.end - 1, Fired { key, window, value });
@@ -116,12 +129,21 @@ where
         }
     }
 
+    fn restore_watermark(&mut self, watermark: u64) {
+        self.restored_watermark = watermark;
+    }
+
     fn restore(&mut self, key: K, state: &[u8]) -> Result<(), String> {
         let windows: Vec<(Window, A::Acc)> = decode(state)?;
         for (window, acc) in windows {
+            let fire = window.end + self.lateness;
+            if fire <= self.restored_watermark {
+                // Fired before the checkpoint.
+                continue;
+            }
             let (_, accs) = self
                 .pending
-                .entry(window.end + self.lateness)
+                .entry(fire)
                 .or_insert_with(|| (window, FastMap::default()));
             accs.insert(key.clone(), acc);
         }
