@@ -48,6 +48,8 @@ where
     ) {
         self.scratch.clear();
         sliding_windows(ts, self.size, self.slide, &mut self.scratch);
+        // One look-up in the dirty set per record, not one per window.
+        let mut touched = false;
         for window in self.scratch.drain(..) {
             let fire = window.end + self.lateness;
             if stamp >= fire {
@@ -63,11 +65,7 @@ where
                 );
                 continue;
             }
-            if let Some(dirty) = &mut self.dirty {
-                if !dirty.contains(&key) {
-                    dirty.insert(key.clone());
-                }
-            }
+            touched = true;
             let (_, accs) = self
                 .pending
                 .entry(fire)
@@ -80,6 +78,9 @@ where
                     slot.insert(acc);
                 }
             }
+        }
+        if let (true, Some(dirty)) = (touched, &mut self.dirty) {
+            dirty.insert(key);
         }
     }
 
