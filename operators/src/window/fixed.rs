@@ -11,17 +11,30 @@ use super::assign::{sliding_windows, Window};
 use super::{decode, encode, FastSet, Fired, Late};
 use crate::aggregate::Aggregator;
 
+/// One key's accumulator in one window.
+pub(crate) struct Slot<Acc> {
+    acc: Acc,
+    /// A record changed it since the last `take_changes`.
+    changed: bool,
+}
+
+/// Every key's accumulator in one window.
+pub(crate) type WindowState<K, Acc> = FastMap<K, Slot<Acc>>;
+
 pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
     pub(crate) size: u64,
     pub(crate) slide: u64,
     pub(crate) lateness: u64,
     pub(crate) aggregator: A,
     /// Open windows by fire time (`end + lateness`); all keys' state for it.
-    pub(crate) pending: BTreeMap<u64, (Window, FastMap<K, A::Acc>)>,
+    pub(crate) pending: BTreeMap<u64, (Window, WindowState<K, A::Acc>)>,
     pub(crate) scratch: Vec<Window>,
-    /// Keys changed since the last checkpoint, when tracking. A fired
-    /// window does not make its key dirty unless it was the key's last: a
-    /// restore drops fired windows by the checkpoint's watermark instead.
+    /// When tracking: keys changed since the last checkpoint other than by
+    /// a record (those are flagged in their [`Slot`]s, which costs a record
+    /// nothing, where a look-up here per record cost about as much as the
+    /// aggregation). A fired window does not make its key dirty unless it
+    /// was the key's last: a restore drops fired windows by the
+    /// checkpoint's watermark instead.
     pub(crate) dirty: Option<FastSet<K>>,
     /// Windows firing at or before this were fired before the checkpoint
     /// being restored (see `restore_watermark`).
@@ -48,8 +61,6 @@ where
     ) {
         self.scratch.clear();
         sliding_windows(ts, self.size, self.slide, &mut self.scratch);
-        // One look-up in the dirty set per record, not one per window.
-        let mut touched = false;
         for window in self.scratch.drain(..) {
             let fire = window.end + self.lateness;
             if stamp >= fire {
@@ -65,22 +76,22 @@ where
                 );
                 continue;
             }
-            touched = true;
             let (_, accs) = self
                 .pending
                 .entry(fire)
                 .or_insert_with(|| (window, FastMap::default()));
             match accs.entry(key.clone()) {
-                Entry::Occupied(mut acc) => self.aggregator.add(acc.get_mut(), &record),
-                Entry::Vacant(slot) => {
+                Entry::Occupied(mut slot) => {
+                    let slot = slot.get_mut();
+                    self.aggregator.add(&mut slot.acc, &record);
+                    slot.changed = true;
+                }
+                Entry::Vacant(vacant) => {
                     let mut acc = self.aggregator.init();
                     self.aggregator.add(&mut acc, &record);
-                    slot.insert(acc);
+                    vacant.insert(Slot { acc, changed: true });
                 }
             }
-        }
-        if let (true, Some(dirty)) = (touched, &mut self.dirty) {
-            dirty.insert(key);
         }
     }
 
@@ -91,7 +102,7 @@ where
             }
             let fire = *entry.key();
             let (window, accs) = entry.remove();
-            for (key, acc) in accs {
+            for (key, Slot { acc, .. }) in accs {
                 if let Some(dirty) = &mut self.dirty {
                     // A key with windows left keeps its stored state: the
                     // fired window in it is dropped on restore.
@@ -115,15 +126,28 @@ where
 
     fn track_changes(&mut self, on: bool) {
         self.dirty = on.then(FastSet::default);
+        for (_, accs) in self.pending.values_mut() {
+            for slot in accs.values_mut() {
+                slot.changed = false;
+            }
+        }
     }
 
     fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>) {
         let Some(dirty) = &mut self.dirty else { return };
+        for (_, accs) in self.pending.values_mut() {
+            for (key, slot) in accs.iter_mut().filter(|(_, slot)| slot.changed) {
+                slot.changed = false;
+                if !dirty.contains(key) {
+                    dirty.insert(key.clone());
+                }
+            }
+        }
         for key in dirty.drain() {
             let state: Vec<(&Window, &A::Acc)> = self
                 .pending
                 .values()
-                .filter_map(|(window, accs)| accs.get(&key).map(|acc| (window, acc)))
+                .filter_map(|(window, accs)| accs.get(&key).map(|slot| (window, &slot.acc)))
                 .collect();
             let encoded = (!state.is_empty()).then(|| encode(&state));
             out.push((key, encoded));
@@ -146,7 +170,13 @@ where
                 .pending
                 .entry(fire)
                 .or_insert_with(|| (window, FastMap::default()));
-            accs.insert(key.clone(), acc);
+            accs.insert(
+                key.clone(),
+                Slot {
+                    acc,
+                    changed: false,
+                },
+            );
         }
         if let Some(dirty) = &mut self.dirty {
             dirty.insert(key);
