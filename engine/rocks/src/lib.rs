@@ -81,10 +81,10 @@ fn error(path: &Path, what: &str, e: rocksdb::Error) -> StoreError {
 fn write_with(
     db: &DB,
     path: &Path,
-    batch: Batch,
+    batch: &Batch,
     options: &WriteOptions,
 ) -> Result<(), StoreError> {
-    // Sized up front: growing a 100 MiB batch copies it again and again.
+    // Sized up front: growing a batch copies it again and again.
     let mut rocks = WriteBatch::with_capacity_bytes(batch.size_in_bytes() + 16 * batch.len() + 64);
     for op in batch.ops() {
         match op {
@@ -98,8 +98,13 @@ fn write_with(
 }
 
 impl StateStore for RocksStore {
-    fn write(&mut self, batch: Batch) -> Result<(), StoreError> {
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
         write_with(&self.db, &self.path, batch, &self.sync)
+    }
+
+    fn write_unsynced(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        // WAL on, no sync: the next synced write syncs the log up to it.
+        write_with(&self.db, &self.path, batch, &WriteOptions::default())
     }
 
     fn scan(
@@ -152,7 +157,7 @@ mod tests {
             let mut batch = Batch::default();
             batch.put(b"a", b"1");
             batch.put(b"b", b"2");
-            store.write(batch).expect("write");
+            store.write(&batch).expect("write");
         }
         let store = RocksStore::open_read_only(&root).expect("reopen");
         assert_eq!(store.get(b"b").expect("get"), Some(b"2".to_vec()));

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::layout;
 use super::store::{
     checksum_of_epoch_step, discard_after, fold, load_positions, load_state, write_epoch, Batch,
-    Position, StateChange, StateStore,
+    Position, StateChange, StateStore, StoreError,
 };
 use crate::ids::{KeyGroup, SplitId};
 use crate::rng::SplitMix64;
@@ -122,7 +122,7 @@ pub fn check_store(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
     v[0] ^= 0x40;
     let mut batch = Batch::default();
     batch.put(k.clone(), v);
-    store.write(batch).expect("corrupt");
+    store.write(&batch).expect("corrupt");
     let (recorded, found) = checksum_of_epoch_step(store.as_ref(), 4, "op")
         .expect("checksum")
         .expect("marker");
@@ -172,6 +172,79 @@ pub fn check_store(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
     assert!(load_positions(store.as_ref(), 5)
         .expect("positions")
         .is_empty());
+    check_chunked_flush(make());
+}
+
+/// A flush larger than one write goes in chunks: whole, it loads and
+/// verifies; torn before its marker, it is invisible and discarded.
+fn check_chunked_flush(mut store: Box<dyn StateStore>) {
+    let value = vec![7u8; 1000];
+    let changes: Vec<StateChange> = (0..10_000u32)
+        .map(|i| StateChange {
+            operator: "op".into(),
+            group: KeyGroup((i % 8) as u16),
+            key: i.to_be_bytes().to_vec(),
+            value: Some(value.clone()),
+        })
+        .collect();
+    let sum = write_epoch(store.as_mut(), 1, "op", &changes, &[]).expect("write");
+    assert_eq!(
+        checksum_of_epoch_step(store.as_ref(), 1, "op").expect("checksum"),
+        Some((sum, sum)),
+        "a chunked flush verifies"
+    );
+    assert_eq!(load(store.as_ref(), 0, 7, 1).len(), 10_000);
+    // Epoch 2 dies before its last, synced write (the marker's).
+    struct Torn<'a>(&'a mut dyn StateStore);
+    impl StateStore for Torn<'_> {
+        fn write(&mut self, _: &Batch) -> Result<(), StoreError> {
+            Err(StoreError("killed".into()))
+        }
+        fn write_unsynced(&mut self, batch: &Batch) -> Result<(), StoreError> {
+            self.0.write_unsynced(batch)
+        }
+        fn scan(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            visit: &mut dyn FnMut(&[u8], &[u8]),
+        ) -> Result<(), StoreError> {
+            self.0.scan(start, end, visit)
+        }
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.get(key)
+        }
+    }
+    let changed: Vec<StateChange> = changes
+        .iter()
+        .map(|c| StateChange {
+            value: Some(vec![8u8; 1000]),
+            ..c.clone()
+        })
+        .collect();
+    assert!(write_epoch(&mut Torn(store.as_mut()), 2, "op", &changed, &[]).is_err());
+    let (start, end) = layout::delta_epoch_range(2);
+    let mut torn = 0;
+    store
+        .scan(&start, &end, &mut |_, _| torn += 1)
+        .expect("scan");
+    assert!(torn > 0, "the first chunks of the torn flush were written");
+    assert_eq!(
+        checksum_of_epoch_step(store.as_ref(), 2, "op").expect("checksum"),
+        None,
+        "a torn flush has no marker"
+    );
+    assert_eq!(
+        load(store.as_ref(), 0, 7, 1).len(),
+        10_000,
+        "epoch 1 intact"
+    );
+    discard_after(store.as_mut(), 1).expect("discard");
+    let mut left = 0;
+    store
+        .scan(&start, &end, &mut |_, _| left += 1)
+        .expect("scan");
+    assert_eq!(left, 0, "discarding removes the torn chunks");
 }
 
 #[cfg(test)]

@@ -1213,7 +1213,7 @@ mod tests {
             layout::delta_key(2, "counts", KeyGroup(3), &key),
             vec![1, 9, 9],
         );
-        stores[0].write(batch).expect("write");
+        stores[0].write(&batch).expect("write");
         let v = verify(&manifest, &open(&stores));
         assert_eq!(v.verdicts[1].problems.len(), 1);
         let p = &v.verdicts[1].problems[0];
@@ -1245,7 +1245,7 @@ mod tests {
     }
 
     impl StateStore for Failing {
-        fn write(&mut self, batch: crate::checkpoint::store::Batch) -> Result<(), StoreError> {
+        fn write(&mut self, batch: &crate::checkpoint::store::Batch) -> Result<(), StoreError> {
             self.inner.write(batch)
         }
         fn scan(

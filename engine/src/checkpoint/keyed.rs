@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use super::runtime::WorkerCheckpoint;
-use super::store::{load_state, EpochWriter};
+use super::store::{load_state, Batch, EpochWriter};
 use crate::data::{Data, Key};
 use crate::ids::KeyGroup;
 use crate::stateful::KeyedLogic;
@@ -61,6 +61,8 @@ pub(crate) struct KeyedCheckpointer {
     /// The lowest watermark the restored stores recorded (0 without a
     /// restore): everything due before it was dropped or emitted.
     watermark_floor: u64,
+    /// The flush's batch, kept between flushes for its memory.
+    batch: Batch,
 }
 
 impl KeyedCheckpointer {
@@ -72,6 +74,7 @@ impl KeyedCheckpointer {
             pending_written: BTreeSet::new(),
             restoring: false,
             watermark_floor: 0,
+            batch: Batch::default(),
         }
     }
 
@@ -193,11 +196,7 @@ impl KeyedCheckpointer {
             }
         }
         let now: BTreeSet<(u16, Vec<u8>)> = pending.keys().cloned().collect();
-        let bytes = changed
-            .iter()
-            .map(|(_, value)| value.as_ref().map_or(0, Vec::len) + 16)
-            .sum();
-        let mut writer = EpochWriter::new(epoch, &self.step, changed.len() + now.len() + 1, bytes);
+        let mut writer = EpochWriter::new(epoch, &self.step, &mut self.batch);
         let watermark = fired_through.max(self.watermark_floor);
         writer.state(META, &[WATERMARK], Some(&watermark.to_le_bytes()));
         let mut key_bytes = Vec::new();

@@ -122,6 +122,21 @@ impl Batch {
             .all(|w| bytes[w[0].1..w[0].2] != bytes[w[1].1..w[1].2])
     }
 
+    /// Adds a change.
+    pub fn push_op(&mut self, op: Op<'_>) {
+        match op {
+            Op::Put(k, v) => self.push(Kind::Put, k, v),
+            Op::Delete(k) => self.push(Kind::Delete, k, &[]),
+            Op::DeleteRange(s, e) => self.push(Kind::DeleteRange, s, e),
+        }
+    }
+
+    /// Removes every change, keeping the memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ops.clear();
+    }
+
     /// The number of changes.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -139,7 +154,15 @@ impl Batch {
 /// A worker's checkpoint storage.
 pub trait StateStore {
     /// Applies a batch atomically and durably (synced before returning).
-    fn write(&mut self, batch: Batch) -> Result<(), StoreError>;
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError>;
+    /// Applies a batch atomically, without waiting for it to reach disk: it
+    /// is durable once a later [`StateStore::write`] returns (that write
+    /// syncs everything written before it). A flush writes its chunks this
+    /// way and syncs with its marker, so a marker on disk means all of its
+    /// flush is. Defaults to [`StateStore::write`].
+    fn write_unsynced(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        self.write(batch)
+    }
     /// Calls `visit` for every key in `[start, end)`, in key order.
     fn scan(
         &self,
@@ -158,7 +181,7 @@ pub struct MemoryStore {
 }
 
 impl StateStore for MemoryStore {
-    fn write(&mut self, batch: Batch) -> Result<(), StoreError> {
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
         for op in batch.ops() {
             match op {
                 Op::Put(k, v) => {
@@ -291,26 +314,30 @@ impl Checksum {
     }
 }
 
+/// The most a flush hands the store in one write: a flush of a million
+/// keys goes in chunks, so that neither weir nor RocksDB copies it whole
+/// into fresh memory every epoch.
+const CHUNK_BYTES: usize = 4 << 20;
+
 /// One step's flush of one epoch on one worker, built in place: its state
 /// deltas (or source positions), then, on [`EpochWriter::write`], the marker
-/// holding their checksum, all in one atomic batch. Each key may be given
-/// once per flush.
+/// holding their checksum. Each key may be given once per flush.
 pub struct EpochWriter<'a> {
     epoch: u64,
     step: &'a str,
-    batch: Batch,
+    batch: &'a mut Batch,
     checksum: Checksum,
 }
 
 impl<'a> EpochWriter<'a> {
-    /// A flush of `step` for `epoch`, with room for `changes` changes of
-    /// about `bytes` of keys and values in all.
-    pub fn new(epoch: u64, step: &'a str, changes: usize, bytes: usize) -> Self {
-        let per_key = 1 + 8 + step.len() + 1 + 2 + 1;
+    /// A flush of `step` for `epoch`, built in `batch` (emptied first; a
+    /// caller that flushes every epoch keeps it to reuse its memory).
+    pub fn new(epoch: u64, step: &'a str, batch: &'a mut Batch) -> Self {
+        batch.clear();
         EpochWriter {
             epoch,
             step,
-            batch: Batch::with_capacity(bytes + changes * per_key + 64, changes + 1),
+            batch,
             checksum: Checksum::new(epoch),
         }
     }
@@ -333,7 +360,7 @@ impl<'a> EpochWriter<'a> {
     }
 
     /// Writes the batch with its marker; returns the checksum.
-    pub fn write(mut self, store: &mut dyn StateStore) -> Result<u64, StoreError> {
+    pub fn write(self, store: &mut dyn StateStore) -> Result<u64, StoreError> {
         // In key order: RocksDB inserts a sorted batch into its memtable
         // about twice as fast as a shuffled one (the logic's changes come
         // from a hash set).
@@ -343,12 +370,26 @@ impl<'a> EpochWriter<'a> {
             "weir invariant: a flush of `{}` gives a key twice",
             self.step
         );
+        // The changes in chunks, the last one with the marker, synced.
+        // A crash in between leaves deltas without a marker: a torn
+        // flush, which no restore reads and the next run discards.
         let checksum = self.checksum.value();
-        self.batch.put(
+        let mut chunk = Batch::with_capacity(
+            self.batch.size_in_bytes().min(CHUNK_BYTES) + 256,
+            self.batch.len().min(1 << 16) + 1,
+        );
+        for op in self.batch.ops() {
+            chunk.push_op(op);
+            if chunk.size_in_bytes() >= CHUNK_BYTES {
+                store.write_unsynced(&chunk)?;
+                chunk.clear();
+            }
+        }
+        chunk.put(
             layout::marker_key(self.epoch, self.step),
             checksum.to_le_bytes(),
         );
-        store.write(self.batch)?;
+        store.write(&chunk)?;
         Ok(checksum)
     }
 }
@@ -365,11 +406,8 @@ pub fn write_epoch(
 ) -> Result<u64, StoreError> {
     debug_assert!(changes.iter().all(|c| c.operator == step));
     debug_assert!(positions.iter().all(|p| p.source == step));
-    let bytes = changes
-        .iter()
-        .map(|c| c.key.len() + c.value.as_ref().map_or(0, Vec::len))
-        .sum();
-    let mut writer = EpochWriter::new(epoch, step, changes.len() + positions.len(), bytes);
+    let mut batch = Batch::default();
+    let mut writer = EpochWriter::new(epoch, step, &mut batch);
     for c in changes {
         writer.state(c.group, &c.key, c.value.as_deref());
     }
@@ -490,7 +528,7 @@ pub fn fold(store: &mut dyn StateStore, through: u64) -> Result<(), StoreError> 
         batch.delete_range(vec![tag], layout::range_end(end));
     }
     batch.put(layout::FOLDED, through.to_le_bytes());
-    store.write(batch)
+    store.write(&batch)
 }
 
 /// Deletes everything written for epochs after `epoch` (a torn or abandoned
@@ -502,7 +540,7 @@ pub fn discard_after(store: &mut dyn StateStore, epoch: u64) -> Result<(), Store
         start.extend_from_slice(&(epoch.saturating_add(1)).to_be_bytes());
         batch.delete_range(start, vec![tag + 1]);
     }
-    store.write(batch)
+    store.write(&batch)
 }
 
 /// Receives (key group, key, state) from [`load_state`].
