@@ -467,16 +467,27 @@ pub fn folded_through(store: &dyn StateStore) -> Result<Option<u64>, StoreError>
 }
 
 /// Folds every delta of epochs `<= through` into the base and deletes them
-/// (and their positions and markers), atomically.
+/// (and their positions and markers), atomically. Each key's base is
+/// written once, from its newest delta, however many epochs are folded.
 pub fn fold(store: &mut dyn StateStore, through: u64) -> Result<(), StoreError> {
     let mut batch = Batch::default();
     let start = vec![layout::DELTA];
     let mut end = vec![layout::DELTA];
     end.extend_from_slice(&through.to_be_bytes());
     let end = layout::range_end(end);
-    // Later epochs come later in the scan: the last write of a key wins.
-    store.scan(&start, &end, &mut |k, v| {
-        if let Some((op, group, key)) = layout::parse_state_key(k) {
+    let from = folded_through(store)?.map_or(0, |f| f + 1);
+    // Newest epoch first; an older delta of a key already folded is stale.
+    let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+    let several = from < through;
+    for epoch in (from..=through).rev() {
+        let (first, last) = layout::delta_epoch_range(epoch);
+        store.scan(&first, &last, &mut |k, v| {
+            let Some((op, group, key)) = layout::parse_state_key(k) else {
+                return;
+            };
+            if several && !seen.insert(k[9..].to_vec()) {
+                return;
+            }
             match decode_delta(v) {
                 Some(state) => {
                     batch.put_with(
@@ -486,8 +497,8 @@ pub fn fold(store: &mut dyn StateStore, through: u64) -> Result<(), StoreError> 
                 }
                 None => batch.delete(layout::base_key(op, group, key)),
             }
-        }
-    })?;
+        })?;
+    }
     batch.delete_range(start, end);
     // Keep each split's newest position through `through`: a split that
     // ended early has no later one.
