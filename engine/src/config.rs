@@ -56,7 +56,7 @@ pub struct RunArgs {
     /// Checkpoint keyed state and source positions here at every epoch, and
     /// resume from the newest complete checkpoint found here (a run that
     /// finished starts over). The example jobs default to
-    /// weir-checkpoints/<job>.
+    /// `weir-checkpoints/<job>`.
     #[arg(long = "checkpoint-dir", value_name = "PATH")]
     pub checkpoint_dir: Option<PathBuf>,
 

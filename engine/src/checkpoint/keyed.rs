@@ -1,12 +1,14 @@
 //! Checkpointing a keyed stateful operator: what the keyed-state primitive
 //! calls when an epoch completes and when a job restores.
 //!
-//! A flush of epoch `e` writes, in one batch to the worker's store: every key
-//! whose state changed since the previous flush (from the logic), and the
-//! records still buffered for epochs `<= e` (order-sensitive operators keep
-//! records until the watermark passes them; those records are state too).
-//! Stored keys start with a tag byte: [`KEY`] then the encoded key, or
-//! [`BUFFERED`] then the encoded stamp time of a batch of buffered records.
+//! A flush of epoch `e` writes to the worker's store (see `EpochWriter`):
+//! every key whose state changed since the previous flush (from the logic),
+//! the records still buffered for epochs `<= e` (order-sensitive operators
+//! keep records until the watermark passes them; those records are state
+//! too), and the highest watermark the logic fired through. Stored keys
+//! start with a tag byte: [`KEY`] then the encoded key, [`BUFFERED`] then the
+//! encoded stamp time of a batch of buffered records, or [`WATERMARK`] alone
+//! (in the [`META`] group, which no key has).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;

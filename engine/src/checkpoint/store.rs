@@ -394,7 +394,7 @@ impl<'a> EpochWriter<'a> {
     }
 }
 
-/// Writes one step's flush of `epoch` on one worker as one atomic batch (see
+/// Writes one step's flush of `epoch` on one worker (see
 /// [`EpochWriter`]). Every change and position must belong to `step`, each
 /// key at most once. Returns the checksum (for the manifest).
 pub fn write_epoch(
