@@ -361,9 +361,10 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     }
                 }
                 let still_waiting = buffered.keys().map(|t| t.event).min().unwrap_or(u64::MAX);
+                let fire_to = effective.min(still_waiting);
                 emit.epoch = fire_epoch;
-                logic.on_watermark(effective.min(still_waiting), &mut emit);
-                fired_through = fired_through.max(effective.min(still_waiting));
+                logic.on_watermark(fire_to, &mut emit);
+                fired_through = fired_through.max(fire_to);
 
                 // Emit results in the epoch they belong to.
                 if !emit.out.is_empty() {

@@ -31,11 +31,6 @@ use super::store::{
 use crate::ids::{KeyGroup, SplitId};
 use crate::source::position_word;
 
-/// Tag byte of a key's state in an operator's stored key (see `keyed.rs`).
-pub const TAG_KEY: u8 = 0;
-/// Tag byte of a batch of buffered records in an operator's stored key.
-pub const TAG_BUFFERED: u8 = 1;
-
 /// A number of stored keys and their size (key + value bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Volume {
@@ -872,7 +867,7 @@ pub fn operator_state(
             let g = out.groups.entry(group.0).or_default();
             g.workers.insert(worker);
             match stored.split_first() {
-                Some((&TAG_KEY, key)) => {
+                Some((&layout::ENTRY_KEY, key)) => {
                     g.keys += 1;
                     g.key_bytes += bytes;
                     if with_keys {
@@ -884,7 +879,7 @@ pub fn operator_state(
                         });
                     }
                 }
-                Some((&TAG_BUFFERED, stamp)) => {
+                Some((&layout::ENTRY_BUFFERED, stamp)) => {
                     g.buffered += 1;
                     g.buffered_bytes += bytes;
                     let word = |b: &[u8], i: usize| position_word(b, i).ok();
@@ -904,8 +899,7 @@ pub fn operator_state(
                 _ => out.untagged += 1,
             }
         };
-        // Keys' groups only: the operator's own entries (its watermark) sit
-        // in a group past them.
+        // Keys' groups only, not the operator's own `layout::META_GROUP`.
         load_state(
             store,
             operator,
@@ -1010,7 +1004,7 @@ mod tests {
         StateChange {
             operator: "counts".into(),
             group: KeyGroup(group),
-            key: [&[TAG_KEY], key].concat(),
+            key: [&[layout::ENTRY_KEY], key].concat(),
             value: value.map(<[u8]>::to_vec),
         }
     }
@@ -1046,7 +1040,7 @@ mod tests {
                 let mut buffered = Vec::new();
                 if w == 1 && epoch == 3 {
                     // A batch of 2 records buffered at stamp (3, 7000).
-                    let mut key = vec![TAG_BUFFERED];
+                    let mut key = vec![layout::ENTRY_BUFFERED];
                     key.extend(position_of(&[3, 7_000]));
                     let mut value = position_of(&[2]);
                     value.extend([0u8; 20]);
@@ -1207,7 +1201,7 @@ mod tests {
         manifest.complete[2].flushes[2].checksum ^= 1;
 
         // Worker 0's data of epoch 2 changed behind its marker.
-        let key = [&[TAG_KEY][..], b"c"].concat();
+        let key = [&[layout::ENTRY_KEY][..], b"c"].concat();
         let mut batch = crate::checkpoint::store::Batch::default();
         batch.put(
             layout::delta_key(2, "counts", KeyGroup(3), &key),
@@ -1267,7 +1261,7 @@ mod tests {
     #[test]
     fn an_unreadable_old_delta_fails_loading_though_checksums_verify() {
         let (manifest, stores) = sample();
-        let bad = layout::delta_key(1, "counts", KeyGroup(3), &[TAG_KEY, b'a']);
+        let bad = layout::delta_key(1, "counts", KeyGroup(3), &[layout::ENTRY_KEY, b'a']);
         let mut opened = open(&stores);
         opened[0].store = Ok(Box::new(Failing {
             inner: stores[0].clone(),

@@ -5,14 +5,14 @@
 //! every key whose state changed since the previous flush (from the logic),
 //! the records still buffered for epochs `<= e` (order-sensitive operators
 //! keep records until the watermark passes them; those records are state
-//! too), and the highest watermark the logic fired through. Stored keys
-//! start with a tag byte: [`KEY`] then the encoded key, [`BUFFERED`] then the
-//! encoded stamp time of a batch of buffered records, or [`WATERMARK`] alone
-//! (in the [`META`] group, which no key has).
+//! too), and the highest watermark the logic fired through. The layout's
+//! `ENTRY_*` tag starts each stored key: a key's state, buffered records of
+//! one stamp, or (in `META_GROUP`, which no key has) the watermark.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
+use super::layout::{ENTRY_BUFFERED, ENTRY_KEY, ENTRY_WATERMARK, META_GROUP};
 use super::runtime::WorkerCheckpoint;
 use super::store::{load_state, Batch, EpochWriter};
 use crate::data::{Data, Key};
@@ -30,16 +30,6 @@ fn decode<S: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<S,
 
 /// Records with their event times.
 type TimedRecords<D> = Vec<(u64, D)>;
-
-/// Tag of a key's state.
-const KEY: u8 = 0;
-/// Tag of buffered records (per stamp time and key group).
-const BUFFERED: u8 = 1;
-/// Tag of the highest watermark the logic had run `on_watermark` with (in
-/// [`META`], a group no key has).
-const WATERMARK: u8 = 2;
-/// The key group of an operator instance's own entries.
-const META: KeyGroup = KeyGroup(u16::MAX);
 
 fn tagged(tag: u8, body: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 1);
@@ -101,7 +91,7 @@ impl KeyedCheckpointer {
         self.worker.for_each_restore_store(|store| {
             let mut watermark = 0;
             let mut read_watermark = |_: KeyGroup, stored: &[u8], value: &[u8]| {
-                if stored == [WATERMARK] && value.len() == 8 {
+                if stored == [ENTRY_WATERMARK] && value.len() == 8 {
                     let mut w = [0u8; 8];
                     w.copy_from_slice(value);
                     watermark = u64::from_le_bytes(w);
@@ -110,8 +100,8 @@ impl KeyedCheckpointer {
             if let Err(e) = load_state(
                 store,
                 &self.step,
-                META,
-                META,
+                META_GROUP,
+                META_GROUP,
                 from.epoch,
                 &mut read_watermark,
             ) {
@@ -125,10 +115,10 @@ impl KeyedCheckpointer {
                     return;
                 }
                 let result = match stored.split_first() {
-                    Some((&KEY, key)) => {
+                    Some((&ENTRY_KEY, key)) => {
                         decode::<K>(key, "key").and_then(|k| logic.restore(k, state))
                     }
-                    Some((&BUFFERED, time)) => {
+                    Some((&ENTRY_BUFFERED, time)) => {
                         // The next flush re-stamps these records: it must
                         // delete this entry, or a later restore would apply
                         // them a second time.
@@ -192,7 +182,7 @@ impl KeyedCheckpointer {
             for (event_time, record) in records {
                 let group = KeyGroup::of(&key_of(record)).0;
                 pending
-                    .entry((group, tagged(BUFFERED, encode(time))))
+                    .entry((group, tagged(ENTRY_BUFFERED, encode(time))))
                     .or_default()
                     .push((*event_time, record.clone()));
             }
@@ -200,11 +190,15 @@ impl KeyedCheckpointer {
         let now: BTreeSet<(u16, Vec<u8>)> = pending.keys().cloned().collect();
         let mut writer = EpochWriter::new(epoch, &self.step, &mut self.batch);
         let watermark = fired_through.max(self.watermark_floor);
-        writer.state(META, &[WATERMARK], Some(&watermark.to_le_bytes()));
+        writer.state(
+            META_GROUP,
+            &[ENTRY_WATERMARK],
+            Some(&watermark.to_le_bytes()),
+        );
         let mut key_bytes = Vec::new();
         for (key, value) in changed {
             key_bytes.clear();
-            key_bytes.push(KEY);
+            key_bytes.push(ENTRY_KEY);
             bincode::serialize_into(&mut key_bytes, &key)
                 .expect("weir invariant: checkpoint data serializes");
             writer.state(KeyGroup::of(&key), &key_bytes, value.as_deref());

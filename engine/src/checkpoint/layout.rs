@@ -16,6 +16,18 @@
 
 use crate::ids::{KeyGroup, SplitId};
 
+/// The first byte of an operator's own key bytes (the `key` of a base or
+/// delta key): a key's state, then the encoded key.
+pub const ENTRY_KEY: u8 = 0;
+/// An operator's buffered records of one stamp, then the encoded stamp.
+pub const ENTRY_BUFFERED: u8 = 1;
+/// The highest watermark the operator had fired through, alone, in
+/// [`META_GROUP`].
+pub const ENTRY_WATERMARK: u8 = 2;
+/// The key group of an operator's own entries: no key has it (keys' groups
+/// are below `KEY_GROUPS`).
+pub const META_GROUP: KeyGroup = KeyGroup(u16::MAX);
+
 /// Separates a name from what follows; names may not contain it.
 const SEP: u8 = 0;
 
