@@ -13,10 +13,13 @@
 //! * a TTL entry written at watermark `w` reads as absent from watermark
 //!   `w + ttl` on.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use support::{stamp_all, to_script, Step};
 use weir::rng::SplitMix64;
 use weir::testing::{run_workers, run_workers_timed, Script};
 use weir::Watermarks;
@@ -29,51 +32,6 @@ const QUANTUM_MS: u64 = 100;
 
 fn watermarks() -> Watermarks {
     Watermarks::bounded(Duration::from_millis(BOUND_MS)).quantum(Duration::from_millis(QUANTUM_MS))
-}
-
-/// One step of a split, mirrored into a [`Script`].
-#[derive(Clone, Debug)]
-enum Step<R> {
-    Record(R),
-    Watermark(u64),
-    EndEpoch,
-}
-
-fn to_script<R: Clone>(splits: &[Vec<Step<R>>]) -> Script<R> {
-    let mut script = Script::new();
-    for (i, steps) in splits.iter().enumerate() {
-        if i > 0 {
-            script = script.split();
-        }
-        for step in steps {
-            script = match step {
-                Step::Record(r) => script.record(r.clone()),
-                Step::Watermark(w) => script.watermark(*w),
-                Step::EndEpoch => script.end_epoch(),
-            };
-        }
-    }
-    script
-}
-
-/// Every record with the stamp its split gives it.
-fn stamped<R: Clone>(splits: &[Vec<Step<R>>], ts: impl Fn(&R) -> u64) -> Vec<(u64, R)> {
-    let mut out = Vec::new();
-    for steps in splits {
-        let mut watermark = 0u64;
-        for step in steps {
-            match step {
-                Step::Record(r) => {
-                    out.push((watermark, r.clone()));
-                    let raw = ts(r).saturating_sub(BOUND_MS);
-                    watermark = watermark.max(raw - raw % QUANTUM_MS);
-                }
-                Step::Watermark(w) => watermark = watermark.max(*w),
-                Step::EndEpoch => {}
-            }
-        }
-    }
-    out
 }
 
 /// Splits of records with event times that mostly rise, often out of order
@@ -172,7 +130,7 @@ enum Checked {
 fn three_countries_oracle(splits: &[Vec<Step<Txn>>]) -> Vec<Checked> {
     let mut on_time: BTreeMap<u32, Vec<(u64, String)>> = BTreeMap::new();
     let mut out = Vec::new();
-    for (stamp, txn) in stamped(splits, |t| t.2) {
+    for (stamp, txn) in stamp_all(splits, |t: &Txn| t.2, BOUND_MS, QUANTUM_MS) {
         if txn.2 < stamp {
             out.push(Checked::Late(txn));
         } else {
@@ -298,7 +256,7 @@ impl ProcessFunction<u32, Rec> for EveryTimer {
 
 fn expected_timers(splits: &[Vec<Step<Rec>>]) -> BTreeSet<(u32, u64)> {
     let mut timers = BTreeSet::new();
-    for (stamp, (key, ts)) in stamped(splits, |r| r.1) {
+    for (stamp, (key, ts)) in stamp_all(splits, |r: &Rec| r.1, BOUND_MS, QUANTUM_MS) {
         if ts < stamp {
             continue;
         }

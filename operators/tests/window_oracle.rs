@@ -21,10 +21,13 @@
 //! window (percentiles by exact nearest rank, with HDR's 0.1% precision
 //! allowed twice over).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::Duration;
 
+use support::{stamp_all, to_script};
 use weir::rng::SplitMix64;
 use weir::testing::{run_workers, Script};
 use weir::{Data, Watermarks};
@@ -40,13 +43,7 @@ type Rec = (u32, u64, u64, u64);
 // Input generation
 // ---------------------------------------------------------------------------
 
-/// One step of a split, mirrored into a [`Script`].
-#[derive(Clone, Debug)]
-enum Step {
-    Record(Rec),
-    Watermark(u64),
-    EndEpoch,
-}
+type Step = support::Step<Rec>;
 
 #[derive(Clone, Copy, Debug)]
 struct Shape {
@@ -134,46 +131,9 @@ fn generate(seed: u64, shape: Shape) -> Vec<Vec<Step>> {
     splits
 }
 
-fn to_script(splits: &[Vec<Step>]) -> Script<Rec> {
-    let mut script = Script::new();
-    for (i, steps) in splits.iter().enumerate() {
-        if i > 0 {
-            script = script.split();
-        }
-        for step in steps {
-            script = match step {
-                Step::Record(r) => script.record(*r),
-                Step::Watermark(w) => script.watermark(*w),
-                Step::EndEpoch => script.end_epoch(),
-            };
-        }
-    }
-    script
-}
-
 // ---------------------------------------------------------------------------
 // The oracle
 // ---------------------------------------------------------------------------
-
-/// Every record with the stamp its split gives it.
-fn stamp_all(splits: &[Vec<Step>], bound: u64, quantum: u64) -> Vec<(u64, Rec)> {
-    let mut out = Vec::new();
-    for steps in splits {
-        let mut watermark = 0u64;
-        for step in steps {
-            match step {
-                Step::Record(r) => {
-                    out.push((watermark, *r));
-                    let raw = r.1.saturating_sub(bound);
-                    watermark = watermark.max(raw / quantum * quantum);
-                }
-                Step::Watermark(w) => watermark = watermark.max(*w),
-                Step::EndEpoch => {}
-            }
-        }
-    }
-    out
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -378,7 +338,7 @@ fn oracle_session(stamped: &[(u64, Rec)], gap: u64, lateness: u64, reverse_ties:
 }
 
 fn oracle(splits: &[Vec<Step>], kind: Kind, lateness: u64) -> Expected {
-    let stamped = stamp_all(splits, BOUND_MS, QUANTUM_MS);
+    let stamped = stamp_all(splits, |r: &Rec| r.1, BOUND_MS, QUANTUM_MS);
     match kind {
         Kind::Fixed { size, slide } => oracle_fixed(&stamped, size, slide, lateness),
         Kind::Session { gap } => {
@@ -1062,7 +1022,7 @@ fn oracle_stamps_match_hand_computation() {
         ],
         vec![Step::Record((1, 5_000, 1, 6)), Step::Record((1, 10, 1, 7))],
     ];
-    let stamps: Vec<(u64, u64)> = stamp_all(&splits, 300, 100)
+    let stamps: Vec<(u64, u64)> = stamp_all(&splits, |r: &Rec| r.1, 300, 100)
         .into_iter()
         .map(|(s, r)| (r.3, s))
         .collect();
@@ -1080,7 +1040,7 @@ fn oracle_stamps_match_hand_computation() {
     );
     // Tumbling 1000: id 2 (t 450, stamp 700) is on time, id 5 (t 10, stamp
     // 1700) is late, id 7 (t 10, stamp 4700) is late.
-    let stamped = stamp_all(&splits, 300, 100);
+    let stamped = stamp_all(&splits, |r: &Rec| r.1, 300, 100);
     let e = oracle_fixed(&stamped, 1_000, 1_000, 0);
     let late_ids: Vec<u64> = e.late.iter().map(|(_, l)| l.record.3).collect();
     assert_eq!(late_ids, vec![5, 7]);
@@ -1110,7 +1070,7 @@ fn hand_written_sessions_merge_and_close() {
         (7, 1_050, 9, 7),
     ];
     let splits = vec![records.iter().map(|r| Step::Record(*r)).collect::<Vec<_>>()];
-    let stamped = stamp_all(&splits, 500, 1);
+    let stamped = stamp_all(&splits, |r: &Rec| r.1, 500, 1);
     let e = oracle_session(&stamped, 200, 0, false);
     let fired: Vec<(Window, Vec<u64>)> = e
         .windows
