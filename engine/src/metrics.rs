@@ -30,6 +30,9 @@ pub struct JobShared {
     pub last_checkpoint: AtomicU64,
     /// Each local worker's source watermark (ms; `u64::MAX` before any).
     watermarks: Vec<AtomicU64>,
+    /// The highest final watermark of a source whose input ended (`None`
+    /// while every source runs).
+    final_watermark: Mutex<Option<u64>>,
 }
 
 impl JobShared {
@@ -48,6 +51,7 @@ impl JobShared {
             watermarks: (0..local_workers)
                 .map(|_| AtomicU64::new(u64::MAX))
                 .collect(),
+            final_watermark: Mutex::new(None),
         })
     }
 
@@ -81,6 +85,21 @@ impl JobShared {
         }
     }
 
+    /// Records a source's final watermark, when its input ended (or the job
+    /// stopped). The job's final watermark is the highest of them: a source
+    /// that ended earlier dropped out of the job's minimum, as a finished
+    /// split drops out of its source's.
+    pub fn record_final_watermark(&self, watermark: u64) {
+        if let Ok(mut slot) = self.final_watermark.lock() {
+            *slot = Some(slot.map_or(watermark, |w| w.max(watermark)));
+        }
+    }
+
+    /// The job's final watermark, once a source recorded one.
+    pub fn final_watermark(&self) -> Option<u64> {
+        self.final_watermark.lock().ok().and_then(|w| *w)
+    }
+
     /// The highest watermark published by a local worker other than `me`.
     pub fn highest_other_watermark(&self, me: usize) -> Option<u64> {
         self.watermarks
@@ -99,6 +118,17 @@ impl JobShared {
             .map(|w| w.load(Ordering::Relaxed))
             .filter(|w| *w != u64::MAX)
             .min()
+    }
+
+    /// The counters at the end of the run: as [`JobShared::summary`], with
+    /// the job's final watermark (see [`JobShared::record_final_watermark`])
+    /// where one was recorded.
+    pub fn final_summary(&self) -> Summary {
+        let mut summary = self.summary();
+        if let Some(w) = self.final_watermark() {
+            summary.watermark = Some(w);
+        }
+        summary
     }
 
     /// A snapshot of the counters.
@@ -129,7 +159,10 @@ pub struct Summary {
     pub late: u64,
     /// Records written by sinks.
     pub records_out: u64,
-    /// The lowest source watermark (ms since the epoch of event time).
+    /// While the job runs, the lowest source watermark (ms since the epoch
+    /// of event time); at the end, the job's final watermark: the highest a
+    /// source reached when its input ended (a split that read records in its
+    /// last step counts with what they moved it to).
     pub watermark: Option<u64>,
     /// Checkpoints completed in this run (counted where the manifest is
     /// written: process 0).
@@ -208,4 +241,31 @@ pub(crate) fn spawn_status_thread(
             }
         })
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_summary_shows_the_final_watermark() {
+        let shared = JobShared::new(2);
+        assert_eq!(shared.final_summary().watermark, None);
+        // While running: the lowest published watermark.
+        shared.publish_watermark(0, 0);
+        shared.publish_watermark(1, 500);
+        assert_eq!(shared.summary().watermark, Some(0));
+        assert_eq!(shared.final_summary().watermark, Some(0));
+        // The sources end, having read on to 9 000 and 4 000: the job's
+        // final watermark is the highest, whatever the order they end in.
+        shared.record_final_watermark(9_000);
+        shared.record_final_watermark(4_000);
+        assert_eq!(shared.final_summary().watermark, Some(9_000));
+        assert!(shared
+            .final_summary()
+            .to_string()
+            .contains("watermark 9000 ms"));
+        // The status line keeps showing the running minimum.
+        assert_eq!(shared.summary().watermark, Some(0));
+    }
 }

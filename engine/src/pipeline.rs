@@ -355,7 +355,7 @@ where
     if let Some(plan) = plan.filter(|_| args.process == 0) {
         plan.finish().map_err(JobError::Checkpoint)?;
     }
-    let summary = shared.summary();
+    let summary = shared.final_summary();
     if !args.quiet {
         eprintln!("weir: done: {summary}");
     }

@@ -175,6 +175,7 @@ where
                 }
             }
             if state.shared.stop_requested() || ctrl_c_pressed() {
+                record_final_watermark(&state, &splits, time.event);
                 caps.clear();
                 return;
             }
@@ -330,6 +331,7 @@ where
                 state
                     .shared
                     .publish_watermark(state.local_worker, time.event);
+                record_final_watermark(&state, &splits, time.event);
                 caps.clear();
                 return;
             }
@@ -382,6 +384,25 @@ where
         }
     });
     (records, dead)
+}
+
+/// Records this source's final watermark for the summary, as its input
+/// ends (or the job stops): what its capability held, raised to the least
+/// watermark over its splits that moved at all. The records read in the
+/// last step moved the splits on, but the capability is released (to the
+/// end of time) without following them, so `held` alone lags — on a run
+/// read in one step it is still 0. Splits that read nothing and saw no
+/// watermark do not count (an empty file says nothing about event time);
+/// a source with no such split records nothing.
+fn record_final_watermark<T>(state: &WorkerCtx, splits: &[SplitState<T>], held: u64) {
+    let reached = splits
+        .iter()
+        .filter(|s| s.offset > 0 || s.watermark.current() > 0)
+        .map(|s| s.watermark.current())
+        .min();
+    if let Some(w) = reached {
+        state.shared.record_final_watermark(w.max(held));
+    }
 }
 
 type FlushOutput = OutputBuilder<Time, CapacityContainerBuilder<Vec<FlushRecord>>>;
