@@ -2,9 +2,11 @@
 //!
 //! Sources and sinks for weir: a deterministic [`generator`] of card
 //! transactions, service requests, sensor readings and auction bids; [`file`]
-//! input and output as CSV or JSON lines (exactly-once as [`parts`]); stdout; and dead-letter files.
+//! input and output as CSV or JSON lines (exactly-once as [`parts`]), with
+//! [`fields`] checks that turn nonsense values into dead letters; stdout; and dead-letter files.
 #![deny(missing_docs)]
 
+pub mod fields;
 pub mod file;
 pub mod format;
 pub mod generator;

@@ -1,9 +1,10 @@
 //! The record types the generator produces, one per example domain.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use weir::rng::SplitMix64;
 
 use super::Keys;
+use crate::fields;
 
 /// What the generator needs from a record type.
 pub trait Generated: weir::Data {
@@ -22,7 +23,12 @@ pub trait Generated: weir::Data {
             // Every field fine but the timestamp.
             _ => columns
                 .iter()
-                .map(|c| if *c == "ts_ms" { "not-a-time" } else { "1" })
+                .map(|c| match *c {
+                    "ts_ms" => "not-a-time",
+                    "country" => "US",
+                    "status" => "200",
+                    _ => "1",
+                })
                 .collect::<Vec<_>>()
                 .join(","),
         }
@@ -36,9 +42,12 @@ pub struct Transaction {
     pub card: u64,
     /// Merchant id.
     pub merchant: u32,
-    /// Amount in cents.
+    /// Amount in cents (at most [`fields::MAX_AMOUNT_CENTS`] when decoded).
+    #[serde(deserialize_with = "amount_cents")]
     pub amount_cents: u64,
-    /// ISO country code of the merchant.
+    /// ISO 3166-1 alpha-2 country code of the merchant (two ASCII uppercase
+    /// letters when decoded).
+    #[serde(deserialize_with = "country")]
     pub country: String,
     /// Event time (ms).
     pub ts_ms: u64,
@@ -80,9 +89,11 @@ pub struct Request {
     pub service: String,
     /// Endpoint path.
     pub endpoint: String,
-    /// HTTP status.
+    /// HTTP status (100 to 599 when decoded).
+    #[serde(deserialize_with = "status")]
     pub status: u16,
-    /// Latency in microseconds.
+    /// Latency in microseconds (at most [`fields::MAX_LATENCY_US`] when decoded).
+    #[serde(deserialize_with = "latency_us")]
     pub latency_us: u64,
     /// Event time (ms).
     pub ts_ms: u64,
@@ -127,7 +138,8 @@ pub struct Reading {
     pub device: u64,
     /// Event time (ms).
     pub ts_ms: u64,
-    /// Measured value (e.g. °C).
+    /// Measured value (e.g. °C); finite when decoded.
+    #[serde(deserialize_with = "value")]
     pub value: f64,
 }
 
@@ -178,4 +190,27 @@ impl Generated for Bid {
             ts_ms,
         }
     }
+}
+
+// Field checks for decoding: a field that makes no sense for the jobs fails
+// to decode, naming itself, so its record becomes a dead letter.
+
+fn amount_cents<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    fields::amount_cents(d, "amount_cents")
+}
+
+fn country<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    fields::country_code(d, "country")
+}
+
+fn status<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    fields::http_status(d, "status")
+}
+
+fn latency_us<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    fields::latency_us(d, "latency_us")
+}
+
+fn value<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    fields::finite(d, "value")
 }
