@@ -245,7 +245,8 @@ where
                                     stamped.push((Time::new(time.epoch, stamp), (event, record)));
                                 }
                                 None => {
-                                    let raw = serde_json::to_string(&record).unwrap_or_default();
+                                    let raw =
+                                        serde_json::to_string(&record).unwrap_or_default().into();
                                     dead_letters.push((
                                         Time::new(time.epoch, stamp),
                                         (
@@ -349,7 +350,12 @@ where
                     // Every live split is idle: follow the other workers of
                     // this process, or else let processing time move it.
                     let (since, base) = *all_idle_since.get_or_insert((now, time.event));
-                    let by_clock = base + now.duration_since(since).as_millis() as u64;
+                    // Saturating: a watermark already near the end of
+                    // time stops at u64::MAX instead of wrapping to 0.
+                    let idle_for = crate::watermark::millis(now.duration_since(since));
+                    let by_clock = base
+                        .saturating_add(idle_for)
+                        .min(crate::watermark::LAST_LIVE_WATERMARK);
                     state
                         .shared
                         .highest_other_watermark(state.local_worker)

@@ -46,6 +46,9 @@ pub struct Emit<O, L> {
     out: Vec<(u64, u64, u64, O)>,
     /// (epoch, stamp, event time, late record)
     late: Vec<(u64, u64, u64, L)>,
+    /// How many of `late` were rejected for another reason than lateness
+    /// ([`Emit::reject`]): not counted as late.
+    rejected: usize,
     /// The epoch what is emitted now belongs to (set by the primitive): the
     /// open epoch, or a late record's own epoch if later. Never an epoch
     /// already checkpointed, or a restore would emit it again.
@@ -58,6 +61,7 @@ impl<O, L> Emit<O, L> {
         Emit {
             out: Vec::new(),
             late: Vec::new(),
+            rejected: 0,
             epoch: 0,
         }
     }
@@ -76,6 +80,15 @@ impl<O, L> Emit<O, L> {
         self.late.push((self.epoch, stamp, event_time, value));
     }
 
+    /// Emits, on the late output, a record the logic refuses for another
+    /// reason than lateness: one whose event time it cannot represent (a
+    /// window that would end past `u64::MAX`). `stamp` is the stamp the
+    /// record carried. The job's late counter does not count it.
+    pub fn reject(&mut self, stamp: u64, event_time: u64, value: L) {
+        self.late.push((self.epoch, stamp, event_time, value));
+        self.rejected += 1;
+    }
+
     /// Takes the results emitted so far: (emit at, event time, result).
     pub fn drain_outputs(&mut self) -> impl Iterator<Item = (u64, u64, O)> + '_ {
         self.out.drain(..).map(|(_, at, t, v)| (at, t, v))
@@ -83,6 +96,7 @@ impl<O, L> Emit<O, L> {
 
     /// Takes the late records emitted so far: (stamp, event time, record).
     pub fn drain_late(&mut self) -> impl Iterator<Item = (u64, u64, L)> + '_ {
+        self.rejected = 0;
         self.late.drain(..).map(|(_, at, t, v)| (at, t, v))
     }
 }
@@ -341,9 +355,13 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     .min()
                     .unwrap_or(u64::MAX);
                 let effective = watermark.min(waiting_epochs);
+                // The end of input passes every stamp, u64::MAX included
+                // (weir's sources never stamp it, but a raw timely stream
+                // might): nothing stays buffered once the input has ended.
+                let ended = frontier.is_empty();
                 let mut ready: Vec<Time> = buffered
                     .keys()
-                    .filter(|t| t.epoch <= open_epoch && (!ordered || t.event < effective))
+                    .filter(|t| t.epoch <= open_epoch && (!ordered || t.event < effective || ended))
                     .copied()
                     .collect();
                 ready.sort_by_key(|t| (t.event, t.epoch));
@@ -383,9 +401,11 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     }
                 }
                 if !emit.late.is_empty() {
+                    let late_count = emit.late.len().saturating_sub(emit.rejected);
+                    emit.rejected = 0;
                     shared
                         .late
-                        .fetch_add(emit.late.len() as u64, Ordering::Relaxed);
+                        .fetch_add(late_count as u64, Ordering::Relaxed);
                     let mut handle = late.activate();
                     for (epoch, stamp, event_time, value) in emit.late.drain(..) {
                         let cap = delayed_to(&hold_late, epoch, stamp, &operator);
@@ -418,11 +438,13 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                 }
                 if let Some(delay) = logic.wake_after() {
                     // One scheduled wake at a time, unless an earlier one is needed.
+                    // A wake past what an Instant holds is never.
                     let now = std::time::Instant::now();
-                    let at = now + delay;
-                    if wake_scheduled.is_none_or(|w| w <= now || at < w) {
-                        activator.activate_after(delay);
-                        wake_scheduled = Some(at);
+                    if let Some(at) = now.checked_add(delay) {
+                        if wake_scheduled.is_none_or(|w| w <= now || at < w) {
+                            activator.activate_after(delay);
+                            wake_scheduled = Some(at);
+                        }
                     }
                 }
             }

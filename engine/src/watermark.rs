@@ -6,10 +6,49 @@
 //! minimum watermark over its live splits; timely combines that minimum over
 //! workers. A split that has been silent for the idle timeout (processing time)
 //! stops holding the source back until it produces again.
+//!
+//! # Far-future event times
+//!
+//! Every computation here saturates instead of wrapping: the bound is
+//! subtracted with a floor at 0, the quantum rounds down (so a watermark
+//! never exceeds the event time that raised it, and `u64::MAX` with quantum
+//! 1 and bound 0 gives `u64::MAX`), durations too long for a `u64` of
+//! milliseconds count as `u64::MAX` ms, and an idle source's watermark,
+//! advancing by the wall clock, stops at `u64::MAX`.
+//!
+//! A live split's watermark stops at `u64::MAX - 1`: `u64::MAX` is the end
+//! of time, which only the end of input reaches (the source's frontier
+//! empties). So no record is ever stamped `u64::MAX`, every stamp has a
+//! watermark after it, and a window ending (or, with allowed lateness,
+//! firing) at `u64::MAX` fires exactly when the input ends.
+//!
+//! A record's event time is taken at its word. One record stamped far in
+//! the future (a `ts_ms` of `u64::MAX`, say) moves its split's watermark to
+//! `that - bound`, rounded down to the quantum, for good: a watermark never
+//! goes back. Records read after it on that split carry that stamp, so they
+//! are late for every window ending at or before it and come out on the late
+//! streams (typically the dead letters), not in their windows; and once
+//! every split's watermark has gone that far, every window ending at or
+//! before it fires. Other splits keep their own watermarks until then (the
+//! source holds the least of them), so their records are judged as before.
+//! This is what a far-future watermark means, not an overflow: nothing
+//! wraps, no window fires twice, and at the end of input the watermark goes
+//! to the end of time (`u64::MAX`), every window that can be represented
+//! fires and the job ends. Records whose own windows cannot be represented
+//! (they would end past `u64::MAX`) are the window operator's to reject (see
+//! `weir_operators::window`). To keep one bad timestamp from making the
+//! rest of a split late, validate event times in the extractor: returning
+//! `None` (an `Option<u64>` extractor) sends the record to the dead letters
+//! before it moves any watermark.
 
 use std::time::Duration;
 
 use crate::config::ShowDuration;
+
+/// Whole milliseconds of `d`, saturating at `u64::MAX`.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// How a source derives watermarks from event times.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,7 +63,7 @@ impl Watermarks {
     /// record seen on their split; anything older is late.
     pub fn bounded(bound: Duration) -> Self {
         Watermarks {
-            bound_ms: bound.as_millis() as u64,
+            bound_ms: millis(bound),
             quantum_ms: 100,
             idle: None,
         }
@@ -39,7 +78,7 @@ impl Watermarks {
     /// stamps mean bigger batches for timely and fewer late records, at the
     /// cost of windows firing up to one quantum later.
     pub fn quantum(mut self, quantum: Duration) -> Self {
-        self.quantum_ms = (quantum.as_millis() as u64).max(1);
+        self.quantum_ms = millis(quantum).max(1);
         self
     }
 
@@ -67,7 +106,9 @@ impl Watermarks {
         self.idle
     }
 
-    /// The watermark implied by a maximum event time.
+    /// The watermark implied by a maximum event time: `max_event - bound`
+    /// (at least 0), rounded down to a multiple of the quantum. Never more
+    /// than `max_event`, for any `u64`.
     pub fn watermark_for(&self, max_event: u64) -> u64 {
         let raw = max_event.saturating_sub(self.bound_ms);
         raw - raw % self.quantum_ms
@@ -88,6 +129,11 @@ impl std::fmt::Display for Watermarks {
     }
 }
 
+/// The highest watermark a split reaches while its input lasts:
+/// `u64::MAX - 1`. `u64::MAX`, the end of time, is the watermark of an
+/// ended input (see the [module docs](self)).
+pub const LAST_LIVE_WATERMARK: u64 = u64::MAX - 1;
+
 /// The watermark of one split.
 #[derive(Clone, Debug, Default)]
 pub struct SplitWatermark {
@@ -102,16 +148,14 @@ impl SplitWatermark {
 
     /// Accounts for a record with event time `event`.
     pub fn observe(&mut self, strategy: &Watermarks, event: u64) {
-        let w = strategy.watermark_for(event);
-        if w > self.watermark {
-            self.watermark = w;
-        }
+        self.raise_to(strategy.watermark_for(event));
     }
 
     /// Raises the watermark to at least `floor` (after idleness let the
-    /// source's watermark move past this split).
+    /// source's watermark move past this split), but not to the end of
+    /// time: at most [`LAST_LIVE_WATERMARK`].
     pub fn raise_to(&mut self, floor: u64) {
-        self.watermark = self.watermark.max(floor);
+        self.watermark = self.watermark.max(floor.min(LAST_LIVE_WATERMARK));
     }
 }
 
@@ -141,5 +185,91 @@ mod tests {
                 .collect();
             assert_eq!(&got[..], *expected, "bound {bound} quantum {quantum}");
         }
+    }
+
+    const MAX: u64 = u64::MAX;
+    const TWO_63: u64 = 1 << 63;
+
+    #[test]
+    fn watermarks_at_the_edges_of_time() {
+        // (bound ms, quantum ms, event, expected watermark); MAX % 100 == 15,
+        // MAX % 60_000 == 51_615, 2^63 % 100 == 8.
+        let cases: &[(u64, u64, u64, u64)] = &[
+            (0, 1, 0, 0),
+            (0, 1, 1, 1),
+            (0, 1, MAX, MAX),
+            (0, 1, MAX - 1, MAX - 1),
+            (0, 100, MAX, MAX - 15),
+            (0, 100, MAX - 15, MAX - 15),
+            (0, 100, MAX - 16, MAX - 115),
+            (2_000, 100, MAX, MAX - 2_015),
+            (0, 60_000, MAX, MAX - 51_615),
+            (0, 100, TWO_63, TWO_63 - 8),
+            (5, 100, TWO_63 + 5, TWO_63 - 8),
+            (10, 1, 9, 0),
+            (10, 1, 10, 0),
+            (10, 1, 11, 1),
+            (MAX, 1, MAX, 0),
+            (MAX, 1, MAX - 1, 0),
+            (MAX - 1, 1, MAX, 1),
+            (0, MAX, MAX, MAX),
+            (0, MAX, MAX - 1, 0),
+            (1, MAX, MAX, 0),
+        ];
+        for &(bound, quantum, event, expected) in cases {
+            let s = Watermarks::bounded(Duration::from_millis(bound))
+                .quantum(Duration::from_millis(quantum));
+            let got = s.watermark_for(event);
+            assert_eq!(
+                got, expected,
+                "bound {bound} quantum {quantum} event {event}"
+            );
+            assert!(got <= event, "a watermark never passes the event time");
+            // Independently: in u128, floor((event - bound)^+ / q) * q.
+            let raw = (event as u128).saturating_sub(bound as u128);
+            assert_eq!(got as u128, raw / quantum as u128 * quantum as u128);
+        }
+        // A split's watermark never goes back, whatever comes after MAX,
+        // and stops below the end of time.
+        let s = Watermarks::ascending().quantum(Duration::from_millis(1));
+        let mut w = SplitWatermark::default();
+        for (event, expected) in [
+            (5, 5),
+            (MAX - 2, MAX - 2),
+            (MAX, MAX - 1),
+            (0, MAX - 1),
+            (MAX - 1, MAX - 1),
+        ] {
+            w.observe(&s, event);
+            assert_eq!(w.current(), expected);
+        }
+        let mut w = SplitWatermark::default();
+        w.raise_to(MAX);
+        assert_eq!(w.current(), LAST_LIVE_WATERMARK);
+        // A quantum that divides MAX (5) would reach it: it stops below.
+        let five = Watermarks::ascending().quantum(Duration::from_millis(5));
+        assert_eq!(five.watermark_for(MAX), MAX);
+        let mut w = SplitWatermark::default();
+        w.observe(&five, MAX);
+        assert_eq!(w.current(), MAX - 1);
+    }
+
+    #[test]
+    fn durations_too_long_for_u64_millis_saturate() {
+        let s = Watermarks::bounded(Duration::MAX)
+            .quantum(Duration::MAX)
+            .idle_timeout(Duration::MAX);
+        assert_eq!(s.bound_ms(), MAX);
+        assert_eq!(s.quantum_ms(), MAX);
+        assert_eq!(s.watermark_for(MAX), 0);
+        // u64::MAX ms exactly is representable; one ms more is not.
+        assert_eq!(millis(Duration::from_millis(MAX)), MAX);
+        assert_eq!(
+            millis(Duration::from_millis(MAX) + Duration::from_millis(1)),
+            MAX
+        );
+        assert_eq!(millis(Duration::from_micros(1_999)), 1);
+        let zero = Watermarks::ascending().quantum(Duration::ZERO);
+        assert_eq!(zero.quantum_ms(), 1, "a zero quantum counts as 1 ms");
     }
 }

@@ -75,6 +75,13 @@ impl<K: weir::Key, O, X> Context<'_, K, O, X> {
     /// once the watermark has passed `time` (so after every on-time record
     /// with event time `<= time`), or right after this callback's stamp if
     /// it already has. Registering the same time twice sets one timer.
+    ///
+    /// Any `u64` is a valid time. No watermark passes `u64::MAX`, so a timer
+    /// for it fires at the end of time: when the input ends (or a watermark
+    /// reaches `u64::MAX`), after every other record. It fires once there:
+    /// registering it again from a callback at the end of time does nothing.
+    /// Compute timer times with `saturating_add` (`time + step` overflows
+    /// near `u64::MAX`).
     pub fn register_event_timer(&mut self, time: u64) {
         let due = time.saturating_add(1).max(self.watermark);
         self.event.register(self.key, time, due);
@@ -109,7 +116,11 @@ impl<K: weir::Key, O, X> Context<'_, K, O, X> {
     /// Registers a processing-time timer `after` from now; returns its time
     /// (to delete it with).
     pub fn register_processing_timer_after(&mut self, after: Duration) -> SystemTime {
-        let at = system_time(millis_of(SystemTime::now() + after));
+        // Past what a SystemTime holds is as late as a timer can be.
+        let ms = SystemTime::now()
+            .checked_add(after)
+            .map_or(u64::MAX, millis_of);
+        let at = system_time(ms);
         self.register_processing_timer(at);
         at
     }

@@ -27,6 +27,13 @@
 //!   a bounded input ends, the watermark jumps to the end of time and every
 //!   timer fires, including those timers set meanwhile: a timer that always
 //!   sets a later one keeps such a job from ending.
+//! * **The end of time**: every time is a `u64` of milliseconds and nothing
+//!   here wraps. A timer for `u64::MAX` (which no watermark passes) fires
+//!   at the end of time, once per key; a TTL that would run past `u64::MAX`
+//!   lasts until the end of time. A record far in the future moves its
+//!   split's watermark there (see `weir::watermark`), so later records of
+//!   that split are late (`Context::is_late`). Arithmetic in a function's
+//!   own code (`ts + span`) is the function's: use `saturating_add`.
 //! * **Order**: records are applied in the order of the watermark they were
 //!   stamped with at their source; within one stamp, by key, event time and
 //!   then encoded record (bincode; a record type whose encoding is not stable,

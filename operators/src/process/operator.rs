@@ -184,12 +184,30 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
     }
 
     /// Fires what is due at watermark `w`, then drops expired state.
+    ///
+    /// At the end of time (`w == u64::MAX`) every timer is due, including
+    /// those the firing ones register. A key's timer for `u64::MAX` fires
+    /// there once: registered again by a callback at the end of time (a
+    /// function that sets `time.saturating_add(step)` from each timer), it
+    /// is dropped, since no later time exists to fire it at. Otherwise such
+    /// a function would never end.
     fn fire(&mut self, w: u64, emit: &mut Emit<Emitted<F::Out, F::Side>, ()>) {
+        let mut last_timer_fired: Option<FastSet<K>> = None;
         loop {
             let mut fired = false;
             while let Some((due, key, time)) = self.event.pop_due(w) {
                 if due != u64::MAX {
                     self.watermark = self.watermark.max(due);
+                } else if time == u64::MAX
+                    && !last_timer_fired
+                        .get_or_insert_with(FastSet::default)
+                        .insert(key.clone())
+                {
+                    // Past the end of time: it already fired.
+                    if let Some(dirty) = &mut self.dirty {
+                        dirty.insert(key);
+                    }
+                    continue;
                 }
                 self.call(key, due, time, false, Call::Timer(time), emit);
                 fired = true;
@@ -284,7 +302,8 @@ where
     }
 
     fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>) {
-        if !self.batch.is_empty() && self.batch_stamp < watermark {
+        // The end of time passes every stamp, u64::MAX included.
+        if !self.batch.is_empty() && (self.batch_stamp < watermark || watermark == u64::MAX) {
             self.apply_batch(emit);
         }
         self.fire(watermark, emit);
@@ -557,6 +576,112 @@ mod tests {
                 "cut at stamp {cut}: missing {missing:#?}, extra {extra:#?}"
             );
         }
+    }
+
+    /// Each record (key, event time) sets a timer at its time; each timer
+    /// outputs its time and sets one `step` later (saturating), up to
+    /// `chain` times per key.
+    struct Chain {
+        step: u64,
+        chain: u32,
+    }
+
+    #[derive(Default, Serialize, Deserialize)]
+    struct Fired {
+        count: ValueState<u32>,
+    }
+
+    impl ProcessFunction<u32, u64> for Chain {
+        type State = Fired;
+        type Out = (u32, u64, u64);
+        type Side = ();
+
+        fn on_record(
+            &mut self,
+            ctx: &mut Context<'_, u32, (u32, u64, u64), ()>,
+            _: &mut Fired,
+            ts: u64,
+        ) {
+            ctx.register_event_timer(ts);
+        }
+
+        fn on_timer(
+            &mut self,
+            ctx: &mut Context<'_, u32, (u32, u64, u64), ()>,
+            s: &mut Fired,
+            time: u64,
+        ) {
+            let n = s.count.get().copied().unwrap_or(0);
+            s.count.set(n + 1);
+            ctx.output((*ctx.key(), time, ctx.watermark()));
+            if n + 1 < self.chain {
+                ctx.register_event_timer(time.saturating_add(self.step));
+            }
+        }
+    }
+
+    /// Runs (key, event time) records at stamp 0, then the watermarks;
+    /// returns (key, timer time, firing watermark) in firing order.
+    fn chain(
+        step: u64,
+        chain: u32,
+        records: &[(u32, u64)],
+        watermarks: &[u64],
+    ) -> Vec<(u32, u64, u64)> {
+        let mut op: ProcessOperator<u32, u64, Chain> = ProcessOperator::new(Chain { step, chain });
+        let mut emit = Emit::new();
+        op.on_watermark(0, &mut emit);
+        for (k, ts) in records {
+            op.on_record(*k, *ts, *ts, 0, &mut emit);
+        }
+        for w in watermarks {
+            op.on_watermark(*w, &mut emit);
+        }
+        assert!(op.event.is_empty(), "every timer fired");
+        emit.drain_outputs()
+            .map(|(_, _, out)| match out {
+                Emitted::Main(o) => o,
+                Emitted::Side(()) => unreachable!("no side output"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn timers_at_the_end_of_time_fire_once() {
+        const MAX: u64 = u64::MAX;
+        // A timer fires when the watermark passes its time; MAX - 1 and MAX
+        // are passed only by the end of time, where they fire in time order.
+        assert_eq!(
+            chain(
+                0,
+                1,
+                &[(1, MAX), (1, MAX - 1), (2, 1 << 63), (1, 0)],
+                &[1 << 63, (1 << 63) + 1, MAX - 1, MAX]
+            ),
+            vec![
+                (1, 0, 1),
+                (2, 1 << 63, (1 << 63) + 1),
+                (1, MAX - 1, MAX),
+                (1, MAX, MAX)
+            ]
+        );
+        // A saturating chain reaches MAX and stops there (it would
+        // otherwise re-register MAX forever); one of step 0 likewise.
+        assert_eq!(
+            chain(4, 1_000, &[(3, MAX - 9)], &[MAX]),
+            vec![
+                (3, MAX - 9, MAX - 8),
+                (3, MAX - 5, MAX - 4),
+                (3, MAX - 1, MAX),
+                (3, MAX, MAX)
+            ]
+        );
+        assert_eq!(chain(0, 1_000, &[(3, MAX)], &[MAX]), vec![(3, MAX, MAX)]);
+        // Below the end of time a chain goes on as documented.
+        assert_eq!(
+            chain(10, 3, &[(4, 5)], &[100]),
+            vec![(4, 5, 6), (4, 15, 16), (4, 25, 26)]
+        );
     }
 
     #[derive(Serialize, Deserialize)]

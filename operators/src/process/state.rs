@@ -46,8 +46,9 @@ thread_local! {
     /// time are left out of its encoding.
     static COMPACT: Cell<Option<u64>> = const { Cell::new(None) };
     /// The earliest expiry written (or kept, when compacting) since the
-    /// clock was set; `u64::MAX` for none.
-    static NEXT_EXPIRY: Cell<u64> = const { Cell::new(u64::MAX) };
+    /// clock was set, if any (an expiry at `u64::MAX`, the end of time, is
+    /// one too).
+    static NEXT_EXPIRY: Cell<Option<u64>> = const { Cell::new(None) };
     /// Whether compacting left any entry out.
     static DROPPED: Cell<bool> = const { Cell::new(false) };
 }
@@ -56,7 +57,7 @@ thread_local! {
 struct ClockGuard {
     now: Option<u64>,
     compact: Option<u64>,
-    next: u64,
+    next: Option<u64>,
 }
 
 impl ClockGuard {
@@ -64,14 +65,13 @@ impl ClockGuard {
         ClockGuard {
             now: NOW.with(|c| c.replace(Some(now))),
             compact: COMPACT.with(|c| c.replace(compact)),
-            next: NEXT_EXPIRY.with(|c| c.replace(u64::MAX)),
+            next: NEXT_EXPIRY.with(|c| c.replace(None)),
         }
     }
 
     /// The earliest expiry noted while the clock was set.
     fn next_expiry(&self) -> Option<u64> {
-        let next = NEXT_EXPIRY.with(Cell::get);
-        (next != u64::MAX).then_some(next)
+        NEXT_EXPIRY.with(Cell::get)
     }
 }
 
@@ -125,7 +125,7 @@ fn note_expiry(ttl: Option<u64>, written: u64) {
     if let Some(ttl) = ttl {
         if clock().is_some() {
             let at = written.saturating_add(ttl);
-            NEXT_EXPIRY.with(|c| c.set(c.get().min(at)));
+            NEXT_EXPIRY.with(|c| c.set(Some(c.get().map_or(at, |next| next.min(at)))));
         }
     }
 }
@@ -819,6 +819,49 @@ mod tests {
         // An expired value is replaced, not updated, by get_or_insert_with.
         at(300, || *s.map.get_or_insert_with(1, || 40) += 2);
         at(301, || assert_eq!(s.map.get(&1), Some(&42)));
+    }
+
+    #[test]
+    fn ttls_near_the_end_of_time_saturate() {
+        const MAX: u64 = u64::MAX;
+        // (written, ttl, now, live?): an entry lives while written + ttl >
+        // now, with the sum saturating at MAX (it then lives until the end
+        // of time, when the watermark reaches MAX).
+        let cases = [
+            (0, 1, 0, true),
+            (0, 1, 1, false),
+            (MAX - 10, 5, MAX - 6, true),
+            (MAX - 10, 5, MAX - 5, false),
+            (MAX - 10, 10, MAX - 1, true),
+            (MAX - 10, 10, MAX, false),
+            (MAX - 10, 100, MAX - 1, true),
+            (MAX - 10, 100, MAX, false),
+            (MAX, 1, MAX, false),
+            (1 << 63, MAX, MAX - 1, true),
+            (1 << 63, MAX, MAX, false),
+        ];
+        for (written, ttl, now, expected) in cases {
+            assert_eq!(
+                live(Some(now), Some(ttl), written),
+                expected,
+                "written {written} ttl {ttl} now {now}"
+            );
+        }
+        assert_eq!(
+            ttl_ms(Duration::MAX),
+            MAX,
+            "a TTL too long for u64 ms saturates"
+        );
+        assert_eq!(ttl_ms(Duration::ZERO), 1);
+        // A write near the end of time expires at MAX, not at a wrapped time.
+        let mut s = with_ttl();
+        let ((), next) = at(MAX - 10, || s.value.set(1));
+        assert_eq!(next, Some(MAX));
+        at(MAX - 1, || assert_eq!(s.value.get(), Some(&1)));
+        at(MAX, || assert_eq!(s.value.get(), None));
+        let (compacted, next) = compact(&s, MAX);
+        assert!(compacted.is_some_and(|c| c.value.value.is_none()));
+        assert_eq!(next, None);
     }
 
     #[test]

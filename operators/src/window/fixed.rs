@@ -8,8 +8,14 @@ use weir::stateful::{Emit, KeyedLogic};
 use weir::{Data, FastMap, Key};
 
 use super::assign::{sliding_windows, Window};
-use super::{decode, encode, FastSet, Fired, Late};
+use super::{decode, encode, Beyond, FastSet, Fired, Late, Limit, Rejected};
 use crate::aggregate::Aggregator;
+
+/// When `window` fires: at `end + lateness`, or at the end of time
+/// (`u64::MAX`, when the input ends) if that is later.
+pub(crate) fn fire_time(window: &Window, lateness: u64) -> u64 {
+    window.end.saturating_add(lateness)
+}
 
 /// One key's accumulator in one window.
 pub(crate) struct Slot<Acc> {
@@ -26,8 +32,10 @@ pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
     pub(crate) slide: u64,
     pub(crate) lateness: u64,
     pub(crate) aggregator: A,
-    /// Open windows by fire time (`end + lateness`); all keys' state for it.
-    pub(crate) pending: BTreeMap<u64, (Window, WindowState<K, A::Acc>)>,
+    /// Open windows by (fire time, start): the fire time is `end +
+    /// lateness`, saturated at `u64::MAX`, so windows near the end of time
+    /// may share one; the start tells them apart. All keys' state for it.
+    pub(crate) pending: BTreeMap<(u64, u64), (Window, WindowState<K, A::Acc>)>,
     pub(crate) scratch: Vec<Window>,
     /// When tracking: keys changed since the last checkpoint other than by
     /// a record (those are flagged in their [`Slot`]s, which costs a record
@@ -49,7 +57,7 @@ where
     A: Aggregator<T>,
 {
     type Out = Fired<K, A::Out>;
-    type Late = Late<K, T>;
+    type Late = Rejected<K, T>;
 
     fn on_record(
         &mut self,
@@ -60,25 +68,41 @@ where
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
         self.scratch.clear();
-        sliding_windows(ts, self.size, self.slide, &mut self.scratch);
+        let beyond = sliding_windows(ts, self.size, self.slide, &mut self.scratch);
+        if let Some(start) = beyond {
+            emit.reject(
+                stamp,
+                ts,
+                Rejected::Beyond(Beyond {
+                    record: record.clone(),
+                    event_time: ts,
+                    watermark: stamp,
+                    limit: Limit::Fixed {
+                        start,
+                        size: self.size,
+                        counted_in: self.scratch.len(),
+                    },
+                }),
+            );
+        }
         for window in self.scratch.drain(..) {
-            let fire = window.end + self.lateness;
+            let fire = fire_time(&window, self.lateness);
             if stamp >= fire {
                 emit.late(
                     stamp,
                     ts,
-                    Late {
+                    Rejected::Late(Late {
                         key: key.clone(),
                         window,
                         record: record.clone(),
                         watermark: stamp,
-                    },
+                    }),
                 );
                 continue;
             }
             let (_, accs) = self
                 .pending
-                .entry(fire)
+                .entry((fire, window.start))
                 .or_insert_with(|| (window, FastMap::default()));
             match accs.entry(key.clone()) {
                 Entry::Occupied(mut slot) => {
@@ -97,10 +121,10 @@ where
 
     fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>) {
         while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() > watermark {
+            let (fire, _) = *entry.key();
+            if fire > watermark {
                 break;
             }
-            let fire = *entry.key();
             let (window, accs) = entry.remove();
             for (key, Slot { acc, .. }) in accs {
                 if let Some(dirty) = &mut self.dirty {
@@ -115,13 +139,17 @@ where
                     }
                 }
                 let value = self.aggregator.finish(acc);
-                emit.output(fire, window.end - 1, Fired { key, window, value });
+                emit.output(
+                    fire,
+                    window.end.saturating_sub(1),
+                    Fired { key, window, value },
+                );
             }
         }
     }
 
     fn next_fire(&self) -> Option<u64> {
-        self.pending.keys().next().copied()
+        self.pending.keys().next().map(|(fire, _)| *fire)
     }
 
     fn track_changes(&mut self, on: bool) {
@@ -161,14 +189,14 @@ where
     fn restore(&mut self, key: K, state: &[u8]) -> Result<(), String> {
         let windows: Vec<(Window, A::Acc)> = decode(state)?;
         for (window, acc) in windows {
-            let fire = window.end + self.lateness;
+            let fire = fire_time(&window, self.lateness);
             if fire <= self.restored_watermark {
                 // Fired before the checkpoint.
                 continue;
             }
             let (_, accs) = self
                 .pending
-                .entry(fire)
+                .entry((fire, window.start))
                 .or_insert_with(|| (window, FastMap::default()));
             accs.insert(
                 key.clone(),

@@ -9,6 +9,34 @@
 //! missed, never silently dropped. A bounded input closes every window at its
 //! end.
 //!
+//! # The end of time
+//!
+//! Event times are `u64` milliseconds and window ends are exclusive, so the
+//! latest window that can exist ends at `u64::MAX`. A record none of whose
+//! windows can be represented, or only some of them, goes to the job's dead
+//! letters ([`Pipeline::dead_letters`](weir::Pipeline::dead_letters)), once,
+//! with a reason naming the limit; the window operator routes it there
+//! itself, so a job needs no extra step. Precisely:
+//!
+//! * **tumbling and sliding**: a window `[start, start + size)` with
+//!   `start + size > u64::MAX` does not exist. A record belonging to such a
+//!   window is dead-lettered, and still counts in those of its windows that
+//!   do exist (as a late record counts in the windows it did not miss), so
+//!   every window that exists holds all its records;
+//! * **sessions**: a record at `ts` whose own window `[ts, ts + gap)` would
+//!   end past `u64::MAX` is dead-lettered and joins no session;
+//! * **allowed lateness** past the end of time saturates: a window whose
+//!   `end + lateness` would pass `u64::MAX` fires when the watermark reaches
+//!   `u64::MAX`, that is, when the input ends.
+//!
+//! Such a dead letter's origin is `late`-shaped: the operator, the start of
+//! the window that cannot be represented (the record's own time for a
+//! session), `window_end` = `u64::MAX` standing for the end it cannot have,
+//! and the watermark the record was stamped with; its reason starts with
+//! `event time <ts> ms:`. A record with an extreme event time also moves its
+//! split's watermark (see [`weir::watermark`]): records read after it on
+//! that split may be late.
+//!
 //! ```
 //! use std::time::Duration;
 //! use weir::testing::{run_workers, Script};
@@ -74,7 +102,9 @@ impl<K, T: Serialize> Late<K, T> {
     pub fn into_dead_letter(self, operator: &str) -> DeadLetter {
         DeadLetter {
             source: operator.to_string(),
-            raw: serde_json::to_string(&self.record).unwrap_or_default(),
+            raw: serde_json::to_string(&self.record)
+                .unwrap_or_default()
+                .into(),
             reason: format!(
                 "late: the watermark ({} ms) had passed the window's end plus allowed lateness",
                 self.watermark
@@ -83,6 +113,105 @@ impl<K, T: Serialize> Late<K, T> {
                 operator: operator.to_string(),
                 window_start: self.window.start,
                 window_end: self.window.end,
+                watermark: self.watermark,
+            },
+        }
+    }
+}
+
+/// What a window logic sends on its second output: a record late for a
+/// window, or one with a window that cannot be represented (dead-lettered by
+/// the operator itself).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Rejected<K, T> {
+    Late(Late<K, T>),
+    Beyond(Beyond<T>),
+}
+
+impl<K, T> Rejected<K, T> {
+    fn into_late(self) -> Option<Late<K, T>> {
+        match self {
+            Rejected::Late(late) => Some(late),
+            Rejected::Beyond(_) => None,
+        }
+    }
+
+    fn into_beyond(self) -> Option<Beyond<T>> {
+        match self {
+            Rejected::Beyond(beyond) => Some(beyond),
+            Rejected::Late(_) => None,
+        }
+    }
+}
+
+/// Which window of a record would end past `u64::MAX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Limit {
+    /// A tumbling or sliding window: its start and size, and how many
+    /// windows of the record exist (it was counted in those).
+    Fixed {
+        start: u64,
+        size: u64,
+        counted_in: usize,
+    },
+    /// The record's own session window `[ts, ts + gap)`.
+    Session { gap: u64 },
+}
+
+/// A record one of whose windows cannot be represented.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Beyond<T> {
+    pub(crate) record: T,
+    pub(crate) event_time: u64,
+    /// The watermark it was stamped with at its source (ms).
+    pub(crate) watermark: u64,
+    pub(crate) limit: Limit,
+}
+
+/// `u64::MAX` as the reasons name it.
+const END_OF_TIME: &str = "the largest representable time (u64::MAX ms)";
+
+impl<T: Serialize> Beyond<T> {
+    /// The reason a dead letter gives for this record.
+    pub(crate) fn reason(&self) -> String {
+        let ts = self.event_time;
+        match self.limit {
+            Limit::Fixed {
+                start,
+                size,
+                counted_in: 0,
+            } => format!(
+                "event time {ts} ms: the {size} ms window containing it (starting at {start} ms) would end past {END_OF_TIME}"
+            ),
+            Limit::Fixed {
+                start,
+                size,
+                counted_in,
+            } => format!(
+                "event time {ts} ms: the {size} ms windows containing it from the one starting at {start} ms on would end past {END_OF_TIME}; the record is counted in its {counted_in} earlier window(s) only"
+            ),
+            Limit::Session { gap } => format!(
+                "event time {ts} ms: its session window would end at {ts} + {gap} ms (the gap), past {END_OF_TIME}"
+            ),
+        }
+    }
+
+    /// A dead letter for this record, naming the window operator.
+    pub(crate) fn into_dead_letter(self, operator: &str) -> DeadLetter {
+        let window_start = match self.limit {
+            Limit::Fixed { start, .. } => start,
+            Limit::Session { .. } => self.event_time,
+        };
+        DeadLetter {
+            source: operator.to_string(),
+            reason: self.reason(),
+            raw: serde_json::to_string(&self.record)
+                .unwrap_or_default()
+                .into(),
+            origin: Origin::Late {
+                operator: operator.to_string(),
+                window_start,
+                window_end: u64::MAX,
                 watermark: self.watermark,
             },
         }
@@ -117,8 +246,14 @@ pub struct Windows {
     lateness: u64,
 }
 
+/// Whole milliseconds of `d`, saturating at `u64::MAX`.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A window length: whole milliseconds, at least 1.
 fn ms(d: Duration) -> u64 {
-    (d.as_millis() as u64).max(1)
+    millis(d).max(1)
 }
 
 impl Windows {
@@ -174,7 +309,7 @@ impl Windows {
     /// Waits `lateness` after a window's end before firing it; records stamped
     /// before `end + lateness` still count, later ones are late.
     pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
-        self.lateness = lateness.as_millis() as u64;
+        self.lateness = millis(lateness);
         self
     }
 }
@@ -259,7 +394,7 @@ impl<'s, K: Key, T: Data> WindowExt<'s, K, T> for KeyedStream<'s, K, T> {
         windows: Windows,
         aggregator: A,
     ) -> Windowed<'s, K, A::Out, T> {
-        let (fired, late) = match windows.kind {
+        let (fired, rejected) = match windows.kind {
             Kind::Sliding { size, slide } => self.stateful(
                 name,
                 fixed::FixedWindows {
@@ -287,6 +422,14 @@ impl<'s, K: Key, T: Data> WindowExt<'s, K, T> for KeyedStream<'s, K, T> {
                 },
             ),
         };
+        // Records with a window past the end of time go to the pipeline's
+        // dead letters; late ones to the caller.
+        let operator = name.to_string();
+        rejected
+            .clone()
+            .flat_map(Rejected::into_beyond)
+            .dead_letter(move |beyond| beyond.into_dead_letter(&operator));
+        let late = rejected.flat_map(Rejected::into_late);
         Windowed { fired, late }
     }
 }
@@ -450,5 +593,242 @@ mod snapshot_tests {
                 "cut at {cut}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod end_of_time_tests {
+    //! Window logics driven directly at the edges of time: what fires, what
+    //! is rejected, and with which reason.
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::marker::PhantomData;
+
+    use weir::stateful::{Emit, KeyedLogic};
+
+    use super::fixed::FixedWindows;
+    use super::session::SessionWindows;
+    use super::{Fired, Limit, Rejected, Window};
+    use crate::aggregate::Count;
+
+    const MAX: u64 = u64::MAX;
+    /// `MAX - MAX % 60_000`: the start of the 60 s window that would end
+    /// past MAX.
+    const LAST_MINUTE: u64 = 18_446_744_073_709_500_000;
+
+    fn fixed(size: u64, slide: u64, lateness: u64) -> FixedWindows<u32, u64, Count> {
+        FixedWindows {
+            size,
+            slide,
+            lateness,
+            aggregator: Count,
+            pending: BTreeMap::new(),
+            scratch: Vec::new(),
+            dirty: None,
+            restored_watermark: 0,
+            _record: PhantomData,
+        }
+    }
+
+    fn session(gap: u64, lateness: u64) -> SessionWindows<u32, u64, Count> {
+        SessionWindows {
+            gap,
+            lateness,
+            aggregator: Count,
+            sessions: weir::FastMap::default(),
+            fires: BTreeSet::new(),
+            dirty: None,
+            _record: PhantomData,
+        }
+    }
+
+    /// What a run gave: fired (emit at, event time, window, count), late
+    /// (window), rejected (event time, limit, reason).
+    #[derive(Debug, Default, PartialEq)]
+    struct Outcome {
+        fired: Vec<(u64, u64, Window, u64)>,
+        late: Vec<Window>,
+        rejected: Vec<(u64, Limit)>,
+        reasons: Vec<String>,
+    }
+
+    /// Feeds (event time, stamp) records to key 1, then the end of time.
+    fn run<L>(mut logic: L, records: &[(u64, u64)]) -> Outcome
+    where
+        L: KeyedLogic<u32, u64, Out = Fired<u32, u64>, Late = Rejected<u32, u64>>,
+    {
+        let mut emit = Emit::new();
+        for &(ts, stamp) in records {
+            logic.on_watermark(stamp, &mut emit);
+            logic.on_record(1, ts, ts, stamp, &mut emit);
+        }
+        logic.on_watermark(MAX, &mut emit);
+        assert_eq!(
+            logic.next_fire(),
+            None,
+            "everything fired at the end of time"
+        );
+        let mut outcome = Outcome::default();
+        for (at, t, f) in emit.drain_outputs() {
+            outcome.fired.push((at, t, f.window, f.value));
+        }
+        for (_, _, r) in emit.drain_late() {
+            match r {
+                Rejected::Late(l) => outcome.late.push(l.window),
+                Rejected::Beyond(b) => {
+                    outcome.reasons.push(b.reason());
+                    outcome.rejected.push((b.event_time, b.limit));
+                }
+            }
+        }
+        outcome.fired.sort();
+        outcome
+    }
+
+    fn w(start: u64, end: u64) -> Window {
+        Window { start, end }
+    }
+
+    #[test]
+    fn tumbling_rejects_what_would_end_past_max_and_fires_the_rest() {
+        let out = run(
+            fixed(60_000, 60_000, 0),
+            &[
+                (0, 0),
+                (LAST_MINUTE - 1, 0),
+                (MAX, 0),
+                (MAX - 1, 0),
+                (LAST_MINUTE, 0),
+                (1 << 63, 0),
+            ],
+        );
+        let last = w(LAST_MINUTE - 60_000, LAST_MINUTE);
+        let mid = w(9_223_372_036_854_720_000, 9_223_372_036_854_780_000);
+        assert_eq!(
+            out.fired,
+            vec![
+                (60_000, 59_999, w(0, 60_000), 1),
+                (mid.end, mid.end - 1, mid, 1),
+                (LAST_MINUTE, LAST_MINUTE - 1, last, 1),
+            ]
+        );
+        assert!(out.late.is_empty());
+        let beyond = Limit::Fixed {
+            start: LAST_MINUTE,
+            size: 60_000,
+            counted_in: 0,
+        };
+        assert_eq!(
+            out.rejected,
+            vec![(MAX, beyond), (MAX - 1, beyond), (LAST_MINUTE, beyond)]
+        );
+        assert_eq!(
+            out.reasons[0],
+            "event time 18446744073709551615 ms: the 60000 ms window containing it (starting at 18446744073709500000 ms) would end past the largest representable time (u64::MAX ms)"
+        );
+    }
+
+    #[test]
+    fn sliding_counts_a_record_in_the_windows_that_exist() {
+        // 5 min every 1 min: at LAST_MINUTE - 1 only the earliest of the
+        // five windows fits; at LAST_MINUTE none does.
+        let out = run(
+            fixed(300_000, 60_000, 0),
+            &[(LAST_MINUTE - 1, 0), (LAST_MINUTE, 0)],
+        );
+        let first = w(18_446_744_073_709_200_000, LAST_MINUTE);
+        assert_eq!(out.fired, vec![(LAST_MINUTE, LAST_MINUTE - 1, first, 1)]);
+        assert_eq!(
+            out.rejected,
+            vec![
+                (
+                    LAST_MINUTE - 1,
+                    Limit::Fixed {
+                        start: 18_446_744_073_709_260_000,
+                        size: 300_000,
+                        counted_in: 1
+                    }
+                ),
+                (
+                    LAST_MINUTE,
+                    Limit::Fixed {
+                        start: 18_446_744_073_709_260_000,
+                        size: 300_000,
+                        counted_in: 0
+                    }
+                ),
+            ]
+        );
+        assert!(out.reasons[0].ends_with("the record is counted in its 1 earlier window(s) only"));
+    }
+
+    #[test]
+    fn lateness_past_max_saturates_and_windows_stay_apart() {
+        // Both windows' end + lateness passes MAX: both fire at MAX, each
+        // with its own count (they share a fire time, not a slot).
+        let out = run(
+            fixed(60_000, 60_000, MAX - 30_000),
+            &[(10, 0), (20, 0), (60_010, 0), (LAST_MINUTE - 1, 0)],
+        );
+        assert_eq!(
+            out.fired,
+            vec![
+                (MAX, 59_999, w(0, 60_000), 2),
+                (MAX, 119_999, w(60_000, 120_000), 1),
+                (
+                    MAX,
+                    LAST_MINUTE - 1,
+                    w(LAST_MINUTE - 60_000, LAST_MINUTE),
+                    1
+                ),
+            ]
+        );
+        // A record stamped with the watermark MAX is late even for them.
+        let out = run(fixed(60_000, 60_000, MAX), &[(10, MAX)]);
+        assert_eq!(out.late, vec![w(0, 60_000)]);
+        assert!(out.fired.is_empty());
+    }
+
+    #[test]
+    fn sessions_near_max() {
+        let gap = 100;
+        let out = run(
+            session(gap, 0),
+            &[
+                (MAX - 150, 0),
+                (MAX - 100, 0),
+                (MAX - 99, 0),
+                (MAX, 0),
+                (5, 0),
+            ],
+        );
+        // [MAX-150, MAX-50) and [MAX-100, MAX) merge, ending exactly at MAX.
+        assert_eq!(
+            out.fired,
+            vec![
+                (105, 104, w(5, 105), 1),
+                (MAX, MAX - 1, w(MAX - 150, MAX), 2)
+            ]
+        );
+        assert_eq!(
+            out.rejected,
+            vec![
+                (MAX - 99, Limit::Session { gap }),
+                (MAX, Limit::Session { gap })
+            ]
+        );
+        assert_eq!(
+            out.reasons[1],
+            "event time 18446744073709551615 ms: its session window would end at 18446744073709551615 + 100 ms (the gap), past the largest representable time (u64::MAX ms)"
+        );
+        // Lateness past MAX saturates: the session fires at the end of time.
+        let out = run(session(gap, MAX), &[(7, 0), (1 << 63, 0)]);
+        assert_eq!(
+            out.fired,
+            vec![
+                (MAX, 106, w(7, 107), 1),
+                (MAX, (1 << 63) + 99, w(1 << 63, (1 << 63) + 100), 1),
+            ]
+        );
     }
 }

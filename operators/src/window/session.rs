@@ -6,6 +6,11 @@
 //! closed at or before `s` already fired, whichever worker count runs the job.
 //! A record is late iff its stamp has passed its own window `[ts, ts + gap)`
 //! (plus allowed lateness).
+//!
+//! A record whose own window `[ts, ts + gap)` would end past `u64::MAX` is
+//! not representable: it goes to the dead letters and joins no session. A
+//! session's fire time `end + lateness` saturates at `u64::MAX` (it then
+//! fires when the input ends).
 
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
@@ -14,7 +19,8 @@ use weir::stateful::{Emit, KeyedLogic};
 use weir::{Data, FastMap, Key};
 
 use super::assign::Window;
-use super::{decode, encode, FastSet, Fired, Late};
+use super::fixed::fire_time;
+use super::{decode, encode, Beyond, FastSet, Fired, Late, Limit, Rejected};
 use crate::aggregate::Aggregator;
 
 pub(crate) struct Session<Acc> {
@@ -42,7 +48,7 @@ where
     A: Aggregator<T>,
 {
     type Out = Fired<K, A::Out>;
-    type Late = Late<K, T>;
+    type Late = Rejected<K, T>;
 
     fn ordered(&self) -> bool {
         true
@@ -56,20 +62,30 @@ where
         stamp: u64,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
-        let mut window = Window {
-            start: ts,
-            end: ts + self.gap,
+        let Some(end) = ts.checked_add(self.gap) else {
+            emit.reject(
+                stamp,
+                ts,
+                Rejected::Beyond(Beyond {
+                    record,
+                    event_time: ts,
+                    watermark: stamp,
+                    limit: Limit::Session { gap: self.gap },
+                }),
+            );
+            return;
         };
-        if stamp >= window.end + self.lateness {
+        let mut window = Window { start: ts, end };
+        if stamp >= fire_time(&window, self.lateness) {
             emit.late(
                 stamp,
                 ts,
-                Late {
+                Rejected::Late(Late {
                     key,
                     window,
                     record,
                     watermark: stamp,
-                },
+                }),
             );
             return;
         }
@@ -86,7 +102,7 @@ where
             if s.start < window.end && window.start < s.end {
                 let absorbed = sessions.remove(i);
                 self.fires.remove(&(
-                    absorbed.window.end + self.lateness,
+                    fire_time(&absorbed.window, self.lateness),
                     key.clone(),
                     absorbed.window.start,
                 ));
@@ -100,7 +116,7 @@ where
         let at = sessions.partition_point(|s| s.window.start < window.start);
         sessions.insert(at, Session { window, acc });
         self.fires
-            .insert((window.end + self.lateness, key, window.start));
+            .insert((fire_time(&window, self.lateness), key, window.start));
     }
 
     fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>) {
@@ -122,7 +138,7 @@ where
                 let value = self.aggregator.finish(session.acc);
                 emit.output(
                     fire,
-                    session.window.end - 1,
+                    session.window.end.saturating_sub(1),
                     Fired {
                         key: key.clone(),
                         window: session.window,
@@ -165,7 +181,7 @@ where
         let sessions = self.sessions.entry(key.clone()).or_default();
         for (window, acc) in restored {
             self.fires
-                .insert((window.end + self.lateness, key.clone(), window.start));
+                .insert((fire_time(&window, self.lateness), key.clone(), window.start));
             sessions.push(Session { window, acc });
         }
         sessions.sort_by_key(|s| s.window.start);
