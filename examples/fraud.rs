@@ -11,7 +11,10 @@
 //! event-time timer; when the watermark passes it, the card's last 10 minutes
 //! are complete). Output, one alert per line:
 //! `card,window_start_ms,window_end_ms,transactions,spend_cents,countries,reasons`.
-//! Late and malformed records go to the dead-letter file.
+//! Late and malformed records go to the dead-letter file; so do records
+//! whose `country` is not two ASCII uppercase letters (an ISO 3166-1 alpha-2
+//! code: `USA`, `us`, `U|S` and empty are refused, not cut to two bytes) or
+//! whose amount exceeds 10^12 cents (see `weir_connectors::fields`).
 //!
 //! Run: `cargo run --release --example fraud -- --events 2000000`
 

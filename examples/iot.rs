@@ -10,6 +10,9 @@
 //! - `alert`: a reading outside `[--min-value, --max-value]`
 //!   (start = end = its time, count 1).
 //!
+//! Readings whose value is not a finite number (`NaN`, `inf`, `1e999`) go to
+//! the dead letters, so every statistic is a number.
+//!
 //! Run: `cargo run --release --example iot -- --events 2000000`
 
 mod common;

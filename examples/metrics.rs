@@ -7,6 +7,8 @@
 //! Output, one line per service and window:
 //! `service,window_start_ms,window_end_ms,requests,errors,error_rate,p50_us,p99_us,p999_us,max_us,alert`
 //! where `alert` names the thresholds crossed (`p99`, `error-rate`), or is empty.
+//! Requests with a status outside 100-599 or a latency that is not a whole
+//! number of microseconds up to a day go to the dead letters.
 //!
 //! Run: `cargo run --release --example metrics -- --events 2000000`
 
