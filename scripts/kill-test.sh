@@ -4,7 +4,8 @@
 #   scripts/kill-test.sh [KILLS] [SEED]     (default 200 kills, a random seed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir-target}"
+scripts/setup.sh
+. scripts/env.sh
 export WEIR_KILL_ROUNDS="${1:-200}"
 if [ $# -ge 2 ]; then export WEIR_KILL_SEED="$2"; fi
 cargo test --test kill_restore -- --nocapture kill_minus_nine

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing weir needs, skipping what is already
-# there: a Rust toolchain (1.88 or newer), a C/C++ compiler, and libclang
-# (bindgen generates RocksDB's bindings with it). RocksDB itself is built
-# from source by the rocksdb crate on the first build (about 10 minutes on
-# 2 cores; cached in target/ afterwards).
+# there: a Rust toolchain (1.88 or newer), a C/C++ compiler, libclang
+# (bindgen generates RocksDB's bindings with it), and RocksDB's C++ library,
+# built once per machine into ~/.cache/weir (scripts/rocksdb-lib.sh: about
+# 10 minutes on 2 cores) and linked by every later build (scripts/env.sh).
 set -euo pipefail
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -32,3 +32,5 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+
+"$(dirname "$0")/rocksdb-lib.sh"

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+. scripts/env.sh
 
 # Tests start multi-process jobs on loopback; keep test binaries from
 # starving each other on a 2-core machine.

@@ -11,18 +11,13 @@
 //! Optional: `-- --events N` (default 4 000 000), `--runs R` (default 3),
 //! `--quantum-ms Q` (the watermark quantum, default 100).
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use weir::testing::Capture;
 use weir::{RunArgs, Watermarks};
+use weir_benches::{arg, measure, ratio, MinuteWindows, Row, WINDOW_MS};
 use weir_connectors::{Generation, Generator, GeneratorConfig, Reading};
-use weir_operators::{Avg, Count, ExactSum, Max, Min, WindowExt, Windows};
-
-type Row = (u64, u64, u64, u64, u64, u64); // device, start, count, min bits, max bits, avg bits
-
-const WINDOW_MS: u64 = 60_000;
+use weir_operators::{Avg, Count, Max, Min, WindowExt, Windows};
 
 fn config(events: u64) -> GeneratorConfig {
     GeneratorConfig {
@@ -45,35 +40,13 @@ fn config(events: u64) -> GeneratorConfig {
 
 fn baseline(events: u64) -> Vec<Row> {
     let generator = Generator::<Reading>::new(config(events)).expect("valid config");
-    let mut windows: HashMap<(u64, u64), (u64, f64, f64, ExactSum)> = HashMap::new();
+    let mut windows = MinuteWindows::default();
     for i in 0..events {
         if let Generation::Record(r) = generator.generate(i) {
-            let start = r.ts_ms - r.ts_ms % WINDOW_MS;
-            let w = windows
-                .entry((r.device, start))
-                .or_insert_with(|| (0, f64::INFINITY, f64::NEG_INFINITY, ExactSum::default()));
-            w.0 += 1;
-            w.1 = w.1.min(r.value);
-            w.2 = w.2.max(r.value);
-            w.3.add(r.value);
+            windows.add(r.device, r.ts_ms, r.value);
         }
     }
-    let mut rows: Vec<Row> = windows
-        .into_iter()
-        .map(|((device, start), (n, min, max, sum))| {
-            let avg = sum.value() / n as f64;
-            (
-                device,
-                start,
-                n,
-                min.to_bits(),
-                max.to_bits(),
-                avg.to_bits(),
-            )
-        })
-        .collect();
-    rows.sort_unstable();
-    rows
+    windows.rows()
 }
 
 fn engine(events: u64, workers: usize, quantum_ms: u64) -> Vec<Row> {
@@ -121,54 +94,6 @@ fn engine(events: u64, workers: usize, quantum_ms: u64) -> Vec<Row> {
     rows
 }
 
-struct Measured {
-    name: String,
-    micros: Histogram<u64>,
-}
-
-fn measure(
-    name: &str,
-    runs: usize,
-    events: u64,
-    expected: &[Row],
-    f: impl Fn() -> Vec<Row>,
-) -> Measured {
-    let mut micros = Histogram::<u64>::new(3).expect("valid histogram");
-    for _ in 0..runs {
-        let started = Instant::now();
-        let rows = f();
-        let elapsed = started.elapsed();
-        assert!(
-            rows == expected,
-            "{name}: output differs from the baseline's"
-        );
-        let _ = micros.record(elapsed.as_micros() as u64);
-    }
-    let m = Measured {
-        name: name.to_string(),
-        micros,
-    };
-    let median = m.micros.value_at_quantile(0.5) as f64 / 1e6;
-    println!(
-        "{:<22} median {:>7.3} s  min {:>7.3} s  max {:>7.3} s  {:>12.0} events/s",
-        m.name,
-        median,
-        m.micros.min() as f64 / 1e6,
-        m.micros.max() as f64 / 1e6,
-        events as f64 / median
-    );
-    m
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let events = arg("--events", 4_000_000);
     let runs = arg("--runs", 3) as usize;
@@ -187,13 +112,16 @@ fn main() {
     let two = measure("weir -w 2", runs, events, &expected, || {
         engine(events, 2, quantum)
     });
-    let median = |m: &Measured| m.micros.value_at_quantile(0.5) as f64;
-    println!(
-        "ratio weir -w 1 / baseline throughput: {:.2} (goal >= 0.5)",
-        median(&base) / median(&one)
+    ratio(
+        "weir -w 1 / baseline throughput",
+        &one,
+        &base,
+        "goal >= 0.8",
     );
-    println!(
-        "ratio weir -w 2 / weir -w 1 throughput: {:.2} (goal >= 1.7)",
-        median(&one) / median(&two)
+    ratio(
+        "weir -w 2 / weir -w 1 throughput",
+        &two,
+        &one,
+        "goal >= 1.7",
     );
 }

@@ -46,36 +46,152 @@ impl Format {
     }
 }
 
-/// The largest record (in bytes) a reader accepts; larger ones become dead letters.
+/// The largest record (in bytes) a reader accepts; larger ones become dead
+/// letters (keeping their first [`weir::Raw::CAP`] bytes, the same size).
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
-/// Decodes one CSV data line against a header.
+/// Splits CSV bytes into records and fields, with one parser reused for a
+/// whole file (building a parser is costly: it compiles a state machine).
+///
+/// The dialect is RFC 4180's, as the `csv` crate reads it by default:
+/// comma-separated, `"` quotes (doubled inside quotes), `\n`, `\r\n` or `\r`
+/// line ends, blank lines skipped, a UTF-8 byte-order mark at the start of
+/// a file ignored. It never fails: any bytes parse into some fields, and the
+/// record's decoding decides whether they make sense.
+pub(crate) struct CsvParser {
+    core: csv_core::Reader,
+    fields: Vec<u8>,
+    ends: Vec<usize>,
+    nout: usize,
+    nend: usize,
+    /// Whether the current record's fields are being thrown away (it is too
+    /// large to keep): output is then written over and over into the same space.
+    discarding: bool,
+}
+
+/// What [`CsvParser::feed`] found.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Parsed {
+    /// The input ended inside a record (or before one): feed more, or an
+    /// empty slice at the end of the data.
+    NeedInput,
+    /// A record ended; its fields are in the parser until the next feed.
+    Record,
+    /// The data ended (only after an empty feed).
+    End,
+}
+
+impl CsvParser {
+    pub(crate) fn new() -> CsvParser {
+        CsvParser {
+            core: csv_core::ReaderBuilder::new().build(),
+            fields: vec![0; 1024],
+            ends: vec![0; 32],
+            nout: 0,
+            nend: 0,
+            discarding: false,
+        }
+    }
+
+    /// Parses from `input` (the bytes after those already consumed) and
+    /// returns what it found and how many bytes it consumed.
+    pub(crate) fn feed(&mut self, input: &[u8]) -> (Parsed, usize) {
+        let mut consumed = 0;
+        loop {
+            let (result, nin, nout, nend) = self.core.read_record(
+                &input[consumed..],
+                &mut self.fields[self.nout..],
+                &mut self.ends[self.nend..],
+            );
+            consumed += nin;
+            self.nout += nout;
+            self.nend += nend;
+            match result {
+                csv_core::ReadRecordResult::InputEmpty => return (Parsed::NeedInput, consumed),
+                csv_core::ReadRecordResult::Record => return (Parsed::Record, consumed),
+                csv_core::ReadRecordResult::End => return (Parsed::End, consumed),
+                csv_core::ReadRecordResult::OutputFull if self.discarding => self.nout = 0,
+                csv_core::ReadRecordResult::OutputFull => {
+                    let len = self.fields.len();
+                    self.fields.resize(len * 2, 0);
+                }
+                csv_core::ReadRecordResult::OutputEndsFull if self.discarding => self.nend = 0,
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    let len = self.ends.len();
+                    self.ends.resize(len * 2, 0);
+                }
+            }
+        }
+    }
+
+    /// Starts a new record: forgets the fields of the last one.
+    pub(crate) fn clear(&mut self) {
+        self.nout = 0;
+        self.nend = 0;
+        self.discarding = false;
+    }
+
+    /// Stops keeping the current record's fields (it is too large to decode).
+    pub(crate) fn discard(&mut self) {
+        self.discarding = true;
+    }
+
+    /// The newline count plus one: the line the parser is on.
+    pub(crate) fn line(&self) -> u64 {
+        self.core.line()
+    }
+
+    /// Sets the line count (when resuming mid-file).
+    pub(crate) fn set_line(&mut self, line: u64) {
+        self.core.set_line(line);
+    }
+
+    /// Copies the last record's fields into `record`.
+    pub(crate) fn record_into(&self, record: &mut csv::ByteRecord) {
+        record.clear();
+        let mut start = 0;
+        for &end in &self.ends[..self.nend] {
+            record.push_field(&self.fields[start..end]);
+            start = end;
+        }
+    }
+}
+
+/// Decodes one CSV data line against a header (for one-off lines; a file
+/// reader keeps one [`CsvParser`] instead).
 pub fn decode_csv_line<T: DeserializeOwned>(
-    headers: &csv::StringRecord,
+    headers: &csv::ByteRecord,
     line: &str,
 ) -> Result<T, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(line.as_bytes());
-    let mut record = csv::StringRecord::new();
-    match reader.read_record(&mut record) {
-        Ok(true) => decode_csv_record(headers, &record),
-        Ok(false) => Err("empty line".into()),
-        Err(e) => Err(format!("malformed CSV: {e}")),
+    let mut parser = CsvParser::new();
+    let (mut parsed, n) = parser.feed(line.as_bytes());
+    if parsed == Parsed::NeedInput && n == line.len() {
+        parsed = parser.feed(&[]).0;
+    }
+    match parsed {
+        Parsed::Record => {
+            let mut record = csv::ByteRecord::new();
+            parser.record_into(&mut record);
+            decode_csv_record(headers, &record)
+        }
+        _ => Err("empty line".into()),
     }
 }
 
 /// Decodes a parsed CSV record against a header, with a reason on failure.
 pub fn decode_csv_record<T: DeserializeOwned>(
-    headers: &csv::StringRecord,
-    record: &csv::StringRecord,
+    headers: &csv::ByteRecord,
+    record: &csv::ByteRecord,
 ) -> Result<T, String> {
     if record.len() != headers.len() {
         return Err(format!(
             "expected {} fields ({}), found {}",
             headers.len(),
-            headers.iter().collect::<Vec<_>>().join(","),
+            headers
+                .iter()
+                .map(String::from_utf8_lossy)
+                .collect::<Vec<_>>()
+                .join(","),
             record.len()
         ));
     }
@@ -86,7 +202,7 @@ pub fn decode_csv_record<T: DeserializeOwned>(
                 let field = err
                     .field()
                     .and_then(|i| headers.get(i as usize))
-                    .map(|name| format!("field `{name}`: "))
+                    .map(|name| format!("field `{}`: ", String::from_utf8_lossy(name)))
                     .unwrap_or_default();
                 format!("{field}{}", err.kind())
             }
@@ -108,7 +224,7 @@ mod tests {
 
     #[test]
     fn csv_lines_decode_by_column_name() {
-        let headers = csv::StringRecord::from(vec!["ts_ms", "device", "value"]);
+        let headers = csv::ByteRecord::from(vec!["ts_ms", "device", "value"]);
         let r: Reading = decode_csv_line(&headers, "1000,7,21.5").expect("valid");
         assert_eq!(
             r,

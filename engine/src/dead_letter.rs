@@ -3,6 +3,22 @@
 //! Bad data is data. A record that fails to decode, lacks a timestamp, is too
 //! large, or arrives after its window closed is never dropped: it becomes a
 //! [`DeadLetter`] on a second stream, which the job sends to a dead-letter sink.
+//!
+//! A dead letter keeps the record's exact bytes ([`Raw`]), up to
+//! [`Raw::CAP`] (1 MiB, the largest record a file source accepts), with the
+//! original length, so a poison record can be replayed from its dead letter.
+//! As JSON it is flat:
+//!
+//! ```json
+//! {"source": "input", "origin": {"file": {"path": "in.csv", "line": 7, "offset": 312}},
+//!  "reason": "field `ts_ms`: invalid digit found in string",
+//!  "raw": "7,soon,1.5", "raw_encoding": "utf8", "raw_len": 10}
+//! ```
+//!
+//! `raw_encoding` is `utf8` when the bytes are valid UTF-8 (`raw` is then the
+//! text itself) and `base64` otherwise (standard alphabet, padded);
+//! `raw_len` is the length of the original record in bytes, larger than the
+//! kept bytes only when the record exceeded the cap.
 
 use std::fmt;
 
@@ -10,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 /// A record that could not be processed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "Wire", try_from = "Wire")]
 pub struct DeadLetter {
     /// The name of the source (or operator) that rejected it.
     pub source: String,
@@ -17,8 +34,166 @@ pub struct DeadLetter {
     pub origin: Origin,
     /// Why it was rejected.
     pub reason: String,
-    /// The raw input, as text (lossy UTF-8 for binary input).
-    pub raw: String,
+    /// The record's exact bytes (up to [`Raw::CAP`]).
+    pub raw: Raw,
+}
+
+/// The exact bytes of a rejected record, kept up to [`Raw::CAP`], with the
+/// length of the original.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Raw {
+    kept: Vec<u8>,
+    len: u64,
+}
+
+impl Raw {
+    /// The most bytes a dead letter keeps of a record: 1 MiB, the size of
+    /// the largest record a file source decodes, so every record that was
+    /// decoded and rejected is kept whole; only oversized records are cut.
+    pub const CAP: usize = 1 << 20;
+
+    /// Keeps `bytes` (the first [`Raw::CAP`] of them) and their length.
+    pub fn bytes(bytes: &[u8]) -> Raw {
+        Raw {
+            kept: bytes[..bytes.len().min(Raw::CAP)].to_vec(),
+            len: bytes.len() as u64,
+        }
+    }
+
+    /// Keeps the first bytes of a record of `original_len` bytes (no more
+    /// than [`Raw::CAP`] of them), for records too long to hold whole.
+    pub fn cut(first: &[u8], original_len: u64) -> Raw {
+        let mut raw = Raw::bytes(first);
+        raw.len = raw.len.max(original_len);
+        raw
+    }
+
+    /// Keeps the bytes of `text`.
+    pub fn text(text: &str) -> Raw {
+        Raw::bytes(text.as_bytes())
+    }
+
+    /// The kept bytes: the whole record unless [`Raw::is_truncated`].
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.kept
+    }
+
+    /// The length of the original record in bytes.
+    pub fn original_len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the record was longer than [`Raw::CAP`] and only its start is kept.
+    pub fn is_truncated(&self) -> bool {
+        (self.kept.len() as u64) < self.len
+    }
+
+    /// The kept bytes as text, if they are valid UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.kept).ok()
+    }
+}
+
+impl fmt::Debug for Raw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.as_str() {
+            Some(text) => write!(f, "{text:?}")?,
+            None => write!(f, "base64:{}", base64::encode(&self.kept))?,
+        }
+        if self.is_truncated() {
+            write!(f, " (first {} of {} bytes)", self.kept.len(), self.len)?;
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for Raw {
+    fn from(text: &str) -> Raw {
+        Raw::text(text)
+    }
+}
+
+impl From<String> for Raw {
+    fn from(text: String) -> Raw {
+        let len = text.len() as u64;
+        let mut kept = text.into_bytes();
+        kept.truncate(Raw::CAP);
+        Raw { kept, len }
+    }
+}
+
+impl PartialEq<str> for Raw {
+    fn eq(&self, other: &str) -> bool {
+        !self.is_truncated() && self.kept == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for Raw {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
+/// How `raw` is written in a dead letter's JSON.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawEncoding {
+    Utf8,
+    Base64,
+}
+
+/// A dead letter as it is serialized: the bytes as text or base64.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    source: String,
+    origin: Origin,
+    reason: String,
+    raw: String,
+    raw_encoding: RawEncoding,
+    raw_len: u64,
+}
+
+impl From<DeadLetter> for Wire {
+    fn from(d: DeadLetter) -> Wire {
+        let (raw, raw_encoding) = match String::from_utf8(d.raw.kept) {
+            Ok(text) => (text, RawEncoding::Utf8),
+            Err(e) => (base64::encode(e.as_bytes()), RawEncoding::Base64),
+        };
+        Wire {
+            source: d.source,
+            origin: d.origin,
+            reason: d.reason,
+            raw,
+            raw_encoding,
+            raw_len: d.raw.len,
+        }
+    }
+}
+
+impl TryFrom<Wire> for DeadLetter {
+    type Error = String;
+    fn try_from(w: Wire) -> Result<DeadLetter, String> {
+        let kept = match w.raw_encoding {
+            RawEncoding::Utf8 => w.raw.into_bytes(),
+            RawEncoding::Base64 => base64::decode(&w.raw)?,
+        };
+        if (kept.len() as u64) > w.raw_len {
+            return Err(format!(
+                "raw holds {} bytes but raw_len says {}",
+                kept.len(),
+                w.raw_len
+            ));
+        }
+        Ok(DeadLetter {
+            source: w.source,
+            origin: w.origin,
+            reason: w.reason,
+            raw: Raw {
+                kept,
+                len: w.raw_len,
+            },
+        })
+    }
 }
 
 /// Where a dead letter came from.
@@ -75,5 +250,141 @@ impl fmt::Display for Origin {
 impl fmt::Display for DeadLetter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} at {}: {}", self.source, self.origin, self.reason)
+    }
+}
+
+/// Standard base64 (RFC 4648, padded), for the bytes of binary dead letters.
+mod base64 {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    pub fn decode(text: &str) -> Result<Vec<u8>, String> {
+        let bytes = text.as_bytes();
+        if bytes.len() % 4 != 0 {
+            return Err(format!(
+                "base64 of {} characters is not a multiple of 4",
+                bytes.len()
+            ));
+        }
+        let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+        for (i, quad) in bytes.chunks(4).enumerate() {
+            let last = i + 1 == bytes.len() / 4;
+            let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+            if pad > 2 || (pad > 0 && !last) {
+                return Err("misplaced base64 padding".into());
+            }
+            let mut n = 0u32;
+            for &c in &quad[..4 - pad] {
+                let v = ALPHABET
+                    .iter()
+                    .position(|&a| a == c)
+                    .ok_or_else(|| format!("`{}` is not a base64 character", c as char))?;
+                n = (n << 6) | v as u32;
+            }
+            n <<= 6 * pad as u32;
+            let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            out.extend_from_slice(&decoded[..3 - pad]);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(raw: Raw) -> DeadLetter {
+        DeadLetter {
+            source: "in".into(),
+            origin: Origin::File {
+                path: "a.csv".into(),
+                line: 3,
+                offset: 17,
+            },
+            reason: "bad".into(),
+            raw,
+        }
+    }
+
+    #[test]
+    fn base64_round_trips_every_length_and_matches_rfc_4648() {
+        for (plain, coded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64::encode(plain.as_bytes()), coded);
+            assert_eq!(base64::decode(coded).as_deref(), Ok(plain.as_bytes()));
+        }
+        let all: Vec<u8> = (0..=255).chain((0..=255).rev()).collect();
+        for n in 0..all.len() {
+            assert_eq!(
+                base64::decode(&base64::encode(&all[..n])),
+                Ok(all[..n].to_vec())
+            );
+        }
+        assert!(base64::decode("Zm9").is_err());
+        assert!(base64::decode("Zm=v").is_err());
+        assert!(base64::decode("Zm9v!A==").is_err());
+    }
+
+    #[test]
+    fn text_is_kept_as_text_and_binary_as_base64_exactly() {
+        let json = serde_json::to_value(letter(Raw::text("7,soon,1.5"))).expect("json");
+        assert_eq!(json["raw"], "7,soon,1.5");
+        assert_eq!(json["raw_encoding"], "utf8");
+        assert_eq!(json["raw_len"], 10);
+
+        let binary = [0xff, 0x00, b'a', 0xc3, 0x28, b'\n', 0x80];
+        let d = letter(Raw::bytes(&binary));
+        let json = serde_json::to_string(&d).expect("json");
+        let value: serde_json::Value = serde_json::from_str(&json).expect("parses");
+        assert_eq!(value["raw_encoding"], "base64");
+        assert_eq!(value["raw_len"], 7);
+        let back: DeadLetter = serde_json::from_str(&json).expect("round trip");
+        assert_eq!(back.raw.as_bytes(), binary);
+        assert_eq!(back, d);
+        // The engine's own wire format (bincode, between processes) as well.
+        let wire = bincode::serialize(&d).expect("bincode");
+        assert_eq!(bincode::deserialize::<DeadLetter>(&wire).expect("back"), d);
+    }
+
+    #[test]
+    fn records_past_the_cap_keep_their_start_and_their_length() {
+        let big = vec![b'x'; Raw::CAP + 5];
+        let raw = Raw::bytes(&big);
+        assert!(raw.is_truncated());
+        assert_eq!(raw.as_bytes().len(), Raw::CAP);
+        assert_eq!(raw.original_len(), big.len() as u64);
+        let json = serde_json::to_string(&letter(raw.clone())).expect("json");
+        let back: DeadLetter = serde_json::from_str(&json).expect("back");
+        assert_eq!(back.raw, raw);
+        assert_eq!(Raw::from("x".repeat(Raw::CAP + 5)), raw);
+        // raw longer than raw_len is refused, not believed.
+        let lie = json.replace(&format!("\"raw_len\":{}", Raw::CAP + 5), "\"raw_len\":3");
+        assert!(serde_json::from_str::<DeadLetter>(&lie).is_err());
     }
 }

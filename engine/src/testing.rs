@@ -240,7 +240,7 @@ impl<T: Clone> SplitReader<T> for ScriptReader<T> {
                             offset: self.offset,
                         },
                         reason: reason.clone(),
-                        raw: raw.clone(),
+                        raw: raw.as_str().into(),
                     }));
                     self.offset += 1;
                 }

@@ -194,7 +194,7 @@ fn generate<T: Generated>(config: &GeneratorConfig, keys: &Keys, index: u64) -> 
     }
     if rng.chance(config.malformed_fraction) {
         let line = T::malformed(index, &mut rng);
-        let headers = csv::StringRecord::from(T::HEADER.split(',').collect::<Vec<_>>());
+        let headers = csv::ByteRecord::from(T::HEADER.split(',').collect::<Vec<_>>());
         let reason = match decode_csv_line::<T>(&headers, &line) {
             Err(reason) => reason,
             Ok(_) => "generated as malformed".to_string(),
@@ -272,7 +272,7 @@ impl<T: Generated> SplitReader<T> for GeneratorSplit<T> {
                         offset: self.produced,
                     },
                     reason,
-                    raw,
+                    raw: raw.into(),
                 }),
             });
             self.produced += 1;

@@ -1,0 +1,576 @@
+//! Files in and out: CSV and JSON lines, one file or a directory of them.
+//!
+//! A [`FileSource`] reads a file, or a directory's regular files in name
+//! order (hidden files skipped), as splits: byte ranges of about
+//! [`FileSource::DEFAULT_SPLIT_BYTES`] (16 MiB) each, so that workers read
+//! one large file in parallel. The ranges depend only on the file sizes,
+//! never on the worker count, so output is the same on any worker count;
+//! each range has its own watermark, as every split does. Each split is
+//! decoded from one buffer with one CSV parser (the `reader` module says
+//! how a range's records are found). Malformed lines, unparsable or missing
+//! timestamps and oversized records become dead letters naming the file,
+//! line and byte offset, with the record's exact bytes.
+//!
+//! A [`FileSink`] writes records to one file from worker 0 (at-least-once
+//! across a restore); [`crate::PartsSink`] writes a directory of per-epoch
+//! parts, exactly once.
+
+mod reader;
+mod sink;
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use weir::source::{position_of, position_word};
+use weir::{ReadItem, ReadStatus, Source, SplitId, SplitReader};
+
+use crate::format::Format;
+use reader::FileReader;
+pub(crate) use sink::Writer;
+pub use sink::{FileSink, StdoutSink};
+
+/// Reads records of type `T` from a file or a directory of files.
+#[derive(Clone, Debug)]
+pub struct FileSource<T> {
+    files: Vec<(PathBuf, u64)>,
+    format: Format,
+    splits: Vec<Range>,
+    _record: PhantomData<T>,
+}
+
+/// A split: a byte range of one file.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct Range {
+    file: usize,
+    start: u64,
+    end: u64,
+}
+
+impl<T> FileSource<T> {
+    /// The default split size: files larger than this are read as several
+    /// byte ranges, in parallel.
+    pub const DEFAULT_SPLIT_BYTES: u64 = 16 << 20;
+
+    /// Lists the input: `path` is a file, or a directory whose files are read.
+    /// Fails (with a message naming the path) if it does not exist or holds no files.
+    pub fn open(path: impl AsRef<Path>, format: Format) -> Result<Self, String> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("input {}: {}", path.display(), describe_io(&e)))?;
+        let paths = if meta.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| format!("input {}: {}", path.display(), describe_io(&e)))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .filter(|p| {
+                    !p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('.'))
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(format!(
+                    "input {}: the directory has no files",
+                    path.display()
+                ));
+            }
+            files
+        } else {
+            vec![path.to_path_buf()]
+        };
+        let files = paths
+            .into_iter()
+            .map(|p| {
+                let len = std::fs::metadata(&p)
+                    .map_err(|e| format!("input {}: {}", p.display(), describe_io(&e)))?
+                    .len();
+                Ok((p, len))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let mut source = FileSource {
+            files,
+            format,
+            splits: Vec::new(),
+            _record: PhantomData,
+        };
+        source.split(Self::DEFAULT_SPLIT_BYTES);
+        Ok(source)
+    }
+
+    /// Reads files in ranges of about `bytes` each (0: each file whole, as
+    /// one split; needed for CSV files whose quoted fields hold line breaks).
+    pub fn split_bytes(mut self, bytes: u64) -> Self {
+        self.split(bytes);
+        self
+    }
+
+    fn split(&mut self, bytes: u64) {
+        self.splits.clear();
+        for (file, (_, len)) in self.files.iter().enumerate() {
+            let n = if bytes == 0 {
+                1
+            } else {
+                len.div_ceil(bytes).max(1)
+            };
+            // Even ranges; `len * i / n` without overflow for any length.
+            let at = |i: u64| (u128::from(*len) * u128::from(i) / u128::from(n)) as u64;
+            self.splits.extend((0..n).map(|i| Range {
+                file,
+                start: at(i),
+                end: at(i + 1),
+            }));
+        }
+    }
+
+    /// The files, in split order.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|(p, _)| p.as_path())
+    }
+}
+
+pub(crate) fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+impl<T: DeserializeOwned + 'static> Source for FileSource<T> {
+    type Item = T;
+
+    fn splits(&self) -> u32 {
+        self.splits.len() as u32
+    }
+
+    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<T>>, String> {
+        self.open_range(split, None)
+    }
+
+    fn open_at(
+        &mut self,
+        split: SplitId,
+        position: &[u8],
+    ) -> Result<Box<dyn SplitReader<T>>, String> {
+        let resume = (position_word(position, 0)?, position_word(position, 1)?);
+        self.open_range(split, Some(resume))
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FileSource<T> {
+    fn open_range(
+        &self,
+        split: SplitId,
+        resume: Option<(u64, u64)>,
+    ) -> Result<Box<dyn SplitReader<T>>, String> {
+        let range = self
+            .splits
+            .get(split.0 as usize)
+            .ok_or_else(|| format!("no file range for {split}"))?;
+        let (path, _) = &self.files[range.file];
+        let reader = FileReader::open(path, self.format, range.start, range.end, resume)?;
+        Ok(Box::new(reader))
+    }
+}
+
+impl<T: DeserializeOwned> SplitReader<T> for FileReader<T> {
+    fn position(&self) -> Vec<u8> {
+        let (offset, line) = FileReader::position(self);
+        position_of(&[offset, line])
+    }
+
+    fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
+        FileReader::read(self, max, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::MAX_RECORD_BYTES;
+    use serde::{Deserialize, Serialize};
+    use weir::{DeadLetter, Origin, Raw, Sink, WorkerIndex};
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq, Clone)]
+    struct Rec {
+        id: u64,
+        ts_ms: u64,
+    }
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("weir-file-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    fn read_split(source: &mut FileSource<Rec>, split: u32) -> Vec<ReadItem<Rec>> {
+        let mut reader = Source::open(source, SplitId(split)).expect("opens");
+        let mut out = Vec::new();
+        while reader.read(3, &mut out).expect("reads") != ReadStatus::Done {}
+        out
+    }
+
+    #[test]
+    fn jsonl_with_bad_and_oversized_lines() {
+        let dir = temp("jsonl");
+        let path = dir.join("in.jsonl");
+        let huge = format!(
+            "{{\"id\": 9, \"ts_ms\": 1, \"pad\": \"{}\"}}",
+            "x".repeat(MAX_RECORD_BYTES)
+        );
+        std::fs::write(
+            &path,
+            format!(
+                "{{\"id\":1,\"ts_ms\":10}}\n\n{{\"id\":2}}\n{huge}\n{{\"id\":3,\"ts_ms\":30}}\n"
+            ),
+        )
+        .expect("write");
+        let mut source = FileSource::<Rec>::open(&path, Format::Jsonl).expect("exists");
+        let items = read_split(&mut source, 0);
+        let good: Vec<u64> = items
+            .iter()
+            .filter_map(|i| match i {
+                ReadItem::Record(r) => Some(r.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(good, vec![1, 3]);
+        let bad: Vec<(u64, String)> = items
+            .iter()
+            .filter_map(|i| match i {
+                ReadItem::Bad(d) => match &d.origin {
+                    Origin::File { line, .. } => Some((*line, d.reason.clone())),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert_eq!(bad[0].0, 3);
+        assert!(bad[0].1.contains("missing field `ts_ms`"), "{bad:?}");
+        assert_eq!(bad[1].0, 4);
+        assert!(bad[1].1.contains("exceeds"), "{bad:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_csv_file_resumes_mid_file_from_its_position() {
+        let dir = temp("resume");
+        let path = dir.join("in.csv");
+        let mut text = String::from("ts_ms,id\n");
+        for i in 0..50 {
+            text.push_str(&format!("{},{}\n", i * 10, i));
+            if i == 20 {
+                text.push_str("bad,line\n");
+            }
+        }
+        std::fs::write(&path, text).expect("write");
+        let mut source = FileSource::<Rec>::open(&path, Format::Csv).expect("exists");
+        let straight = read_split(&mut source, 0);
+        let mut reader = Source::open(&mut source, SplitId(0)).expect("opens");
+        let mut resumed = Vec::new();
+        reader.read(25, &mut resumed).expect("reads");
+        let position = reader.position();
+        let mut reader = source.open_at(SplitId(0), &position).expect("reopens");
+        while reader.read(7, &mut resumed).expect("reads") != ReadStatus::Done {}
+        // Same records, and the dead letter after the resume names the same line.
+        assert_eq!(resumed, straight);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_directory_is_one_split_per_file_in_name_order() {
+        let dir = temp("dir");
+        std::fs::write(dir.join("b.csv"), "ts_ms,id\n20,2\n").expect("write");
+        std::fs::write(dir.join("a.csv"), "id,ts_ms\n1,10\n").expect("write");
+        std::fs::write(dir.join(".hidden.csv"), "garbage").expect("write");
+        let mut source = FileSource::<Rec>::open(&dir, Format::Csv).expect("exists");
+        assert_eq!(source.splits(), 2);
+        let first = read_split(&mut source, 0);
+        let second = read_split(&mut source, 1);
+        assert_eq!(first, vec![ReadItem::Record(Rec { id: 1, ts_ms: 10 })]);
+        assert_eq!(second, vec![ReadItem::Record(Rec { id: 2, ts_ms: 20 })]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn missing_input_and_empty_directory_are_refused_with_the_path() {
+        let e = FileSource::<Rec>::open("/nonexistent/x.csv", Format::Csv).expect_err("missing");
+        assert!(
+            e.contains("/nonexistent/x.csv") && e.contains("no such file"),
+            "{e}"
+        );
+        let dir = temp("empty");
+        let e = FileSource::<Rec>::open(&dir, Format::Csv).expect_err("empty");
+        assert!(e.contains("no files"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn file_sink_writes_csv_and_jsonl() {
+        let dir = temp("sink");
+        for (format, expected) in [
+            (Format::Csv, "id,ts_ms\n1,10\n2,20\n"),
+            (
+                Format::Jsonl,
+                "{\"id\":1,\"ts_ms\":10}\n{\"id\":2,\"ts_ms\":20}\n",
+            ),
+        ] {
+            let path = dir.join(format!("out.{format}"));
+            let mut sink = FileSink::<Rec>::create(&path, format);
+            sink.open(WorkerIndex(0)).expect("open");
+            let mut batch = vec![Rec { id: 1, ts_ms: 10 }, Rec { id: 2, ts_ms: 20 }];
+            sink.write(&mut batch).expect("write");
+            sink.flush().expect("flush");
+            assert_eq!(std::fs::read_to_string(&path).expect("read"), expected);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Every item of every split of `source`, split after split, read `batch` at a time.
+    fn read_all(source: &mut FileSource<Rec>, batch: usize) -> Vec<ReadItem<Rec>> {
+        let mut out = Vec::new();
+        for split in 0..source.splits() {
+            let mut reader = Source::open(source, SplitId(split)).expect("opens");
+            while reader.read(batch, &mut out).expect("reads") != ReadStatus::Done {}
+        }
+        out
+    }
+
+    fn bad_lines(items: &[ReadItem<Rec>]) -> Vec<(u64, u64, Vec<u8>)> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                ReadItem::Bad(d) => match &d.origin {
+                    Origin::File { line, offset, .. } => {
+                        Some((*line, *offset, d.raw.as_bytes().to_vec()))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A file of `rows` records with a bad record every 7th row, blank and
+    /// CRLF lines mixed in; returns the text and the (line, offset, bytes)
+    /// of each bad record, computed independently of the reader.
+    fn mixed_file(format: Format, rows: u64) -> (String, Vec<(u64, u64, Vec<u8>)>) {
+        let mut text = String::new();
+        let mut bad = Vec::new();
+        let mut line = 1;
+        if format == Format::Csv {
+            text.push_str("id,ts_ms\n");
+            line += 1;
+        }
+        for i in 0..rows {
+            let row = if i % 7 == 3 {
+                let row = match format {
+                    Format::Csv => format!("{i},late{i}"),
+                    Format::Jsonl => format!("{{\"id\":{i},\"ts_ms\":\"x\"}}"),
+                };
+                bad.push((line, text.len() as u64, row.clone().into_bytes()));
+                row
+            } else {
+                match format {
+                    Format::Csv => format!("{i},{}", i * 10),
+                    Format::Jsonl => format!("{{\"id\":{i},\"ts_ms\":{}}}", i * 10),
+                }
+            };
+            text.push_str(&row);
+            text.push_str(if i % 5 == 0 { "\r\n" } else { "\n" });
+            line += 1;
+            if i % 11 == 0 {
+                text.push('\n');
+                line += 1;
+            }
+        }
+        (text, bad)
+    }
+
+    #[test]
+    fn ranges_of_any_size_read_every_record_once_with_exact_lines_and_offsets() {
+        let dir = temp("ranges");
+        for format in [Format::Csv, Format::Jsonl] {
+            let (text, expected_bad) = mixed_file(format, 300);
+            let path = dir.join(format!("in.{format}"));
+            std::fs::write(&path, &text).expect("write");
+            let expected_good: Vec<u64> = (0..300).filter(|i| i % 7 != 3).collect();
+            for split_bytes in [0, 1, 2, 7, 64, 100, 1000, 1 << 20] {
+                let mut source = FileSource::<Rec>::open(&path, format)
+                    .expect("exists")
+                    .split_bytes(split_bytes);
+                if split_bytes > 0 {
+                    let n = (text.len() as u64).div_ceil(split_bytes);
+                    assert_eq!(u64::from(source.splits()), n);
+                }
+                for batch in [1, 5, 4096] {
+                    let items = read_all(&mut source, batch);
+                    let good: Vec<u64> = items
+                        .iter()
+                        .filter_map(|i| match i {
+                            ReadItem::Record(r) => Some(r.id),
+                            _ => None,
+                        })
+                        .collect();
+                    assert_eq!(good, expected_good, "{format} split {split_bytes}");
+                    assert_eq!(
+                        bad_lines(&items),
+                        expected_bad,
+                        "{format} split {split_bytes} batch {batch}"
+                    );
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn quoted_line_breaks_are_one_record_and_a_split_through_one_fails_loudly() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Note {
+            id: u64,
+            text: String,
+        }
+        let dir = temp("quoted");
+        let path = dir.join("in.csv");
+        let text = "id,text\n1,\"two\nlines\"\n2,\"say \"\"hi\"\"\"\n3,x\n4,\"a,b\"\n";
+        std::fs::write(&path, text).expect("write");
+        let mut source = FileSource::<Note>::open(&path, Format::Csv).expect("exists");
+        let mut reader = Source::open(&mut source, SplitId(0)).expect("opens");
+        let mut items = Vec::new();
+        while reader.read(10, &mut items).expect("reads") != ReadStatus::Done {}
+        let notes: Vec<Note> = items
+            .into_iter()
+            .filter_map(|i| match i {
+                ReadItem::Record(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        let note = |id: u64, text: &str| Note {
+            id,
+            text: text.into(),
+        };
+        assert_eq!(
+            notes,
+            vec![
+                note(1, "two\nlines"),
+                note(2, "say \"hi\""),
+                note(3, "x"),
+                note(4, "a,b")
+            ]
+        );
+        // A range boundary inside the quoted line break: the split owning
+        // the record fails the job instead of letting the next one decode
+        // half of it.
+        let boundary = text.find("lines").expect("in text") as u64;
+        let mut source = FileSource::<Note>::open(&path, Format::Csv)
+            .expect("exists")
+            .split_bytes(boundary);
+        let mut reader = Source::open(&mut source, SplitId(0)).expect("opens");
+        let mut items = Vec::new();
+        let error = loop {
+            match reader.read(10, &mut items) {
+                Ok(ReadStatus::Done) => panic!("split 0 ended without noticing"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert!(error.contains("--split-size 0"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn binary_garbage_is_kept_byte_for_byte_and_oversized_records_are_cut_at_the_cap() {
+        let dir = temp("binary");
+        for format in [Format::Csv, Format::Jsonl] {
+            let path = dir.join(format!("in.{format}"));
+            let garbage: Vec<u8> = vec![0xff, 0xfe, b',', 0x00, 0xc3, b'(', b'\r'];
+            let huge_len = MAX_RECORD_BYTES + 12_345;
+            let huge = vec![b'7'; huge_len];
+            let mut bytes = Vec::new();
+            if format == Format::Csv {
+                bytes.extend_from_slice(b"id,ts_ms\n1,10\n");
+            } else {
+                bytes.extend_from_slice(b"{\"id\":1,\"ts_ms\":10}\n");
+            }
+            let garbage_at = bytes.len() as u64;
+            bytes.extend_from_slice(&garbage);
+            bytes.push(b'\n');
+            let huge_at = bytes.len() as u64;
+            bytes.extend_from_slice(&huge);
+            bytes.push(b'\n');
+            if format == Format::Csv {
+                bytes.extend_from_slice(b"2,20\n");
+            } else {
+                bytes.extend_from_slice(b"{\"id\":2,\"ts_ms\":20}\n");
+            }
+            std::fs::write(&path, &bytes).expect("write");
+            let mut source = FileSource::<Rec>::open(&path, format).expect("exists");
+            let items = read_all(&mut source, 3);
+            let (mut good, mut bad) = (Vec::new(), Vec::new());
+            for item in items {
+                match item {
+                    ReadItem::Record(r) => good.push(r.id),
+                    ReadItem::Bad(d) => bad.push(d),
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!(good, vec![1, 2], "{format}");
+            assert_eq!(bad.len(), 2, "{format}: {bad:?}");
+            let first_line = if format == Format::Csv { 3 } else { 2 };
+            assert_eq!(
+                bad[0].origin,
+                Origin::File {
+                    path: path.display().to_string(),
+                    line: first_line,
+                    offset: garbage_at
+                }
+            );
+            // The exact bytes, less the line end, survive JSON and back.
+            let json = serde_json::to_string(&bad[0]).expect("json");
+            let back: DeadLetter = serde_json::from_str(&json).expect("back");
+            assert_eq!(
+                back.raw.as_bytes(),
+                &garbage[..garbage.len() - 1],
+                "{format}"
+            );
+            assert!(json.contains("\"raw_encoding\":\"base64\""), "{json}");
+            assert!(bad[1].reason.contains("exceeds"), "{}", bad[1].reason);
+            assert_eq!(bad[1].raw.original_len(), huge_len as u64, "{format}");
+            assert_eq!(bad[1].raw.as_bytes(), &huge[..Raw::CAP]);
+            assert!(matches!(
+                bad[1].origin,
+                Origin::File { line, offset, .. } if line == first_line + 1 && offset == huge_at
+            ));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_range_resumes_mid_range_from_its_position() {
+        let dir = temp("resume-range");
+        let (text, _) = mixed_file(Format::Csv, 200);
+        let path = dir.join("in.csv");
+        std::fs::write(&path, &text).expect("write");
+        let mut source = FileSource::<Rec>::open(&path, Format::Csv)
+            .expect("exists")
+            .split_bytes(500);
+        for split in 0..source.splits() {
+            let mut straight = Vec::new();
+            let mut reader = Source::open(&mut source, SplitId(split)).expect("opens");
+            while reader.read(4096, &mut straight).expect("reads") != ReadStatus::Done {}
+            let mut resumed = Vec::new();
+            let mut reader = Source::open(&mut source, SplitId(split)).expect("opens");
+            reader.read(4, &mut resumed).expect("reads");
+            let position = reader.position();
+            let mut reader = source.open_at(SplitId(split), &position).expect("reopens");
+            while reader.read(3, &mut resumed).expect("reads") != ReadStatus::Done {}
+            assert_eq!(resumed, straight, "split {split}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,537 @@
+//! Reading one split of a file: a byte range, decoded record by record from
+//! one buffer, with one CSV parser for the whole split.
+//!
+//! A split owns the records whose first byte lies in its range `[start,
+//! end)`. A record starts at the file's first byte or after a line feed, so
+//! a split whose range starts inside the file begins reading after the first
+//! line feed at or after `start - 1`, and it reads its last record to the
+//! end even past `end`. Every record thus belongs to exactly one split,
+//! whatever the worker count. A CSV record whose quoted field holds a line
+//! feed at `end - 1` or later would be cut in two by that rule; the split
+//! that owns it notices (it reads the whole record) and fails the job with a
+//! message naming `--split-size 0`, rather than let the next split decode
+//! half a record.
+//!
+//! Lines are counted as records are read; a split that starts inside the
+//! file counts the lines before it only when it first needs a line number
+//! (for a dead letter), so ordinary reading never scans the file twice.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use weir::{DeadLetter, Origin, Raw, ReadItem, ReadStatus};
+
+use super::describe_io;
+use crate::format::{decode_csv_record, CsvParser, Format, Parsed, MAX_RECORD_BYTES};
+
+/// Bytes read from the file at a time.
+const CHUNK: usize = 256 << 10;
+
+/// A file's bytes from some offset on, read in chunks into one buffer.
+struct Buffer {
+    file: File,
+    data: Vec<u8>,
+    /// The first byte not yet consumed.
+    pos: usize,
+    /// The end of the bytes read.
+    filled: usize,
+    /// The file offset of `data[0]`.
+    base: u64,
+    eof: bool,
+}
+
+impl Buffer {
+    fn at(mut file: File, offset: u64) -> std::io::Result<Buffer> {
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Buffer {
+            file,
+            data: vec![0; CHUNK],
+            pos: 0,
+            filled: 0,
+            base: offset,
+            eof: false,
+        })
+    }
+
+    /// Reads more bytes, dropping those before `keep` (an index into the
+    /// data); returns by how much indices moved down. At the end of the
+    /// file, sets `eof` instead.
+    fn fill(&mut self, keep: usize) -> std::io::Result<usize> {
+        if keep > 0 {
+            self.data.copy_within(keep..self.filled, 0);
+            self.filled -= keep;
+            self.pos -= keep;
+            self.base += keep as u64;
+        }
+        if self.filled == self.data.len() {
+            let len = self.data.len();
+            self.data.resize(len * 2, 0);
+        }
+        loop {
+            match self.file.read(&mut self.data[self.filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(keep);
+                }
+                Ok(n) => {
+                    self.filled += n;
+                    return Ok(keep);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A record too long to decode, while it is being skipped.
+struct Big {
+    offset: u64,
+    newlines_before: u64,
+    /// Its bytes so far.
+    len: u64,
+}
+
+/// One record's place in the file.
+struct Found {
+    /// File offset of its first byte (after any blank lines before it).
+    offset: u64,
+    /// Its line, counted from the split's first line (1-based).
+    line: u64,
+    /// Buffer indices of its bytes (without blank lines and line end).
+    start: usize,
+    end: usize,
+    /// Its length in bytes when it was too long to keep (`start..end` is
+    /// then empty; the reader's `oversized` holds its first bytes).
+    too_long: Option<u64>,
+}
+
+/// Reads one split's records of type `T`.
+pub(super) struct FileReader<T> {
+    buffer: Buffer,
+    display: String,
+    path: PathBuf,
+    format: Format,
+    /// End of the range this split owns (exclusive).
+    end: u64,
+    /// Where this split's reading began (after the line it skipped).
+    first: u64,
+    /// Lines of the file before `first`, once counted.
+    lines_before: Option<u64>,
+    csv: CsvParser,
+    /// The header: `None` until read (the file's first split reads it as
+    /// its first record), `Err` if it was unusable.
+    headers: Option<Result<csv::ByteRecord, String>>,
+    record: csv::ByteRecord,
+    /// The first bytes of a record too long to keep.
+    oversized: Vec<u8>,
+    /// For JSON lines: the line the next record starts on (relative).
+    line: u64,
+    done: bool,
+    _record: PhantomData<T>,
+}
+
+impl<T: DeserializeOwned> FileReader<T> {
+    /// Opens the split `[start, end)` of `path`; `resume` is a position
+    /// [`FileReader::position`] returned (offset and relative line).
+    pub(super) fn open(
+        path: &Path,
+        format: Format,
+        start: u64,
+        end: u64,
+        resume: Option<(u64, u64)>,
+    ) -> Result<FileReader<T>, String> {
+        let io = |what: &str, e: std::io::Error| {
+            format!("{}: {what}{}", path.display(), describe_io(&e))
+        };
+        let open = || File::open(path).map_err(|e| io("", e));
+        let first = if start == 0 {
+            0
+        } else {
+            line_start_after(open()?, start - 1).map_err(|e| io("finding a line start: ", e))?
+        };
+        let (offset, line) = resume.unwrap_or((first, 1));
+        let buffer = Buffer::at(open()?, offset).map_err(|e| io("seeking: ", e))?;
+        let mut reader = FileReader {
+            buffer,
+            display: path.display().to_string(),
+            path: path.to_path_buf(),
+            format,
+            end,
+            first,
+            lines_before: None,
+            csv: CsvParser::new(),
+            headers: None,
+            record: csv::ByteRecord::new(),
+            oversized: Vec::new(),
+            line,
+            done: false,
+            _record: PhantomData,
+        };
+        reader.csv.set_line(line);
+        if format == Format::Csv && offset > 0 {
+            let header = read_header(open()?).map_err(|e| io("reading the header: ", e))?;
+            reader.headers = Some(header);
+        }
+        Ok(reader)
+    }
+
+    /// Where reading continues: the next record's offset and line.
+    pub(super) fn position(&self) -> (u64, u64) {
+        let line = match self.format {
+            Format::Csv => self.csv.line(),
+            Format::Jsonl => self.line,
+        };
+        (self.buffer.base + self.buffer.pos as u64, line)
+    }
+
+    pub(super) fn read(
+        &mut self,
+        max: usize,
+        out: &mut Vec<ReadItem<T>>,
+    ) -> Result<ReadStatus, String> {
+        let mut produced = 0;
+        while produced < max {
+            if self.done {
+                return Ok(ReadStatus::Done);
+            }
+            let found = match self.format {
+                Format::Csv => self.next_csv()?,
+                Format::Jsonl => self.next_line()?,
+            };
+            let Some(found) = found else {
+                self.done = true;
+                return Ok(ReadStatus::Done);
+            };
+            if found.offset >= self.end {
+                // The next split's first record: this split is done.
+                self.done = true;
+                return Ok(ReadStatus::Done);
+            }
+            if let Some(item) = self.decode(&found)? {
+                out.push(item);
+                produced += 1;
+            }
+        }
+        Ok(ReadStatus::Ready)
+    }
+
+    /// The next CSV record, or `None` at the end of the file.
+    fn next_csv(&mut self) -> Result<Option<Found>, String> {
+        self.csv.clear();
+        self.oversized.clear();
+        let line_before = self.csv.line();
+        let mut start = self.buffer.pos;
+        let mut fed = start;
+        let mut big: Option<Big> = None;
+        loop {
+            if fed == self.buffer.filled && !self.buffer.eof {
+                // An empty feed means the end of the data: read first.
+                self.buffer.pos = start;
+                let shift = self.fill(start)?;
+                start -= shift;
+                fed -= shift;
+                continue;
+            }
+            let (parsed, n) = self.csv.feed(&self.buffer.data[fed..self.buffer.filled]);
+            fed += n;
+            match parsed {
+                Parsed::Record => break,
+                Parsed::End => {
+                    self.buffer.pos = fed;
+                    return Ok(None);
+                }
+                Parsed::NeedInput => {
+                    if let Some(big) = &mut big {
+                        big.len += (fed - start) as u64;
+                        start = fed;
+                    } else if fed - start > MAX_RECORD_BYTES {
+                        // Too long to decode: keep its first bytes for the
+                        // dead letter and stop buffering it.
+                        let bytes = &self.buffer.data[start..fed];
+                        let blank = leading_blank(bytes);
+                        let kept = &bytes[blank..(blank + Raw::CAP).min(bytes.len())];
+                        self.oversized.extend_from_slice(kept);
+                        self.csv.discard();
+                        big = Some(Big {
+                            offset: self.buffer.base + (start + blank) as u64,
+                            newlines_before: newlines(&bytes[..blank]),
+                            len: (bytes.len() - blank) as u64,
+                        });
+                        start = fed;
+                    }
+                }
+            }
+        }
+        self.buffer.pos = fed;
+        let blank = match big {
+            None => leading_blank(&self.buffer.data[start..fed]),
+            Some(_) => 0,
+        };
+        let mut end = fed;
+        while end > start + blank && matches!(self.buffer.data[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        if let Some(big) = big {
+            return Ok(Some(Found {
+                offset: big.offset,
+                line: line_before + big.newlines_before,
+                start: end,
+                end,
+                too_long: Some(big.len + (end - start) as u64),
+            }));
+        }
+        let offset = self.buffer.base + (start + blank) as u64;
+        if end - (start + blank) > MAX_RECORD_BYTES {
+            let first = start + blank;
+            self.oversized
+                .extend_from_slice(&self.buffer.data[first..first + Raw::CAP]);
+            return Ok(Some(Found {
+                offset,
+                line: line_before + newlines(&self.buffer.data[start..first]),
+                start: end,
+                end,
+                too_long: Some((end - first) as u64),
+            }));
+        }
+        if offset < self.end && self.buffer.base + fed as u64 > self.end {
+            // This record straddles the range's end: the next split starts
+            // after the first line feed at or after `end - 1`, which must be
+            // this record's own line end.
+            let from = (self.end - 1).saturating_sub(self.buffer.base) as usize;
+            if self.buffer.data[from.max(start + blank)..end].contains(&b'\n') {
+                return Err(format!(
+                    "{}: a quoted CSV field holds a line break at byte {} where the \
+                     file is split for parallel reading; read it whole with --split-size 0",
+                    self.display, self.end
+                ));
+            }
+        }
+        Ok(Some(Found {
+            offset,
+            line: line_before + newlines(&self.buffer.data[start..start + blank]),
+            start: start + blank,
+            end,
+            too_long: None,
+        }))
+    }
+
+    /// The next JSON line, or `None` at the end of the file.
+    fn next_line(&mut self) -> Result<Option<Found>, String> {
+        self.oversized.clear();
+        let mut big: Option<Big> = None;
+        let mut scan = self.buffer.pos;
+        loop {
+            let start = self.buffer.pos;
+            let found = memchr::memchr(b'\n', &self.buffer.data[scan..self.buffer.filled]);
+            let (end, next) = match found {
+                Some(i) => (scan + i, scan + i + 1),
+                None if self.buffer.eof => (self.buffer.filled, self.buffer.filled),
+                None => {
+                    let filled = self.buffer.filled;
+                    if let Some(big) = &mut big {
+                        big.len += (filled - start) as u64;
+                        self.buffer.pos = filled;
+                    } else if filled - start > MAX_RECORD_BYTES {
+                        let kept = &self.buffer.data[start..start + Raw::CAP];
+                        self.oversized.extend_from_slice(kept);
+                        big = Some(Big {
+                            offset: self.buffer.base + start as u64,
+                            newlines_before: 0,
+                            len: (filled - start) as u64,
+                        });
+                        self.buffer.pos = filled;
+                    }
+                    let shift = self.fill(self.buffer.pos)?;
+                    scan = filled - shift;
+                    continue;
+                }
+            };
+            if start == next && big.is_none() {
+                return Ok(None);
+            }
+            self.buffer.pos = next;
+            let line = self.line;
+            self.line += 1;
+            let mut trimmed = end;
+            if trimmed > start && self.buffer.data[trimmed - 1] == b'\r' {
+                trimmed -= 1;
+            }
+            if big.is_none() && trimmed - start > MAX_RECORD_BYTES {
+                let kept = &self.buffer.data[start..start + Raw::CAP];
+                self.oversized.extend_from_slice(kept);
+                big = Some(Big {
+                    offset: self.buffer.base + start as u64,
+                    newlines_before: 0,
+                    len: 0,
+                });
+            }
+            return Ok(Some(match big {
+                None => Found {
+                    offset: self.buffer.base + start as u64,
+                    line,
+                    start,
+                    end: trimmed,
+                    too_long: None,
+                },
+                Some(big) => Found {
+                    offset: big.offset,
+                    line,
+                    start: trimmed,
+                    end: trimmed,
+                    too_long: Some(big.len + (trimmed - start) as u64),
+                },
+            }));
+        }
+    }
+
+    fn fill(&mut self, keep: usize) -> Result<usize, String> {
+        self.buffer
+            .fill(keep)
+            .map_err(|e| format!("{}: read failed: {}", self.display, describe_io(&e)))
+    }
+
+    /// Decodes a found record: the record, a dead letter, or nothing (a
+    /// blank line, or the header).
+    fn decode(&mut self, found: &Found) -> Result<Option<ReadItem<T>>, String> {
+        if let Some(len) = found.too_long {
+            let reason = format!("record of {len} bytes exceeds the {MAX_RECORD_BYTES}-byte limit");
+            let raw = Raw::cut(&self.oversized, len);
+            return self.dead(found, reason, raw).map(Some);
+        }
+        let bytes = &self.buffer.data[found.start..found.end];
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let reason = match self.format {
+            Format::Jsonl => match serde_json::from_slice::<T>(bytes) {
+                Ok(record) => return Ok(Some(ReadItem::Record(record))),
+                Err(e) => format!("malformed JSON: {e}"),
+            },
+            Format::Csv => {
+                self.csv.record_into(&mut self.record);
+                match &self.headers {
+                    None => {
+                        let headers = self.record.iter().map(<[u8]>::trim_ascii).collect();
+                        self.headers = Some(Ok(headers));
+                        return Ok(None);
+                    }
+                    Some(Ok(headers)) => match decode_csv_record::<T>(headers, &self.record) {
+                        Ok(r) => return Ok(Some(ReadItem::Record(r))),
+                        Err(reason) => reason,
+                    },
+                    Some(Err(reason)) => reason.clone(),
+                }
+            }
+        };
+        let raw = Raw::bytes(&self.buffer.data[found.start..found.end]);
+        self.dead(found, reason, raw).map(Some)
+    }
+
+    fn dead(&mut self, found: &Found, reason: String, raw: Raw) -> Result<ReadItem<T>, String> {
+        if self.format == Format::Csv && self.headers.is_none() {
+            // An unusable first record leaves the file without a header.
+            self.headers = Some(Err(format!(
+                "the file's header (line 1) is unusable: {reason}"
+            )));
+        }
+        let lines_before = match self.lines_before {
+            Some(n) => n,
+            None if self.first == 0 => 0,
+            None => {
+                let n = count_lines(&self.path, self.first).map_err(|e| {
+                    format!("{}: counting lines: {}", self.display, describe_io(&e))
+                })?;
+                *self.lines_before.insert(n)
+            }
+        };
+        Ok(ReadItem::Bad(DeadLetter {
+            source: String::new(),
+            origin: Origin::File {
+                path: self.display.clone(),
+                line: lines_before + found.line,
+                offset: found.offset,
+            },
+            reason,
+            raw,
+        }))
+    }
+}
+
+/// The line feeds in `bytes`.
+fn newlines(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
+}
+
+/// The count of line-end bytes (`\r`, `\n`) at the start of `bytes`.
+fn leading_blank(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .take_while(|&&b| b == b'\n' || b == b'\r')
+        .count()
+}
+
+/// The offset just after the first line feed at or after `from` (or the
+/// file's end).
+fn line_start_after(file: File, from: u64) -> std::io::Result<u64> {
+    let mut buffer = Buffer::at(file, from)?;
+    loop {
+        if let Some(i) = memchr::memchr(b'\n', &buffer.data[buffer.pos..buffer.filled]) {
+            return Ok(buffer.base + (buffer.pos + i + 1) as u64);
+        }
+        if buffer.eof {
+            return Ok(buffer.base + buffer.filled as u64);
+        }
+        buffer.pos = buffer.filled;
+        let keep = buffer.pos;
+        buffer.fill(keep)?;
+    }
+}
+
+/// The line feeds in the first `len` bytes of the file.
+fn count_lines(path: &Path, len: u64) -> std::io::Result<u64> {
+    let mut file = File::open(path)?.take(len);
+    let mut chunk = vec![0; CHUNK];
+    let mut lines = 0;
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(lines),
+            Ok(n) => lines += newlines(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The header of a CSV file: its first record, names trimmed.
+fn read_header(file: File) -> std::io::Result<Result<csv::ByteRecord, String>> {
+    let mut buffer = Buffer::at(file, 0)?;
+    let mut parser = CsvParser::new();
+    loop {
+        if buffer.pos == buffer.filled && !buffer.eof {
+            let keep = buffer.pos;
+            buffer.fill(keep)?;
+            continue;
+        }
+        let (parsed, n) = parser.feed(&buffer.data[buffer.pos..buffer.filled]);
+        buffer.pos += n;
+        match parsed {
+            Parsed::Record => {
+                let mut record = csv::ByteRecord::new();
+                parser.record_into(&mut record);
+                return Ok(Ok(record.iter().map(<[u8]>::trim_ascii).collect()));
+            }
+            Parsed::End => return Ok(Err("the file has no header".into())),
+            Parsed::NeedInput => {
+                if buffer.base + buffer.pos as u64 > MAX_RECORD_BYTES as u64 {
+                    return Ok(Err(format!(
+                        "the file's header (line 1) exceeds the {MAX_RECORD_BYTES}-byte limit"
+                    )));
+                }
+            }
+        }
+    }
+}
