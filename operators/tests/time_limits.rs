@@ -341,8 +341,9 @@ fn is_low(ts: u64) -> bool {
     ts < ORDINARY_FROM - 2 * 1_500
 }
 
-/// Mixes extreme records into `splits` anywhere, on any key (ordinary or
-/// their own), with a few explicit watermarks at the end of time.
+/// Mixes extreme records into `splits` on any key (ordinary or their own):
+/// low values anywhere, high ones in a split's second half; with a few
+/// explicit watermarks at the end of time.
 fn mix_anywhere(rng: &mut SplitMix64, splits: &mut [Vec<Step>], values: &[u64], count: usize) {
     for j in 0..count {
         let ts = values[rng.below(values.len() as u64) as usize];
@@ -352,7 +353,10 @@ fn mix_anywhere(rng: &mut SplitMix64, splits: &mut [Vec<Step>], values: &[u64], 
             EXTREME_KEY + rng.below(3) as u32
         };
         let split = &mut splits[rng.below(splits.len() as u64) as usize];
-        let at = rng.below(split.len() as u64 + 1) as usize;
+        // High values in a split's second half, so that the records before
+        // them have windows of their own; low ones anywhere.
+        let from = if is_low(ts) { 0 } else { split.len() / 2 };
+        let at = from + rng.below((split.len() - from) as u64 + 1) as usize;
         split.insert(at, Step::Record((key, ts, EXTREME_ID + j as u64)));
         if rng.chance(0.1) {
             let at = rng.below(split.len() as u64 + 1) as usize;
@@ -453,29 +457,31 @@ fn oracle_fixed(
     }
 }
 
+/// Per key, the open sessions as (start, end, ids), in u128.
+type OpenSessions = BTreeMap<u32, Vec<(u128, u128, Vec<u64>)>>;
+
 fn oracle_session(job: &WindowJob, gap: u64, records: &[(u64, Rec)], out: &mut Vec<Out>) {
     let name = job.name.to_string();
     let mut order = records.to_vec();
     order.sort_by_key(|(stamp, _)| *stamp);
     // Per key: open sessions as (start, end, ids), ends in u128.
-    let mut open: BTreeMap<u32, Vec<(u128, u128, Vec<u64>)>> = BTreeMap::new();
-    let close =
-        |open: &mut BTreeMap<u32, Vec<(u128, u128, Vec<u64>)>>, out: &mut Vec<Out>, upto: u128| {
-            for (key, sessions) in open.iter_mut() {
-                let (done, keep): (Vec<_>, Vec<_>) = sessions
-                    .drain(..)
-                    .partition(|(_, end, _)| fire_at(*end, job.lateness) <= upto);
-                *sessions = keep;
-                for (start, end, mut ids) in done {
-                    ids.sort_unstable();
-                    let window = Window {
-                        start: start as u64,
-                        end: end as u64,
-                    };
-                    out.push(Out::Fired(name.clone(), *key, window, ids));
-                }
+    let mut open: OpenSessions = BTreeMap::new();
+    let close = |open: &mut OpenSessions, out: &mut Vec<Out>, upto: u128| {
+        for (key, sessions) in open.iter_mut() {
+            let (done, keep): (Vec<_>, Vec<_>) = sessions
+                .drain(..)
+                .partition(|(_, end, _)| fire_at(*end, job.lateness) <= upto);
+            *sessions = keep;
+            for (start, end, mut ids) in done {
+                ids.sort_unstable();
+                let window = Window {
+                    start: start as u64,
+                    end: end as u64,
+                };
+                out.push(Out::Fired(name.clone(), *key, window, ids));
             }
-        };
+        }
+    };
     for (stamp, (key, ts, id)) in order {
         close(&mut open, out, stamp as u128);
         let (start, end) = (ts as u128, ts as u128 + gap as u128);
@@ -654,6 +660,8 @@ fn the_oracle_holds_with_extremes_anywhere() {
     for (seed, strategy) in [
         (1u64, STRATEGY),
         (2, STRATEGY),
+        (4, STRATEGY),
+        (5, STRATEGY),
         // Bound 0 and a quantum that divides u64::MAX: a record at MAX
         // would move the watermark to MAX; it stops at MAX - 1.
         (
@@ -665,8 +673,8 @@ fn the_oracle_holds_with_extremes_anywhere() {
         ),
     ] {
         let mut rng = SplitMix64::new(seed);
-        let mut splits = ordinary(&mut rng, 3, 120);
-        mix_anywhere(&mut rng, &mut splits, &values, 14);
+        let mut splits = ordinary(&mut rng, 3, 200);
+        mix_anywhere(&mut rng, &mut splits, &values, 16);
         let expected = oracle(&splits, strategy);
         // The far-future effect is exercised: ordinary records that only
         // the extreme ones made late.
@@ -704,7 +712,7 @@ fn the_oracle_holds_with_extremes_anywhere() {
 fn ordinary_results_do_not_see_isolated_extremes() {
     let values = extreme_values();
     let mut rng = SplitMix64::new(7);
-    let plain = ordinary(&mut rng, 2, 150);
+    let plain = ordinary(&mut rng, 3, 300);
     let mut mixed = plain.clone();
     mix_isolated(&mut rng, &mut mixed, &values);
     let expected = oracle(&mixed, STRATEGY);

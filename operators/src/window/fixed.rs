@@ -27,6 +27,9 @@ pub(crate) struct Slot<Acc> {
 /// Every key's accumulator in one window.
 pub(crate) type WindowState<K, Acc> = FastMap<K, Slot<Acc>>;
 
+/// Open windows by (fire time, start), each with every key's state.
+pub(crate) type Pending<K, Acc> = BTreeMap<(u64, u64), (Window, WindowState<K, Acc>)>;
+
 pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
     pub(crate) size: u64,
     pub(crate) slide: u64,
@@ -35,7 +38,7 @@ pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
     /// Open windows by (fire time, start): the fire time is `end +
     /// lateness`, saturated at `u64::MAX`, so windows near the end of time
     /// may share one; the start tells them apart. All keys' state for it.
-    pub(crate) pending: BTreeMap<(u64, u64), (Window, WindowState<K, A::Acc>)>,
+    pub(crate) pending: Pending<K, A::Acc>,
     pub(crate) scratch: Vec<Window>,
     /// When tracking: keys changed since the last checkpoint other than by
     /// a record (those are flagged in their [`Slot`]s, which costs a record
