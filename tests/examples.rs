@@ -571,3 +571,115 @@ fn ctrl_c_ends_the_input_flushes_windows_and_prints_the_summary() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A CSV file of generated readings (late and malformed ones included) with
+/// a line of binary garbage every 1 000 lines.
+fn readings_csv(path: &Path, events: u64) {
+    let config = GeneratorConfig {
+        events: Some(events),
+        keys: 40,
+        late_fraction: 0.01,
+        malformed_fraction: 0.01,
+        ..GeneratorConfig::default()
+    };
+    let generator = Generator::<Reading>::new(config).expect("valid config");
+    let mut bytes = b"device,ts_ms,value\n".to_vec();
+    for i in 0..events {
+        match generator.generate(i) {
+            Generation::Record(r) => bytes
+                .extend_from_slice(format!("{},{},{}\n", r.device, r.ts_ms, r.value).as_bytes()),
+            Generation::Malformed(line, _) => {
+                bytes.extend_from_slice(format!("{line}\n").as_bytes())
+            }
+        }
+        if i % 1_000 == 500 {
+            bytes.extend_from_slice(&[0xff, b',', 0x00, 0xc3, 0x28, b',', 0x80, b'\n']);
+        }
+    }
+    std::fs::write(path, bytes).expect("write input");
+}
+
+#[test]
+fn a_file_read_in_ranges_gives_the_same_output_on_1_2_4_workers_and_keeps_exact_bytes() {
+    let dir = temp_dir("iot-ranges");
+    let input = dir.join("readings.csv");
+    readings_csv(&input, 30_000);
+    let file = std::fs::read(&input).expect("read input");
+    let flags: Vec<String> = [
+        "--input",
+        &input.display().to_string(),
+        "--split-size",
+        "8K",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let runs: Vec<Run> = ["1", "2", "4"]
+        .iter()
+        .map(|w| {
+            run_job(
+                "iot",
+                &dir,
+                &format!("w{w}"),
+                &flags,
+                &["-w".into(), w.to_string()],
+            )
+        })
+        .collect();
+    assert!(
+        file.len() > 40 * 8 * 1024,
+        "the file spans many 8 KiB ranges"
+    );
+    assert!(runs[0].output.len() > 80, "{} rows", runs[0].output.len());
+    for (run, workers) in runs.iter().zip([1, 2, 4]).skip(1) {
+        assert_eq!(run.output, runs[0].output, "{workers} workers: output");
+        assert_eq!(run.dead, runs[0].dead, "{workers} workers: dead letters");
+    }
+    // Every malformed line's dead letter holds the file's exact bytes at its offset.
+    let mut from_file = 0;
+    let mut binary = 0;
+    for line in &runs[0].dead {
+        let d: serde_json::Value = serde_json::from_str(line).expect("dead letter json");
+        let Some(origin) = d["origin"].get("file") else {
+            continue;
+        };
+        from_file += 1;
+        let offset = origin["offset"].as_u64().expect("offset") as usize;
+        let len = d["raw_len"].as_u64().expect("raw_len") as usize;
+        let raw = d["raw"].as_str().expect("raw");
+        let kept: Vec<u8> = match d["raw_encoding"].as_str() {
+            Some("utf8") => raw.as_bytes().to_vec(),
+            Some("base64") => {
+                binary += 1;
+                base64_decode(raw)
+            }
+            other => panic!("raw_encoding {other:?}"),
+        };
+        assert_eq!(kept, &file[offset..offset + len], "{line}");
+        assert_eq!(file[offset + len], b'\n', "{line}: the whole line");
+        let number = origin["line"].as_u64().expect("line") as usize;
+        let newlines_before = file[..offset].iter().filter(|&&b| b == b'\n').count();
+        assert_eq!(number, newlines_before + 1, "{line}: its line number");
+    }
+    assert_eq!(binary, 30, "one binary line per 1 000 records");
+    assert!(from_file > 300, "{from_file} malformed lines");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Standard padded base64 (as dead letters write binary bytes).
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let v = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}

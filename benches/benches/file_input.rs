@@ -19,7 +19,9 @@
 //!
 //! Run: `cargo bench -p weir-benches --bench file_input` (release build).
 //! Optional: `-- --events N` (default 5 000 000), `--runs R` (default 3),
-//! `--input PATH`, `--format csv|jsonl` (default both).
+//! `--input PATH`, `--format csv|jsonl` (default both), `--only-workers N`
+//! (one engine run only, for profiling), `--split-size BYTES` (default 4 MiB: the file is read as ranges, so
+//! that 2 workers share it).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -116,7 +118,9 @@ fn baseline(path: &Path, format: Format) -> Vec<Row> {
 fn engine(path: &Path, format: Format, workers: usize) -> Vec<Row> {
     let capture = Capture::<Row>::new();
     let sink = capture.clone();
-    let source = FileSource::<Reading>::open(path, format).expect("input");
+    let source = FileSource::<Reading>::open(path, format)
+        .expect("input")
+        .split_bytes(arg("--split-size", 4 << 20));
     let args = RunArgs::threads(workers);
     let result = weir::run(&args, move |p| {
         p.source("readings", source.clone())
@@ -184,6 +188,18 @@ fn main() {
         let expected = baseline(&path, format);
         let records: u64 = expected.iter().map(|r| r.2).sum();
         println!("{records} records, {} windows", expected.len());
+        if let Some(workers) = arg_str("--only-workers") {
+            // For profiling: one engine run, nothing else measured.
+            let workers = workers.parse().expect("--only-workers N");
+            measure(
+                &format!("{format} weir -w {workers}"),
+                runs,
+                records,
+                &expected,
+                || engine(&path, format, workers),
+            );
+            continue;
+        }
         let name = |what: &str| format!("{format} {what}");
         let base = measure(
             &name("baseline (1 thread)"),

@@ -19,6 +19,17 @@ pub struct JobArgs {
     #[arg(long, value_name = "PATH")]
     pub input: Option<PathBuf>,
 
+    /// Also read --input files larger than this as several byte ranges
+    /// (splits, starting at line breaks) in parallel; 0, the default, reads
+    /// each file whole. The ranges depend on the file sizes only, so output
+    /// is the same on any worker count; each range has its own watermark, so
+    /// in a time-sorted file later ranges run ahead and order-sensitive steps
+    /// (sessions, process functions) hold their records in memory until the
+    /// earlier ranges catch up. Not for CSV whose quoted fields hold line
+    /// breaks. Bytes, or with K, M or G (powers of 1024).
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
+    pub split_size: u64,
+
     /// Format of --input: csv (with a header row) or jsonl. Default: from the extension, else csv.
     #[arg(long, value_name = "csv|jsonl")]
     pub format: Option<Format>,
@@ -95,7 +106,9 @@ impl JobArgs {
                 .format
                 .or_else(|| Format::from_path(path))
                 .unwrap_or(Format::Csv);
-            let source = FileSource::open(path, format).map_err(anyhow::Error::msg)?;
+            let source = FileSource::open(path, format)
+                .map_err(anyhow::Error::msg)?
+                .split_bytes(self.split_size);
             return Ok(Input::File(source));
         }
         let config = GeneratorConfig {
@@ -242,4 +255,25 @@ pub fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {
 /// A job's result as an `anyhow` result.
 pub fn finish(result: Result<weir::Summary, weir::JobError>) -> anyhow::Result<()> {
     result.map(|_| ()).map_err(anyhow::Error::new)
+}
+
+/// Parses a size: bytes, or a number with K, M or G (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(format!("`{text}`: use bytes, or a number with K, M or G")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}`: use bytes, or a number with K, M or G"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }

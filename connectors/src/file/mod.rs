@@ -1,15 +1,22 @@
 //! Files in and out: CSV and JSON lines, one file or a directory of them.
 //!
 //! A [`FileSource`] reads a file, or a directory's regular files in name
-//! order (hidden files skipped), as splits: byte ranges of about
-//! [`FileSource::DEFAULT_SPLIT_BYTES`] (16 MiB) each, so that workers read
-//! one large file in parallel. The ranges depend only on the file sizes,
-//! never on the worker count, so output is the same on any worker count;
-//! each range has its own watermark, as every split does. Each split is
-//! decoded from one buffer with one CSV parser (the `reader` module says
-//! how a range's records are found). Malformed lines, unparsable or missing
-//! timestamps and oversized records become dead letters naming the file,
-//! line and byte offset, with the record's exact bytes.
+//! order (hidden files skipped), one split per file, each decoded from one
+//! buffer with one CSV parser. [`FileSource::split_bytes`] also cuts large
+//! files into byte ranges, one split each, so that several workers read one
+//! file; the ranges depend only on the file sizes, never on the worker
+//! count, so output is the same on any worker count (the `reader` module
+//! says how a range's records are found). Each split has its own watermark,
+//! as every split does, so the ranges of a file sorted by time run ahead of
+//! its first range: windows (applied as records arrive) lose nothing by
+//! that, but order-sensitive operators (session windows, process functions)
+//! hold a later range's records until the earlier ranges' watermark catches
+//! up, which for one large time-sorted file is most of it. Ranges are
+//! therefore opt-in.
+//!
+//! Malformed lines, unparsable or missing timestamps and oversized records
+//! become dead letters naming the file, line and byte offset, with the
+//! record's exact bytes.
 //!
 //! A [`FileSink`] writes records to one file from worker 0 (at-least-once
 //! across a restore); [`crate::PartsSink`] writes a directory of per-epoch
@@ -48,10 +55,6 @@ struct Range {
 }
 
 impl<T> FileSource<T> {
-    /// The default split size: files larger than this are read as several
-    /// byte ranges, in parallel.
-    pub const DEFAULT_SPLIT_BYTES: u64 = 16 << 20;
-
     /// Lists the input: `path` is a file, or a directory whose files are read.
     /// Fails (with a message naming the path) if it does not exist or holds no files.
     pub fn open(path: impl AsRef<Path>, format: Format) -> Result<Self, String> {
@@ -95,12 +98,14 @@ impl<T> FileSource<T> {
             splits: Vec::new(),
             _record: PhantomData,
         };
-        source.split(Self::DEFAULT_SPLIT_BYTES);
+        source.split(0);
         Ok(source)
     }
 
-    /// Reads files in ranges of about `bytes` each (0: each file whole, as
-    /// one split; needed for CSV files whose quoted fields hold line breaks).
+    /// Reads files in ranges of about `bytes` each, one split per range
+    /// (0, the default: each file whole, one split; see the module doc for
+    /// when ranges help). A CSV file whose quoted fields hold line breaks
+    /// must be read whole: a range boundary inside one fails the read.
     pub fn split_bytes(mut self, bytes: u64) -> Self {
         self.split(bytes);
         self
