@@ -108,7 +108,9 @@ impl ProcessFunction<u64, Transaction> for ManyCountries {
     fn on_timer(&mut self, ctx: &mut Context<'_, u64, Alert, ()>, state: &mut Recent, time: u64) {
         let span = self.span_ms;
         // Older transactions can matter to no later timer.
-        state.txns.retain(|(ts, _, _)| ts + span > time);
+        state
+            .txns
+            .retain(|(ts, _, _)| ts.saturating_add(span) > time);
         let (mut before, mut seen) = (Countries::default(), Countries::default());
         let (mut transactions, mut spend_cents) = (0, 0);
         for (ts, country, cents) in state.txns.iter().filter(|(ts, _, _)| *ts <= time) {
@@ -117,15 +119,16 @@ impl ProcessFunction<u64, Transaction> for ManyCountries {
             }
             seen.add(country);
             transactions += 1;
-            spend_cents += cents;
+            spend_cents = cents.saturating_add(spend_cents);
         }
         // Alert when the transactions at `time` cross the threshold, not at
         // every later one while the card stays over it.
         if seen.len() >= self.countries && before.len() < self.countries {
             ctx.output(Alert {
                 card: *ctx.key(),
-                window_start_ms: (time + 1).saturating_sub(span),
-                window_end_ms: time + 1,
+                // At the end of time the span ends at u64::MAX itself.
+                window_start_ms: time.saturating_add(1).saturating_sub(span),
+                window_end_ms: time.saturating_add(1),
                 transactions,
                 spend_cents,
                 countries: seen.joined(),

@@ -279,7 +279,7 @@ mod base64 {
 
     pub fn decode(text: &str) -> Result<Vec<u8>, String> {
         let bytes = text.as_bytes();
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             return Err(format!(
                 "base64 of {} characters is not a multiple of 4",
                 bytes.len()

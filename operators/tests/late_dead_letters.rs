@@ -1,6 +1,9 @@
 //! Late records sent to the dead letters name the window they missed and the
 //! watermark they were stamped with.
 
+// Results and dead letters share one captured stream as `Result`s.
+#![allow(clippy::result_large_err)]
+
 use std::time::Duration;
 
 use weir::testing::{run_workers, Script};
