@@ -683,3 +683,130 @@ fn base64_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// Runs a job like `run_job`, failing (not hanging) if it does not end in 60 s.
+fn run_job_within(job: &str, dir: &Path, tag: &str, flags: &[String]) -> Run {
+    let out = dir.join(format!("{tag}.jsonl"));
+    let dead = dir.join(format!("{tag}.dead.jsonl"));
+    let mut child = Command::new(example(job))
+        .args(flags)
+        .args(["--no-checkpoints", "--quiet", "--output"])
+        .arg(&out)
+        .arg("--dead-letters")
+        .arg(&dead)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the example");
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "{job} {tag} failed: {status}");
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("{job} {tag} did not end within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Run {
+        output: sorted_lines(&out),
+        dead: sorted_lines(&dead),
+    }
+}
+
+/// Far-future timestamps, ascending (so none is late for the one before:
+/// each moves the watermark to the far future, the documented effect). The
+/// first two fit a minute window; the others' windows would end past
+/// u64::MAX (18 446 744 073 709 500 000 is the start of the last minute,
+/// and the first value that broke the fraud job).
+const EXTREME_TIMES: [u64; 5] = [
+    1 << 63,
+    u64::MAX - 60_000,
+    18_446_744_073_709_500_000,
+    u64::MAX - 1,
+    u64::MAX,
+];
+
+#[test]
+fn poison_timestamps_end_the_job_and_leave_ordinary_results_alone() {
+    let dir = temp_dir("poison-times");
+    for (job, header, row) in [
+        (
+            "iot",
+            "device,ts_ms,value",
+            (|i: u64, ts: u64| format!("{},{ts},{}.5", i % 3, i % 40)) as fn(u64, u64) -> String,
+        ),
+        (
+            "fraud",
+            "card,merchant,amount_cents,country,ts_ms",
+            |i: u64, ts: u64| {
+                let country = ["US", "DE", "AT", "FR"][(i % 4) as usize];
+                format!("{},7,{},{country},{ts}", i % 2, 100 + i)
+            },
+        ),
+    ] {
+        let ordinary: Vec<String> = (0..400).map(|i| row(i, 1_000_000 + i * 997)).collect();
+        let extreme: Vec<String> = EXTREME_TIMES
+            .iter()
+            .enumerate()
+            .map(|(i, &ts)| row(i as u64, ts))
+            .collect();
+        let write = |name: &str, rows: &[&[String]]| {
+            let path = dir.join(format!("{job}-{name}.csv"));
+            let mut text = format!("{header}\n");
+            for line in rows.iter().flat_map(|r| r.iter()) {
+                text.push_str(line);
+                text.push('\n');
+            }
+            std::fs::write(&path, text).expect("write input");
+            vec!["--input".to_string(), path.display().to_string()]
+        };
+        let plain = run_job_within(
+            job,
+            &dir,
+            &format!("{job}-plain"),
+            &write("plain", &[&ordinary]),
+        );
+        let poisoned = write("poisoned", &[&ordinary, &extreme]);
+        for workers in ["1", "2"] {
+            let mut flags = poisoned.clone();
+            flags.extend(["-w".to_string(), workers.to_string()]);
+            let run = run_job_within(job, &dir, &format!("{job}-poisoned-w{workers}"), &flags);
+            // Ordinary results are the same; whatever else is output lies at
+            // the extreme times.
+            let near_zero = |line: &&String| {
+                let v: serde_json::Value = serde_json::from_str(line).expect("json row");
+                let start = v["start_ms"].as_u64().or(v["window_start_ms"].as_u64());
+                start.expect("a start") < 1 << 62
+            };
+            let ordinary_out: Vec<String> = run.output.iter().filter(near_zero).cloned().collect();
+            assert_eq!(ordinary_out, plain.output, "{job} -w {workers}");
+            // Each extreme record whose window cannot exist is a dead letter
+            // naming the limit; none is lost to a panic or a hang.
+            let limit_letters: Vec<&String> =
+                run.dead.iter().filter(|d| d.contains("u64::MAX")).collect();
+            for &ts in &EXTREME_TIMES[2..] {
+                assert!(
+                    limit_letters.iter().any(|d| d.contains(&ts.to_string())),
+                    "{job} -w {workers}: no dead letter for {ts}: {:?}",
+                    run.dead
+                );
+            }
+            if job == "iot" {
+                // 2^63 and MAX - 60 000 fit a minute window: each has its row.
+                for &ts in &EXTREME_TIMES[..2] {
+                    let start = ts - ts % 60_000;
+                    assert!(
+                        run.output.iter().any(|l| l.contains("\"minute\"")
+                            && l.contains(&format!("\"start_ms\":{start}"))),
+                        "iot -w {workers}: no minute row for {ts}"
+                    );
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
