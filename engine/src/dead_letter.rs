@@ -1,7 +1,8 @@
 //! Dead letters: records weir could not use, with the reason and their origin.
 //!
 //! Bad data is data. A record that fails to decode, lacks a timestamp, is too
-//! large, or arrives after its window closed is never dropped: it becomes a
+//! large, arrives after its window closed, or has an event time its window
+//! operator cannot represent is never dropped: it becomes a
 //! [`DeadLetter`] on a second stream, which the job sends to a dead-letter sink.
 //!
 //! A dead letter keeps the record's exact bytes ([`Raw`]), up to
@@ -19,6 +20,15 @@
 //! text itself) and `base64` otherwise (standard alphabet, padded);
 //! `raw_len` is the length of the original record in bytes, larger than the
 //! kept bytes only when the record exceeded the cap.
+//!
+//! `origin` is one of (see [`Origin`]):
+//!
+//! ```json
+//! {"file": {"path": "in.csv", "line": 7, "offset": 312}}
+//! {"split": {"split": 0, "offset": 4}}
+//! {"late": {"operator": "per_second", "window_start": 0, "window_end": 1000, "watermark": 1200}}
+//! {"out_of_range": {"operator": "per_second", "event_time": 18446744073709551615}}
+//! ```
 
 use std::fmt;
 
@@ -227,6 +237,15 @@ pub enum Origin {
         /// The watermark the record was stamped with when read (ms).
         watermark: u64,
     },
+    /// A record whose event time the operator cannot represent (its window or
+    /// session would end past `u64::MAX` ms, the end of time). Not late: the
+    /// record was refused whatever the watermark.
+    OutOfRange {
+        /// The window operator's name.
+        operator: String,
+        /// The record's event time (ms).
+        event_time: u64,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -242,6 +261,13 @@ impl fmt::Display for Origin {
             } => write!(
                 f,
                 "late for window [{window_start}, {window_end}) of {operator} (watermark {watermark})"
+            ),
+            Origin::OutOfRange {
+                operator,
+                event_time,
+            } => write!(
+                f,
+                "event time {event_time} ms out of range for {operator}"
             ),
         }
     }
@@ -370,6 +396,35 @@ mod tests {
         // The engine's own wire format (bincode, between processes) as well.
         let wire = bincode::serialize(&d).expect("bincode");
         assert_eq!(bincode::deserialize::<DeadLetter>(&wire).expect("back"), d);
+    }
+
+    #[test]
+    fn out_of_range_is_its_own_origin_not_a_late_one() {
+        let d = DeadLetter {
+            origin: Origin::OutOfRange {
+                operator: "per_minute".into(),
+                event_time: u64::MAX,
+            },
+            ..letter(Raw::text("[1,18446744073709551615]"))
+        };
+        let json = serde_json::to_value(&d).expect("json");
+        assert_eq!(
+            json["origin"],
+            serde_json::json!({"out_of_range": {
+                "operator": "per_minute",
+                "event_time": 18_446_744_073_709_551_615u64,
+            }})
+        );
+        assert!(json["origin"].get("late").is_none());
+        let back: DeadLetter =
+            serde_json::from_str(&serde_json::to_string(&d).expect("json")).expect("back");
+        assert_eq!(back, d);
+        let wire = bincode::serialize(&d).expect("bincode");
+        assert_eq!(bincode::deserialize::<DeadLetter>(&wire).expect("back"), d);
+        assert_eq!(
+            d.to_string(),
+            "in at event time 18446744073709551615 ms out of range for per_minute: bad"
+        );
     }
 
     #[test]

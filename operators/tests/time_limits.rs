@@ -33,8 +33,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use support::{stamp_all, to_script};
 use weir::rng::SplitMix64;
-use weir::testing::run_workers;
-use weir::Watermarks;
+use weir::testing::Capture;
+use weir::{Origin, RunArgs, Summary, Watermarks};
 use weir_operators::process::{Context, ListState, ProcessExt, ProcessFunction};
 use weir_operators::{Fold, Window, WindowExt, Windows};
 
@@ -214,10 +214,25 @@ struct Strategy {
 
 /// Runs the job on `workers` workers; fails if it does not end in time.
 fn run(splits: &[Vec<Step>], strategy: Strategy, workers: usize) -> Vec<Out> {
+    run_job(splits, strategy, workers, true).0
+}
+
+/// Runs the job (with the process function or only the window steps) on
+/// `workers` workers: what it emitted, sorted, and its summary; fails if it
+/// does not end in time.
+fn run_job(
+    splits: &[Vec<Step>],
+    strategy: Strategy,
+    workers: usize,
+    with_process: bool,
+) -> (Vec<Out>, Summary) {
     let script = to_script(splits);
     let (done, wait) = mpsc::channel();
     std::thread::spawn(move || {
-        let out = run_workers(workers, move |p, capture| {
+        let capture = Capture::new();
+        let inner = capture.clone();
+        let summary = weir::run(&RunArgs::threads(workers), move |p| {
+            let capture = &inner;
             let watermarks = Watermarks::bounded(Duration::from_millis(strategy.bound))
                 .quantum(Duration::from_millis(strategy.quantum));
             let keyed = p
@@ -233,9 +248,11 @@ fn run(splits: &[Vec<Step>], strategy: Strategy, workers: usize) -> Vec<Out> {
                     .map(move |l| Out::Late(job.name.into(), l.record.2, l.window))
                     .sink(&format!("{}.late", job.name), capture.sink());
             }
-            let processed = keyed.process("recall", Recall);
-            processed.main.sink("timers", capture.sink());
-            processed.side.map(Out::Side).sink("side", capture.sink());
+            if with_process {
+                let processed = keyed.process("recall", Recall);
+                processed.main.sink("timers", capture.sink());
+                processed.side.map(Out::Side).sink("side", capture.sink());
+            }
             p.dead_letters()
                 .map(|d| {
                     // The raw text is the record as JSON (as text either way
@@ -250,14 +267,27 @@ fn run(splits: &[Vec<Step>], strategy: Strategy, workers: usize) -> Vec<Out> {
                         "the reason names the event time and the limit: {}",
                         d.reason
                     );
+                    // Out of range at the record's own time, not late.
+                    assert_eq!(
+                        d.origin,
+                        Origin::OutOfRange {
+                            operator: d.source.clone(),
+                            event_time: record.1,
+                        }
+                    );
+                    assert_eq!(json["origin"]["out_of_range"]["event_time"], record.1);
+                    assert!(json["origin"].get("late").is_none(), "{json}");
                     Out::Dead(d.source.clone(), record.2)
                 })
                 .sink("dead", capture.sink());
         });
-        let _ = done.send(out);
+        let summary = summary.unwrap_or_else(|e| panic!("the job failed: {e}"));
+        let mut out = capture.records();
+        out.sort();
+        let _ = done.send((out, summary));
     });
     match wait.recv_timeout(Duration::from_secs(120)) {
-        Ok(out) => out,
+        Ok(done) => done,
         Err(mpsc::RecvTimeoutError::Timeout) => {
             panic!("the job did not end within 120 s on {workers} worker(s)")
         }
@@ -744,6 +774,54 @@ fn ordinary_results_do_not_see_isolated_extremes() {
         match &baseline {
             None => baseline = Some(with),
             Some(first) => assert_same(&with, first, "1 vs 2 workers"),
+        }
+    }
+}
+
+#[test]
+fn out_of_range_records_are_not_counted_as_late() {
+    // The window steps alone (the process function's late records would
+    // count too): the job's late count is exactly the late records the
+    // window steps emitted, and its dead letters exactly the records out of
+    // range, none of them counted as late.
+    let values = extreme_values();
+    let mut rng = SplitMix64::new(11);
+    let mut splits = ordinary(&mut rng, 2, 150);
+    mix_anywhere(&mut rng, &mut splits, &values, 16);
+    for workers in [1, 2] {
+        let (out, summary) = run_job(&splits, STRATEGY, workers, false);
+        let late: BTreeSet<(&str, u64)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Out::Late(job, id, _) => Some((job.as_str(), *id)),
+                _ => None,
+            })
+            .collect();
+        let late_records = out.iter().filter(|o| matches!(o, Out::Late(..))).count();
+        let dead: Vec<(&str, u64)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Out::Dead(job, id) => Some((job.as_str(), *id)),
+                _ => None,
+            })
+            .collect();
+        assert!(late_records > 0, "some records are late");
+        assert!(!dead.is_empty(), "some records are out of range");
+        assert_eq!(summary.late, late_records as u64, "{workers} worker(s)");
+        assert_eq!(
+            summary.dead_letters,
+            dead.len() as u64,
+            "{workers} worker(s)"
+        );
+        // A tumbling window or a session that cannot be represented is the
+        // record's only one: it is never also late there.
+        for (job, id) in &dead {
+            if !job.starts_with("sliding") {
+                assert!(
+                    !late.contains(&(*job, *id)),
+                    "{job}: record {id} is both out of range and late"
+                );
+            }
         }
     }
 }

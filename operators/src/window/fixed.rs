@@ -79,7 +79,6 @@ where
                 Rejected::Beyond(Beyond {
                     record: record.clone(),
                     event_time: ts,
-                    watermark: stamp,
                     limit: Limit::Fixed {
                         start,
                         size: self.size,

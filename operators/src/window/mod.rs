@@ -29,13 +29,15 @@
 //!   `end + lateness` would pass `u64::MAX` fires when the watermark reaches
 //!   `u64::MAX`, that is, when the input ends.
 //!
-//! Such a dead letter's origin is `late`-shaped: the operator, the start of
-//! the window that cannot be represented (the record's own time for a
-//! session), `window_end` = `u64::MAX` standing for the end it cannot have,
-//! and the watermark the record was stamped with; its reason starts with
-//! `event time <ts> ms:`. A record with an extreme event time also moves its
-//! split's watermark (see [`weir::watermark`]): records read after it on
-//! that split may be late.
+//! Such a dead letter's origin is [`Origin::OutOfRange`], naming the operator
+//! and the record's event time (as JSON `{"out_of_range": {"operator": …,
+//! "event_time": …}}`), not `late`: the record is refused whatever the
+//! watermark, so this refusal is neither on the `late` stream nor in the
+//! job's late count (a sliding record late for windows of it that do exist is
+//! late for those). Its reason starts with `event time <ts> ms:` and names the
+//! window or session that cannot be represented. A record with an extreme
+//! event time also moves its split's watermark (see [`weir::watermark`]):
+//! records read after it on that split may be late.
 //!
 //! ```
 //! use std::time::Duration;
@@ -163,8 +165,6 @@ pub(crate) enum Limit {
 pub(crate) struct Beyond<T> {
     pub(crate) record: T,
     pub(crate) event_time: u64,
-    /// The watermark it was stamped with at its source (ms).
-    pub(crate) watermark: u64,
     pub(crate) limit: Limit,
 }
 
@@ -198,21 +198,15 @@ impl<T: Serialize> Beyond<T> {
 
     /// A dead letter for this record, naming the window operator.
     pub(crate) fn into_dead_letter(self, operator: &str) -> DeadLetter {
-        let window_start = match self.limit {
-            Limit::Fixed { start, .. } => start,
-            Limit::Session { .. } => self.event_time,
-        };
         DeadLetter {
             source: operator.to_string(),
             reason: self.reason(),
             raw: serde_json::to_string(&self.record)
                 .unwrap_or_default()
                 .into(),
-            origin: Origin::Late {
+            origin: Origin::OutOfRange {
                 operator: operator.to_string(),
-                window_start,
-                window_end: u64::MAX,
-                watermark: self.watermark,
+                event_time: self.event_time,
             },
         }
     }
@@ -605,6 +599,7 @@ mod end_of_time_tests {
     use std::marker::PhantomData;
 
     use weir::stateful::{Emit, KeyedLogic};
+    use weir::{DeadLetter, Origin};
 
     use super::fixed::FixedWindows;
     use super::session::SessionWindows;
@@ -650,6 +645,31 @@ mod end_of_time_tests {
         late: Vec<Window>,
         rejected: Vec<(u64, Limit)>,
         reasons: Vec<String>,
+        /// The rejected records' dead letters (operator `w`).
+        dead: Vec<DeadLetter>,
+    }
+
+    impl Outcome {
+        /// Every rejected record's dead letter is out of range at its own
+        /// event time, with its reason: not late, whatever its stamp.
+        fn assert_out_of_range(&self) {
+            assert_eq!(self.dead.len(), self.rejected.len());
+            for ((d, (ts, _)), reason) in self.dead.iter().zip(&self.rejected).zip(&self.reasons) {
+                assert_eq!(d.source, "w");
+                assert_eq!(
+                    d.origin,
+                    Origin::OutOfRange {
+                        operator: "w".into(),
+                        event_time: *ts,
+                    }
+                );
+                assert_eq!(&d.reason, reason);
+                assert_eq!(d.raw, ts.to_string().as_str());
+                let json = serde_json::to_value(d).expect("a dead letter serializes");
+                assert_eq!(json["origin"]["out_of_range"]["event_time"], *ts);
+                assert!(json["origin"].get("late").is_none(), "{json}");
+            }
+        }
     }
 
     /// Feeds (event time, stamp) records to key 1, then the end of time.
@@ -678,6 +698,7 @@ mod end_of_time_tests {
                 Rejected::Beyond(b) => {
                     outcome.reasons.push(b.reason());
                     outcome.rejected.push((b.event_time, b.limit));
+                    outcome.dead.push(b.into_dead_letter("w"));
                 }
             }
         }
@@ -726,6 +747,7 @@ mod end_of_time_tests {
             out.reasons[0],
             "event time 18446744073709551615 ms: the 60000 ms window containing it (starting at 18446744073709500000 ms) would end past the largest representable time (u64::MAX ms)"
         );
+        out.assert_out_of_range();
     }
 
     #[test]
@@ -760,6 +782,38 @@ mod end_of_time_tests {
             ]
         );
         assert!(out.reasons[0].ends_with("the record is counted in its 1 earlier window(s) only"));
+        assert!(out.late.is_empty());
+        out.assert_out_of_range();
+    }
+
+    #[test]
+    fn out_of_range_records_are_dead_letters_not_late_ones() {
+        // Stamped with the highest live watermark, after every window they
+        // could have had: their refusal is still not lateness. Only the
+        // sliding record's one window that exists is missed, and that is
+        // the one late record.
+        let stamp = MAX - 1;
+        let out = run(
+            fixed(60_000, 60_000, 0),
+            &[(MAX, stamp), (LAST_MINUTE, stamp)],
+        );
+        assert!(out.late.is_empty() && out.fired.is_empty());
+        assert_eq!(out.dead.len(), 2);
+        out.assert_out_of_range();
+
+        let out = run(fixed(300_000, 60_000, 0), &[(LAST_MINUTE - 1, stamp)]);
+        assert_eq!(out.late, vec![w(18_446_744_073_709_200_000, LAST_MINUTE)]);
+        assert_eq!(out.dead.len(), 1);
+        out.assert_out_of_range();
+
+        let out = run(session(100, 0), &[(MAX - 99, stamp), (MAX, stamp)]);
+        assert!(out.late.is_empty() && out.fired.is_empty());
+        assert_eq!(out.dead.len(), 2);
+        out.assert_out_of_range();
+        assert_eq!(
+            serde_json::to_string(&out.dead[1].origin).expect("json"),
+            r#"{"out_of_range":{"operator":"w","event_time":18446744073709551615}}"#
+        );
     }
 
     #[test]
@@ -821,6 +875,8 @@ mod end_of_time_tests {
             out.reasons[1],
             "event time 18446744073709551615 ms: its session window would end at 18446744073709551615 + 100 ms (the gap), past the largest representable time (u64::MAX ms)"
         );
+        assert!(out.late.is_empty());
+        out.assert_out_of_range();
         // Lateness past MAX saturates: the session fires at the end of time.
         let out = run(session(gap, MAX), &[(7, 0), (1 << 63, 0)]);
         assert_eq!(

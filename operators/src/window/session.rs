@@ -69,7 +69,6 @@ where
                 Rejected::Beyond(Beyond {
                     record,
                     event_time: ts,
-                    watermark: stamp,
                     limit: Limit::Session { gap: self.gap },
                 }),
             );
