@@ -600,7 +600,7 @@ fn readings_csv(path: &Path, events: u64) {
 }
 
 #[test]
-fn a_file_read_in_ranges_gives_the_same_output_on_1_2_4_workers_and_keeps_exact_bytes() {
+fn a_file_read_as_8_splits_gives_the_same_output_on_1_2_4_workers_and_keeps_exact_bytes() {
     let dir = temp_dir("iot-ranges");
     let input = dir.join("readings.csv");
     readings_csv(&input, 30_000);
@@ -608,7 +608,7 @@ fn a_file_read_in_ranges_gives_the_same_output_on_1_2_4_workers_and_keeps_exact_
     let flags: Vec<String> = [
         "--input",
         &input.display().to_string(),
-        "--split-size",
+        "--file-chunk",
         "8K",
     ]
     .iter()
@@ -628,7 +628,7 @@ fn a_file_read_in_ranges_gives_the_same_output_on_1_2_4_workers_and_keeps_exact_
         .collect();
     assert!(
         file.len() > 40 * 8 * 1024,
-        "the file spans many 8 KiB ranges"
+        "the file spans many 8 KiB chunks"
     );
     assert!(runs[0].output.len() > 80, "{} rows", runs[0].output.len());
     for (run, workers) in runs.iter().zip([1, 2, 4]).skip(1) {

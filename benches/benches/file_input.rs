@@ -20,8 +20,9 @@
 //! Run: `cargo bench -p weir-benches --bench file_input` (release build).
 //! Optional: `-- --events N` (default 5 000 000), `--runs R` (default 3),
 //! `--input PATH`, `--format csv|jsonl` (default both), `--only-workers N`
-//! (one engine run only, for profiling), `--split-size BYTES` (default 4 MiB: the file is read as ranges, so
-//! that 2 workers share it).
+//! (one engine run only, for profiling), `--file-splits N` (default 8, as
+//! the example jobs: the file is read as 8 splits taking turns at 1 MiB
+//! chunks, so that workers share it).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -120,7 +121,7 @@ fn engine(path: &Path, format: Format, workers: usize) -> Vec<Row> {
     let sink = capture.clone();
     let source = FileSource::<Reading>::open(path, format)
         .expect("input")
-        .split_bytes(arg("--split-size", 4 << 20));
+        .splits_per_file(arg("--file-splits", 8) as u32);
     let args = RunArgs::threads(workers);
     let result = weir::run(&args, move |p| {
         p.source("readings", source.clone())

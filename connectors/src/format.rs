@@ -124,6 +124,12 @@ impl CsvParser {
         }
     }
 
+    /// Starts over, as at the start of a file (to read from another offset).
+    pub(crate) fn reset(&mut self) {
+        self.core.reset();
+        self.clear();
+    }
+
     /// Starts a new record: forgets the fields of the last one.
     pub(crate) fn clear(&mut self) {
         self.nout = 0;

@@ -15,20 +15,21 @@ use weir_connectors::{
 /// Input, output and generator flags, plus weir's run flags.
 #[derive(Args, Clone, Debug)]
 pub struct JobArgs {
-    /// Read records from this file or directory (one split per file) instead of the generator.
+    /// Read records from this file or directory instead of the generator.
     #[arg(long, value_name = "PATH")]
     pub input: Option<PathBuf>,
 
-    /// Also read --input files larger than this as several byte ranges
-    /// (splits, starting at line breaks) in parallel; 0, the default, reads
-    /// each file whole. The ranges depend on the file sizes only, so output
-    /// is the same on any worker count; each range has its own watermark, so
-    /// in a time-sorted file later ranges run ahead and order-sensitive steps
-    /// (sessions, process functions) hold their records in memory until the
-    /// earlier ranges catch up. Not for CSV whose quoted fields hold line
-    /// breaks. Bytes, or with K, M or G (powers of 1024).
-    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
-    pub split_size: u64,
+    /// Read each --input file as N splits, so that workers share it: split
+    /// k of N reads chunks k, k+N, k+2N, ... of --file-chunk bytes (each
+    /// starting at a line break). The splits depend on the file sizes only,
+    /// so output is the same on any worker count. 1 reads each file whole,
+    /// in order (needed for CSV whose quoted fields hold line breaks).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub file_splits: u32,
+
+    /// The chunk size of --file-splits: bytes, or with K, M or G (powers of 1024).
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
+    pub file_chunk: u64,
 
     /// Format of --input: csv (with a header row) or jsonl. Default: from the extension, else csv.
     #[arg(long, value_name = "csv|jsonl")]
@@ -108,7 +109,8 @@ impl JobArgs {
                 .unwrap_or(Format::Csv);
             let source = FileSource::open(path, format)
                 .map_err(anyhow::Error::msg)?
-                .split_bytes(self.split_size);
+                .splits_per_file(self.file_splits)
+                .chunk_bytes(self.file_chunk);
             return Ok(Input::File(source));
         }
         let config = GeneratorConfig {

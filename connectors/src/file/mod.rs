@@ -1,18 +1,19 @@
 //! Files in and out: CSV and JSON lines, one file or a directory of them.
 //!
 //! A [`FileSource`] reads a file, or a directory's regular files in name
-//! order (hidden files skipped), one split per file, each decoded from one
-//! buffer with one CSV parser. [`FileSource::split_bytes`] also cuts large
-//! files into byte ranges, one split each, so that several workers read one
-//! file; the ranges depend only on the file sizes, never on the worker
-//! count, so output is the same on any worker count (the `reader` module
-//! says how a range's records are found). Each split has its own watermark,
-//! as every split does, so the ranges of a file sorted by time run ahead of
-//! its first range: windows (applied as records arrive) lose nothing by
-//! that, but order-sensitive operators (session windows, process functions)
-//! hold a later range's records until the earlier ranges' watermark catches
-//! up, which for one large time-sorted file is most of it. Ranges are
-//! therefore opt-in.
+//! order (hidden files skipped). Each file is read as
+//! [`FileSource::splits_per_file`] splits (default 8) so that workers share
+//! even one file: the file is cut into 1 MiB chunks, and split `k` of `n`
+//! owns chunks `k`, `k + n`, `k + 2n`, ... (each starting at a line break,
+//! see the `reader` module), which it reads in order. The splits depend only
+//! on the file sizes, never on the worker count, so output is the same on
+//! any worker count. Each split has its own watermark, as every split does;
+//! striping keeps them close together on a file sorted by time (each split
+//! moves through the whole file at the pace of the others), so neither
+//! watermarks nor the records that order-sensitive steps hold wait on a
+//! range far behind. One split per file (`splits_per_file(1)`) reads it
+//! whole, in order: needed for CSV whose quoted fields hold line breaks.
+//! Each split is decoded from one buffer with one CSV parser.
 //!
 //! Malformed lines, unparsable or missing timestamps and oversized records
 //! become dead letters naming the file, line and byte offset, with the
@@ -42,19 +43,26 @@ pub use sink::{FileSink, StdoutSink};
 pub struct FileSource<T> {
     files: Vec<(PathBuf, u64)>,
     format: Format,
-    splits: Vec<Range>,
+    splits: Vec<Stripe>,
+    chunk_bytes: u64,
     _record: PhantomData<T>,
 }
 
-/// A split: a byte range of one file.
+/// A split: every `of`-th chunk of one file, from chunk `index`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-struct Range {
+struct Stripe {
     file: usize,
-    start: u64,
-    end: u64,
+    index: u64,
+    of: u64,
 }
 
 impl<T> FileSource<T> {
+    /// The splits each file is read as, unless set otherwise.
+    pub const DEFAULT_SPLITS_PER_FILE: u32 = 8;
+
+    /// The size of the chunks the splits of a file take turns at.
+    pub const CHUNK_BYTES: u64 = 1 << 20;
+
     /// Lists the input: `path` is a file, or a directory whose files are read.
     /// Fails (with a message naming the path) if it does not exist or holds no files.
     pub fn open(path: impl AsRef<Path>, format: Format) -> Result<Self, String> {
@@ -96,37 +104,56 @@ impl<T> FileSource<T> {
             files,
             format,
             splits: Vec::new(),
+            chunk_bytes: Self::CHUNK_BYTES,
             _record: PhantomData,
         };
-        source.split(0);
+        source.split(Self::DEFAULT_SPLITS_PER_FILE);
         Ok(source)
     }
 
-    /// Reads files in ranges of about `bytes` each, one split per range
-    /// (0, the default: each file whole, one split; see the module doc for
-    /// when ranges help). A CSV file whose quoted fields hold line breaks
-    /// must be read whole: a range boundary inside one fails the read.
-    pub fn split_bytes(mut self, bytes: u64) -> Self {
-        self.split(bytes);
+    /// Reads each file as `n` splits taking turns at its chunks (1: each
+    /// file whole, in order; 0 is taken as 1). See the module doc.
+    pub fn splits_per_file(mut self, n: u32) -> Self {
+        self.split(n.max(1));
         self
     }
 
-    fn split(&mut self, bytes: u64) {
+    /// Sets the chunk size (tests use tiny chunks to cross many boundaries).
+    #[doc(hidden)]
+    pub fn chunk_bytes(mut self, bytes: u64) -> Self {
+        self.chunk_bytes = bytes.max(1);
+        let n = self.splits.iter().map(|s| s.of).max().unwrap_or(1);
+        self.split(n as u32);
+        self
+    }
+
+    fn split(&mut self, n: u32) {
         self.splits.clear();
-        for (file, (_, len)) in self.files.iter().enumerate() {
-            let n = if bytes == 0 {
-                1
-            } else {
-                len.div_ceil(bytes).max(1)
-            };
-            // Even ranges; `len * i / n` without overflow for any length.
-            let at = |i: u64| (u128::from(*len) * u128::from(i) / u128::from(n)) as u64;
-            self.splits.extend((0..n).map(|i| Range {
+        for file in 0..self.files.len() {
+            self.splits.extend((0..u64::from(n)).map(|index| Stripe {
                 file,
-                start: at(i),
-                end: at(i + 1),
+                index,
+                of: u64::from(n),
             }));
         }
+    }
+
+    /// The byte ranges a split owns, adjacent chunks merged.
+    fn ranges(&self, stripe: Stripe) -> Vec<(u64, u64)> {
+        let len = self.files[stripe.file].1;
+        let chunk = self.chunk_bytes;
+        let chunks = len.div_ceil(chunk);
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        let mut c = stripe.index;
+        while c < chunks {
+            let (start, end) = (c * chunk, ((c + 1) * chunk).min(len));
+            match ranges.last_mut() {
+                Some(last) if last.1 == start => last.1 = end,
+                _ => ranges.push((start, end)),
+            }
+            c += stripe.of;
+        }
+        ranges
     }
 
     /// The files, in split order.
@@ -151,7 +178,7 @@ impl<T: DeserializeOwned + 'static> Source for FileSource<T> {
     }
 
     fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<T>>, String> {
-        self.open_range(split, None)
+        self.open_stripe(split, None)
     }
 
     fn open_at(
@@ -159,31 +186,52 @@ impl<T: DeserializeOwned + 'static> Source for FileSource<T> {
         split: SplitId,
         position: &[u8],
     ) -> Result<Box<dyn SplitReader<T>>, String> {
-        let resume = (position_word(position, 0)?, position_word(position, 1)?);
-        self.open_range(split, Some(resume))
+        let offset = position_word(position, 0)?;
+        let line = position_word(position, 1)?;
+        // Positions from before splits had several ranges have two words.
+        let range = position_word(position, 2).unwrap_or(0) as usize;
+        self.open_stripe(split, Some((offset, line, range)))
     }
 }
 
 impl<T: DeserializeOwned + 'static> FileSource<T> {
-    fn open_range(
+    fn open_stripe(
         &self,
         split: SplitId,
-        resume: Option<(u64, u64)>,
+        resume: Option<(u64, u64, usize)>,
     ) -> Result<Box<dyn SplitReader<T>>, String> {
-        let range = self
+        let stripe = *self
             .splits
             .get(split.0 as usize)
-            .ok_or_else(|| format!("no file range for {split}"))?;
-        let (path, _) = &self.files[range.file];
-        let reader = FileReader::open(path, self.format, range.start, range.end, resume)?;
+            .ok_or_else(|| format!("no file split {split}"))?;
+        let ranges = self.ranges(stripe);
+        if ranges.is_empty() {
+            // A file shorter than this split's first chunk.
+            return Ok(Box::new(Empty));
+        }
+        let path = &self.files[stripe.file].0;
+        let reader = FileReader::open(path, self.format, ranges, resume)?;
         Ok(Box::new(reader))
+    }
+}
+
+/// A split with nothing to read.
+struct Empty;
+
+impl<T> SplitReader<T> for Empty {
+    fn position(&self) -> Vec<u8> {
+        position_of(&[0, 1, 0])
+    }
+
+    fn read(&mut self, _max: usize, _out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
+        Ok(ReadStatus::Done)
     }
 }
 
 impl<T: DeserializeOwned> SplitReader<T> for FileReader<T> {
     fn position(&self) -> Vec<u8> {
-        let (offset, line) = FileReader::position(self);
-        position_of(&[offset, line])
+        let (offset, line, range) = FileReader::position(self);
+        position_of(&[offset, line, range as u64])
     }
 
     fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
@@ -234,7 +282,7 @@ mod tests {
         )
         .expect("write");
         let mut source = FileSource::<Rec>::open(&path, Format::Jsonl).expect("exists");
-        let items = read_split(&mut source, 0);
+        let items = read_all(&mut source, 3);
         let good: Vec<u64> = items
             .iter()
             .filter_map(|i| match i {
@@ -292,7 +340,12 @@ mod tests {
         std::fs::write(dir.join("b.csv"), "ts_ms,id\n20,2\n").expect("write");
         std::fs::write(dir.join("a.csv"), "id,ts_ms\n1,10\n").expect("write");
         std::fs::write(dir.join(".hidden.csv"), "garbage").expect("write");
-        let mut source = FileSource::<Rec>::open(&dir, Format::Csv).expect("exists");
+        let source = FileSource::<Rec>::open(&dir, Format::Csv).expect("exists");
+        assert_eq!(
+            source.splits(),
+            2 * FileSource::<Rec>::DEFAULT_SPLITS_PER_FILE
+        );
+        let mut source = source.splits_per_file(1);
         assert_eq!(source.splits(), 2);
         let first = read_split(&mut source, 0);
         let second = read_split(&mut source, 1);
@@ -404,29 +457,37 @@ mod tests {
             let path = dir.join(format!("in.{format}"));
             std::fs::write(&path, &text).expect("write");
             let expected_good: Vec<u64> = (0..300).filter(|i| i % 7 != 3).collect();
-            for split_bytes in [0, 1, 2, 7, 64, 100, 1000, 1 << 20] {
+            let mut expected_bad = expected_bad.clone();
+            expected_bad.sort();
+            for (splits, chunk) in [
+                (1, 1),
+                (8, 1 << 20),
+                (2, 1),
+                (3, 7),
+                (8, 64),
+                (2, 100),
+                (5, 1000),
+            ] {
                 let mut source = FileSource::<Rec>::open(&path, format)
                     .expect("exists")
-                    .split_bytes(split_bytes);
-                if split_bytes > 0 {
-                    let n = (text.len() as u64).div_ceil(split_bytes);
-                    assert_eq!(u64::from(source.splits()), n);
-                }
-                for batch in [1, 5, 4096] {
+                    .splits_per_file(splits)
+                    .chunk_bytes(chunk);
+                assert_eq!(source.splits(), splits);
+                for batch in [1, 4096] {
                     let items = read_all(&mut source, batch);
-                    let good: Vec<u64> = items
+                    let mut good: Vec<u64> = items
                         .iter()
                         .filter_map(|i| match i {
                             ReadItem::Record(r) => Some(r.id),
                             _ => None,
                         })
                         .collect();
-                    assert_eq!(good, expected_good, "{format} split {split_bytes}");
-                    assert_eq!(
-                        bad_lines(&items),
-                        expected_bad,
-                        "{format} split {split_bytes} batch {batch}"
-                    );
+                    good.sort_unstable();
+                    let what = format!("{format}, {splits} splits of {chunk}-byte chunks");
+                    assert_eq!(good, expected_good, "{what}");
+                    let mut bad = bad_lines(&items);
+                    bad.sort();
+                    assert_eq!(bad, expected_bad, "{what}, batch {batch}");
                 }
             }
         }
@@ -474,7 +535,8 @@ mod tests {
         let boundary = text.find("lines").expect("in text") as u64;
         let mut source = FileSource::<Note>::open(&path, Format::Csv)
             .expect("exists")
-            .split_bytes(boundary);
+            .splits_per_file(2)
+            .chunk_bytes(boundary);
         let mut reader = Source::open(&mut source, SplitId(0)).expect("opens");
         let mut items = Vec::new();
         let error = loop {
@@ -484,7 +546,7 @@ mod tests {
                 Err(e) => break e,
             }
         };
-        assert!(error.contains("--split-size 0"), "{error}");
+        assert!(error.contains("--file-splits 1"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -556,25 +618,29 @@ mod tests {
     }
 
     #[test]
-    fn a_range_resumes_mid_range_from_its_position() {
+    fn a_split_resumes_from_any_position_within_and_across_its_chunks() {
         let dir = temp("resume-range");
-        let (text, _) = mixed_file(Format::Csv, 200);
-        let path = dir.join("in.csv");
-        std::fs::write(&path, &text).expect("write");
-        let mut source = FileSource::<Rec>::open(&path, Format::Csv)
-            .expect("exists")
-            .split_bytes(500);
-        for split in 0..source.splits() {
-            let mut straight = Vec::new();
-            let mut reader = Source::open(&mut source, SplitId(split)).expect("opens");
-            while reader.read(4096, &mut straight).expect("reads") != ReadStatus::Done {}
-            let mut resumed = Vec::new();
-            let mut reader = Source::open(&mut source, SplitId(split)).expect("opens");
-            reader.read(4, &mut resumed).expect("reads");
-            let position = reader.position();
-            let mut reader = source.open_at(SplitId(split), &position).expect("reopens");
-            while reader.read(3, &mut resumed).expect("reads") != ReadStatus::Done {}
-            assert_eq!(resumed, straight, "split {split}");
+        for format in [Format::Csv, Format::Jsonl] {
+            let (text, _) = mixed_file(format, 200);
+            let path = dir.join(format!("in.{format}"));
+            std::fs::write(&path, &text).expect("write");
+            let mut source = FileSource::<Rec>::open(&path, format)
+                .expect("exists")
+                .splits_per_file(3)
+                .chunk_bytes(300);
+            for split in 0..source.splits() {
+                let mut straight = Vec::new();
+                let mut reader = Source::open(&mut source, SplitId(split)).expect("opens");
+                while reader.read(4096, &mut straight).expect("reads") != ReadStatus::Done {}
+                // Reopen from the position after every read.
+                let mut resumed = Vec::new();
+                let mut reader = Source::open(&mut source, SplitId(split)).expect("opens");
+                while reader.read(3, &mut resumed).expect("reads") != ReadStatus::Done {
+                    let position = reader.position();
+                    reader = source.open_at(SplitId(split), &position).expect("reopens");
+                }
+                assert_eq!(resumed, straight, "{format} split {split}");
+            }
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

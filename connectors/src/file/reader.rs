@@ -1,20 +1,21 @@
-//! Reading one split of a file: a byte range, decoded record by record from
-//! one buffer, with one CSV parser for the whole split.
+//! Reading one split of a file: its byte ranges in order, decoded record by
+//! record from one buffer, with one CSV parser for the whole split.
 //!
-//! A split owns the records whose first byte lies in its range `[start,
-//! end)`. A record starts at the file's first byte or after a line feed, so
-//! a split whose range starts inside the file begins reading after the first
-//! line feed at or after `start - 1`, and it reads its last record to the
-//! end even past `end`. Every record thus belongs to exactly one split,
+//! A split owns the records whose first byte lies in one of its ranges
+//! `[start, end)`. A record starts at the file's first byte or after a line
+//! feed, so a range that starts inside the file is read from just after the
+//! first line feed at or after `start - 1`, and its last record is read to
+//! the end even past `end`. Every record thus belongs to exactly one range,
 //! whatever the worker count. A CSV record whose quoted field holds a line
 //! feed at `end - 1` or later would be cut in two by that rule; the split
 //! that owns it notices (it reads the whole record) and fails the job with a
-//! message naming `--split-size 0`, rather than let the next split decode
-//! half a record.
+//! message naming `--file-splits 1`, rather than let the next range's split
+//! decode half a record.
 //!
-//! Lines are counted as records are read; a split that starts inside the
+//! Lines are counted as records are read; a range that starts inside the
 //! file counts the lines before it only when it first needs a line number
-//! (for a dead letter), so ordinary reading never scans the file twice.
+//! (for a dead letter), from where the split last counted, so ordinary
+//! reading never scans the file twice.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -27,8 +28,8 @@ use weir::{DeadLetter, Origin, Raw, ReadItem, ReadStatus};
 use super::describe_io;
 use crate::format::{decode_csv_record, CsvParser, Format, Parsed, MAX_RECORD_BYTES};
 
-/// Bytes read from the file at a time.
-const CHUNK: usize = 256 << 10;
+/// Bytes read from the file at a time (the buffer grows for longer records).
+const CHUNK: usize = 64 << 10;
 
 /// A file's bytes from some offset on, read in chunks into one buffer.
 struct Buffer {
@@ -54,6 +55,16 @@ impl Buffer {
             base: offset,
             eof: false,
         })
+    }
+
+    /// Moves to `offset`, forgetting what was read.
+    fn seek(&mut self, offset: u64) -> std::io::Result<()> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        self.pos = 0;
+        self.filled = 0;
+        self.base = offset;
+        self.eof = false;
+        Ok(())
     }
 
     /// Reads more bytes, dropping those before `keep` (an index into the
@@ -115,12 +126,18 @@ pub(super) struct FileReader<T> {
     display: String,
     path: PathBuf,
     format: Format,
-    /// End of the range this split owns (exclusive).
+    /// The byte ranges this split owns, in file order.
+    ranges: Vec<(u64, u64)>,
+    /// The range being read.
+    range: usize,
+    /// End of the range being read (exclusive).
     end: u64,
-    /// Where this split's reading began (after the line it skipped).
+    /// Where reading of the current range began (after the line it skipped).
     first: u64,
     /// Lines of the file before `first`, once counted.
     lines_before: Option<u64>,
+    /// The last place lines were counted to: (offset, line feeds before it).
+    counted: (u64, u64),
     csv: CsvParser,
     /// The header: `None` until read (the file's first split reads it as
     /// its first record), `Err` if it was unusable.
@@ -135,57 +152,91 @@ pub(super) struct FileReader<T> {
 }
 
 impl<T: DeserializeOwned> FileReader<T> {
-    /// Opens the split `[start, end)` of `path`; `resume` is a position
-    /// [`FileReader::position`] returned (offset and relative line).
+    /// Opens a split of `path` owning `ranges` (non-empty, in file order);
+    /// `resume` is a position [`FileReader::position`] returned.
     pub(super) fn open(
         path: &Path,
         format: Format,
-        start: u64,
-        end: u64,
-        resume: Option<(u64, u64)>,
+        ranges: Vec<(u64, u64)>,
+        resume: Option<(u64, u64, usize)>,
     ) -> Result<FileReader<T>, String> {
         let io = |what: &str, e: std::io::Error| {
             format!("{}: {what}{}", path.display(), describe_io(&e))
         };
-        let open = || File::open(path).map_err(|e| io("", e));
-        let first = if start == 0 {
-            0
-        } else {
-            line_start_after(open()?, start - 1).map_err(|e| io("finding a line start: ", e))?
-        };
-        let (offset, line) = resume.unwrap_or((first, 1));
-        let buffer = Buffer::at(open()?, offset).map_err(|e| io("seeking: ", e))?;
+        let file = File::open(path).map_err(|e| io("", e))?;
         let mut reader = FileReader {
-            buffer,
+            buffer: Buffer::at(file, 0).map_err(|e| io("", e))?,
             display: path.display().to_string(),
             path: path.to_path_buf(),
             format,
-            end,
-            first,
+            ranges,
+            range: 0,
+            end: 0,
+            first: 0,
             lines_before: None,
+            counted: (0, 0),
             csv: CsvParser::new(),
             headers: None,
             record: csv::ByteRecord::new(),
             oversized: Vec::new(),
-            line,
+            line: 1,
             done: false,
             _record: PhantomData,
         };
-        reader.csv.set_line(line);
-        if format == Format::Csv && offset > 0 {
-            let header = read_header(open()?).map_err(|e| io("reading the header: ", e))?;
+        let (range, offset, line) = match resume {
+            Some((offset, line, range)) if range < reader.ranges.len() => {
+                (range, Some(offset), line)
+            }
+            Some((_, _, range)) => {
+                return Err(format!(
+                    "{}: a stored position names range {range} of a split that has {}",
+                    reader.display,
+                    reader.ranges.len()
+                ))
+            }
+            None => (0, None, 1),
+        };
+        reader.start_range(range, offset, line)?;
+        if format == Format::Csv && reader.buffer.base > 0 {
+            let file = File::open(path).map_err(|e| io("", e))?;
+            let header = read_header(file).map_err(|e| io("reading the header: ", e))?;
             reader.headers = Some(header);
         }
         Ok(reader)
     }
 
-    /// Where reading continues: the next record's offset and line.
-    pub(super) fn position(&self) -> (u64, u64) {
+    /// Moves to range `index`, at `offset` (a resume) or at its first line,
+    /// with `line` the relative line there.
+    fn start_range(&mut self, index: usize, offset: Option<u64>, line: u64) -> Result<(), String> {
+        let (start, end) = self.ranges[index];
+        let io =
+            |what: &str, e: std::io::Error| format!("{}: {what}{}", self.display, describe_io(&e));
+        let first = if start == 0 {
+            0
+        } else {
+            let file = File::open(&self.path).map_err(|e| io("", e))?;
+            line_start_after(file, start - 1).map_err(|e| io("finding a line start: ", e))?
+        };
+        let at = offset.unwrap_or(first);
+        self.buffer.seek(at).map_err(|e| io("seeking: ", e))?;
+        self.range = index;
+        self.end = end;
+        self.first = first;
+        self.lines_before = None;
+        self.csv.reset();
+        self.csv.set_line(line);
+        self.line = line;
+        Ok(())
+    }
+
+    /// Where reading continues: the next record's offset, its line
+    /// (relative to the range's first), and the range.
+    pub(super) fn position(&self) -> (u64, u64, usize) {
         let line = match self.format {
             Format::Csv => self.csv.line(),
             Format::Jsonl => self.line,
         };
-        (self.buffer.base + self.buffer.pos as u64, line)
+        (self.buffer.base + self.buffer.pos as u64, line, self.range)
     }
 
     pub(super) fn read(
@@ -207,9 +258,14 @@ impl<T: DeserializeOwned> FileReader<T> {
                 return Ok(ReadStatus::Done);
             };
             if found.offset >= self.end {
-                // The next split's first record: this split is done.
-                self.done = true;
-                return Ok(ReadStatus::Done);
+                // The next range's first record, which another split owns
+                // unless the ranges are adjacent (then they are one).
+                if self.range + 1 == self.ranges.len() {
+                    self.done = true;
+                    return Ok(ReadStatus::Done);
+                }
+                self.start_range(self.range + 1, None, 1)?;
+                continue;
             }
             if let Some(item) = self.decode(&found)? {
                 out.push(item);
@@ -305,7 +361,7 @@ impl<T: DeserializeOwned> FileReader<T> {
             if self.buffer.data[from.max(start + blank)..end].contains(&b'\n') {
                 return Err(format!(
                     "{}: a quoted CSV field holds a line break at byte {} where the \
-                     file is split for parallel reading; read it whole with --split-size 0",
+                     file is split for parallel reading; read it whole with --file-splits 1",
                     self.display, self.end
                 ));
             }
@@ -442,9 +498,17 @@ impl<T: DeserializeOwned> FileReader<T> {
             Some(n) => n,
             None if self.first == 0 => 0,
             None => {
-                let n = count_lines(&self.path, self.first).map_err(|e| {
-                    format!("{}: counting lines: {}", self.display, describe_io(&e))
-                })?;
+                // Count on from where this split last counted, if it can.
+                let (from, before) = if self.counted.0 <= self.first {
+                    self.counted
+                } else {
+                    (0, 0)
+                };
+                let n = before
+                    + count_lines(&self.path, from, self.first).map_err(|e| {
+                        format!("{}: counting lines: {}", self.display, describe_io(&e))
+                    })?;
+                self.counted = (self.first, n);
                 *self.lines_before.insert(n)
             }
         };
@@ -491,9 +555,11 @@ fn line_start_after(file: File, from: u64) -> std::io::Result<u64> {
     }
 }
 
-/// The line feeds in the first `len` bytes of the file.
-fn count_lines(path: &Path, len: u64) -> std::io::Result<u64> {
-    let mut file = File::open(path)?.take(len);
+/// The line feeds in the file's bytes `from..to`.
+fn count_lines(path: &Path, from: u64, to: u64) -> std::io::Result<u64> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(from))?;
+    let mut file = file.take(to.saturating_sub(from));
     let mut chunk = vec![0; CHUNK];
     let mut lines = 0;
     loop {
