@@ -152,68 +152,42 @@ impl CsvParser {
         self.core.set_line(line);
     }
 
-    /// Copies the last record's fields into `record`.
-    pub(crate) fn record_into(&self, record: &mut csv::ByteRecord) {
-        record.clear();
+    /// The last record's field bytes, back to back.
+    pub(crate) fn fields(&self) -> &[u8] {
+        &self.fields[..self.nout]
+    }
+
+    /// Where each of the last record's fields ends in [`CsvParser::fields`].
+    pub(crate) fn ends(&self) -> &[usize] {
+        &self.ends[..self.nend]
+    }
+
+    /// The last record's fields as text (lossy), for a header.
+    pub(crate) fn names(&self) -> Vec<Box<str>> {
         let mut start = 0;
-        for &end in &self.ends[..self.nend] {
-            record.push_field(&self.fields[start..end]);
-            start = end;
-        }
+        self.ends()
+            .iter()
+            .map(|&end| {
+                let name = String::from_utf8_lossy(self.fields[start..end].trim_ascii());
+                start = end;
+                name.into()
+            })
+            .collect()
     }
 }
 
-/// Decodes one CSV data line against a header (for one-off lines; a file
-/// reader keeps one [`CsvParser`] instead).
-pub fn decode_csv_line<T: DeserializeOwned>(
-    headers: &csv::ByteRecord,
-    line: &str,
-) -> Result<T, String> {
+/// Decodes one CSV data line against a header's column names (for one-off
+/// lines; a file reader keeps one [`CsvParser`] instead).
+pub fn decode_csv_line<T: DeserializeOwned>(headers: &[&str], line: &str) -> Result<T, String> {
     let mut parser = CsvParser::new();
     let (mut parsed, n) = parser.feed(line.as_bytes());
     if parsed == Parsed::NeedInput && n == line.len() {
         parsed = parser.feed(&[]).0;
     }
     match parsed {
-        Parsed::Record => {
-            let mut record = csv::ByteRecord::new();
-            parser.record_into(&mut record);
-            decode_csv_record(headers, &record)
-        }
+        Parsed::Record => crate::csv_de::decode(headers, parser.fields(), parser.ends()),
         _ => Err("empty line".into()),
     }
-}
-
-/// Decodes a parsed CSV record against a header, with a reason on failure.
-pub fn decode_csv_record<T: DeserializeOwned>(
-    headers: &csv::ByteRecord,
-    record: &csv::ByteRecord,
-) -> Result<T, String> {
-    if record.len() != headers.len() {
-        return Err(format!(
-            "expected {} fields ({}), found {}",
-            headers.len(),
-            headers
-                .iter()
-                .map(String::from_utf8_lossy)
-                .collect::<Vec<_>>()
-                .join(","),
-            record.len()
-        ));
-    }
-    record
-        .deserialize(Some(headers))
-        .map_err(|e| match e.kind() {
-            csv::ErrorKind::Deserialize { err, .. } => {
-                let field = err
-                    .field()
-                    .and_then(|i| headers.get(i as usize))
-                    .map(|name| format!("field `{}`: ", String::from_utf8_lossy(name)))
-                    .unwrap_or_default();
-                format!("{field}{}", err.kind())
-            }
-            other => format!("{other:?}"),
-        })
 }
 
 #[cfg(test)]
@@ -230,7 +204,7 @@ mod tests {
 
     #[test]
     fn csv_lines_decode_by_column_name() {
-        let headers = csv::ByteRecord::from(vec!["ts_ms", "device", "value"]);
+        let headers = ["ts_ms", "device", "value"];
         let r: Reading = decode_csv_line(&headers, "1000,7,21.5").expect("valid");
         assert_eq!(
             r,

@@ -6,6 +6,7 @@
 //! [`fields`] checks that turn nonsense values into dead letters; stdout; and dead-letter files.
 #![deny(missing_docs)]
 
+mod csv_de;
 pub mod fields;
 pub mod file;
 pub mod format;

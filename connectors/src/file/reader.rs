@@ -26,7 +26,8 @@ use serde::de::DeserializeOwned;
 use weir::{DeadLetter, Origin, Raw, ReadItem, ReadStatus};
 
 use super::describe_io;
-use crate::format::{decode_csv_record, CsvParser, Format, Parsed, MAX_RECORD_BYTES};
+use crate::csv_de;
+use crate::format::{CsvParser, Format, Parsed, MAX_RECORD_BYTES};
 
 /// Bytes read from the file at a time (the buffer grows for longer records).
 const CHUNK: usize = 64 << 10;
@@ -141,8 +142,7 @@ pub(super) struct FileReader<T> {
     csv: CsvParser,
     /// The header: `None` until read (the file's first split reads it as
     /// its first record), `Err` if it was unusable.
-    headers: Option<Result<csv::ByteRecord, String>>,
-    record: csv::ByteRecord,
+    headers: Option<Result<Vec<Box<str>>, String>>,
     /// The first bytes of a record too long to keep.
     oversized: Vec<u8>,
     /// For JSON lines: the line the next record starts on (relative).
@@ -177,7 +177,6 @@ impl<T: DeserializeOwned> FileReader<T> {
             counted: (0, 0),
             csv: CsvParser::new(),
             headers: None,
-            record: csv::ByteRecord::new(),
             oversized: Vec::new(),
             line: 1,
             done: false,
@@ -467,21 +466,19 @@ impl<T: DeserializeOwned> FileReader<T> {
                 Ok(record) => return Ok(Some(ReadItem::Record(record))),
                 Err(e) => format!("malformed JSON: {e}"),
             },
-            Format::Csv => {
-                self.csv.record_into(&mut self.record);
-                match &self.headers {
-                    None => {
-                        let headers = self.record.iter().map(<[u8]>::trim_ascii).collect();
-                        self.headers = Some(Ok(headers));
-                        return Ok(None);
-                    }
-                    Some(Ok(headers)) => match decode_csv_record::<T>(headers, &self.record) {
+            Format::Csv => match &self.headers {
+                None => {
+                    self.headers = Some(Ok(self.csv.names()));
+                    return Ok(None);
+                }
+                Some(Ok(headers)) => {
+                    match csv_de::decode(headers, self.csv.fields(), self.csv.ends()) {
                         Ok(r) => return Ok(Some(ReadItem::Record(r))),
                         Err(reason) => reason,
-                    },
-                    Some(Err(reason)) => reason.clone(),
+                    }
                 }
-            }
+                Some(Err(reason)) => reason.clone(),
+            },
         };
         let raw = Raw::bytes(&self.buffer.data[found.start..found.end]);
         self.dead(found, reason, raw).map(Some)
@@ -573,7 +570,7 @@ fn count_lines(path: &Path, from: u64, to: u64) -> std::io::Result<u64> {
 }
 
 /// The header of a CSV file: its first record, names trimmed.
-fn read_header(file: File) -> std::io::Result<Result<csv::ByteRecord, String>> {
+fn read_header(file: File) -> std::io::Result<Result<Vec<Box<str>>, String>> {
     let mut buffer = Buffer::at(file, 0)?;
     let mut parser = CsvParser::new();
     loop {
@@ -585,11 +582,7 @@ fn read_header(file: File) -> std::io::Result<Result<csv::ByteRecord, String>> {
         let (parsed, n) = parser.feed(&buffer.data[buffer.pos..buffer.filled]);
         buffer.pos += n;
         match parsed {
-            Parsed::Record => {
-                let mut record = csv::ByteRecord::new();
-                parser.record_into(&mut record);
-                return Ok(Ok(record.iter().map(<[u8]>::trim_ascii).collect()));
-            }
+            Parsed::Record => return Ok(Ok(parser.names())),
             Parsed::End => return Ok(Err("the file has no header".into())),
             Parsed::NeedInput => {
                 if buffer.base + buffer.pos as u64 > MAX_RECORD_BYTES as u64 {

@@ -194,7 +194,7 @@ fn generate<T: Generated>(config: &GeneratorConfig, keys: &Keys, index: u64) -> 
     }
     if rng.chance(config.malformed_fraction) {
         let line = T::malformed(index, &mut rng);
-        let headers = csv::ByteRecord::from(T::HEADER.split(',').collect::<Vec<_>>());
+        let headers: Vec<&str> = T::HEADER.split(',').collect();
         let reason = match decode_csv_line::<T>(&headers, &line) {
             Err(reason) => reason,
             Ok(_) => "generated as malformed".to_string(),
