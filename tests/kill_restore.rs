@@ -16,21 +16,8 @@ use std::time::{Duration, Instant};
 use weir::checkpoint::{manifest, staged};
 use weir::rng::SplitMix64;
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    dir.join("examples").join(name)
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-kill-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
+mod support;
+use support::{example, temp_dir};
 
 /// The generator and window flags every run of a test shares.
 fn job_flags(job: &str, events: u64, keys: u64) -> Vec<String> {

@@ -27,15 +27,11 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use weir::rng::SplitMix64;
-use weir::testing::Capture;
-use weir::{RunArgs, Watermarks};
-use weir_benches::{arg, arg_str, measure, ratio, MinuteWindows, Row, WINDOW_MS};
+use weir_benches::{arg, arg_str, engine_minute_rows, measure, ratio, Fields, MinuteWindows, Row};
 use weir_connectors::{FileSource, Format};
-use weir_operators::{Avg, Count, Max, Min, WindowExt, Windows};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Reading {
@@ -117,49 +113,15 @@ fn baseline(path: &Path, format: Format) -> Vec<Row> {
 }
 
 fn engine(path: &Path, format: Format, workers: usize) -> Vec<Row> {
-    let capture = Capture::<Row>::new();
-    let sink = capture.clone();
     let source = FileSource::<Reading>::open(path, format)
         .expect("input")
         .splits_per_file(arg("--file-splits", 8) as u32);
-    let args = RunArgs::threads(workers);
-    let result = weir::run(&args, move |p| {
-        p.source("readings", source.clone())
-            .event_time(
-                |r: &Reading| r.ts_ms,
-                Watermarks::bounded(Duration::from_secs(2)).quantum(Duration::from_millis(100)),
-            )
-            .key_by("by_device", |r| r.device)
-            .window(
-                "device_minutes",
-                Windows::tumbling(Duration::from_millis(WINDOW_MS)),
-                (
-                    Count,
-                    Min::of(|r: &Reading| r.value),
-                    Max::of(|r: &Reading| r.value),
-                    Avg::of(|r: &Reading| r.value),
-                ),
-            )
-            .fired
-            .map(|f| {
-                let (n, min, max, avg) = f.value;
-                (
-                    f.key,
-                    f.window.start,
-                    n,
-                    min.to_bits(),
-                    max.to_bits(),
-                    avg.to_bits(),
-                )
-            })
-            .sink("rows", sink.sink());
-    });
-    if let Err(e) = result {
-        panic!("the engine run failed: {e}");
-    }
-    let mut rows = capture.records();
-    rows.sort_unstable();
-    rows
+    let fields = Fields {
+        device: |r: &Reading| r.device,
+        ts_ms: |r: &Reading| r.ts_ms,
+        value: |r: &Reading| r.value,
+    };
+    engine_minute_rows(source, fields, workers, 100)
 }
 
 fn main() {

@@ -13,11 +13,8 @@
 
 use std::time::Duration;
 
-use weir::testing::Capture;
-use weir::{RunArgs, Watermarks};
-use weir_benches::{arg, measure, ratio, MinuteWindows, Row, WINDOW_MS};
+use weir_benches::{arg, engine_minute_rows, measure, ratio, Fields, MinuteWindows, Row};
 use weir_connectors::{Generation, Generator, GeneratorConfig, Reading};
-use weir_operators::{Avg, Count, Max, Min, WindowExt, Windows};
 
 fn config(events: u64) -> GeneratorConfig {
     GeneratorConfig {
@@ -50,48 +47,13 @@ fn baseline(events: u64) -> Vec<Row> {
 }
 
 fn engine(events: u64, workers: usize, quantum_ms: u64) -> Vec<Row> {
-    let capture = Capture::<Row>::new();
-    let sink = capture.clone();
     let generator = Generator::<Reading>::new(config(events)).expect("valid config");
-    let args = RunArgs::threads(workers);
-    let result = weir::run(&args, move |p| {
-        p.source("readings", generator.clone())
-            .event_time(
-                |r: &Reading| r.ts_ms,
-                Watermarks::bounded(Duration::from_secs(2))
-                    .quantum(Duration::from_millis(quantum_ms)),
-            )
-            .key_by("by_device", |r| r.device)
-            .window(
-                "device_minutes",
-                Windows::tumbling(Duration::from_millis(WINDOW_MS)),
-                (
-                    Count,
-                    Min::of(|r: &Reading| r.value),
-                    Max::of(|r: &Reading| r.value),
-                    Avg::of(|r: &Reading| r.value),
-                ),
-            )
-            .fired
-            .map(|f| {
-                let (n, min, max, avg) = f.value;
-                (
-                    f.key,
-                    f.window.start,
-                    n,
-                    min.to_bits(),
-                    max.to_bits(),
-                    avg.to_bits(),
-                )
-            })
-            .sink("rows", sink.sink());
-    });
-    if let Err(e) = result {
-        panic!("the engine run failed: {e}");
-    }
-    let mut rows = capture.records();
-    rows.sort_unstable();
-    rows
+    let fields = Fields {
+        device: |r: &Reading| r.device,
+        ts_ms: |r: &Reading| r.ts_ms,
+        value: |r: &Reading| r.value,
+    };
+    engine_minute_rows(generator, fields, workers, quantum_ms)
 }
 
 fn main() {

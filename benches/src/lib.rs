@@ -3,10 +3,12 @@
 //! output row and its hand-written accumulator, timing and the ratio lines.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use weir_operators::ExactSum;
+use weir::testing::Capture;
+use weir::{Data, RunArgs, Source, Watermarks};
+use weir_operators::{Avg, Count, ExactSum, Max, Min, WindowExt, Windows};
 
 /// One iot minute window: device, start, count, and min, max, avg as bits
 /// (so rows compare exactly).
@@ -56,6 +58,73 @@ impl MinuteWindows {
         rows.sort_unstable();
         rows
     }
+}
+
+/// How the engine side reads a reading's fields.
+#[derive(Copy, Clone)]
+pub struct Fields<R> {
+    /// The device.
+    pub device: fn(&R) -> u64,
+    /// The event time (ms).
+    pub ts_ms: fn(&R) -> u64,
+    /// The value.
+    pub value: fn(&R) -> f64,
+}
+
+/// The engine side of the iot window computation: `source` → event time
+/// (2 s bound, `quantum_ms` quantum) → `key_by` device → 60 s tumbling
+/// count/min/max/avg, on `workers` threads; the windows' rows, sorted.
+pub fn engine_minute_rows<S>(
+    source: S,
+    fields: Fields<S::Item>,
+    workers: usize,
+    quantum_ms: u64,
+) -> Vec<Row>
+where
+    S: Source + Clone + Send + Sync,
+    S::Item: Data,
+{
+    let capture = Capture::<Row>::new();
+    let sink = capture.clone();
+    let args = RunArgs::threads(workers);
+    let result = weir::run(&args, move |p| {
+        let Fields {
+            device,
+            ts_ms,
+            value,
+        } = fields;
+        p.source("readings", source.clone())
+            .event_time(
+                ts_ms,
+                Watermarks::bounded(Duration::from_secs(2))
+                    .quantum(Duration::from_millis(quantum_ms)),
+            )
+            .key_by("by_device", device)
+            .window(
+                "device_minutes",
+                Windows::tumbling(Duration::from_millis(WINDOW_MS)),
+                (Count, Min::of(value), Max::of(value), Avg::of(value)),
+            )
+            .fired
+            .map(|f| {
+                let (n, min, max, avg) = f.value;
+                (
+                    f.key,
+                    f.window.start,
+                    n,
+                    min.to_bits(),
+                    max.to_bits(),
+                    avg.to_bits(),
+                )
+            })
+            .sink("rows", sink.sink());
+    });
+    if let Err(e) = result {
+        panic!("the engine run failed: {e}");
+    }
+    let mut rows = capture.records();
+    rows.sort_unstable();
+    rows
 }
 
 /// Run times of one measured side, in microseconds.
