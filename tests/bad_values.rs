@@ -7,26 +7,11 @@
 //! naming the field. Plus: the summary shows the job's final watermark.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
 mod support;
-use support::{example, temp_dir};
-
-fn run(job: &str, args: &[String]) -> Output {
-    let output = Command::new(example(job))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("start the example");
-    assert!(
-        output.status.success(),
-        "{job} {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
+use support::{run, temp_dir};
 
 fn lines(path: &Path) -> Vec<String> {
     let text =

@@ -15,19 +15,11 @@ use weir_connectors::{Generation, Generator, GeneratorConfig, Reading};
 mod support;
 use support::{example, temp_dir};
 
+/// Runs `job` quietly (no status lines) to its end.
 fn run(job: &str, args: &[String]) -> Output {
-    let output = Command::new(example(job))
-        .args(args)
-        .arg("--quiet")
-        .stdin(Stdio::null())
-        .output()
-        .expect("start the example");
-    assert!(
-        output.status.success(),
-        "{job} {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    let mut args = args.to_vec();
+    args.push("--quiet".into());
+    support::run(job, &args)
 }
 
 /// The lines of an output: a file, or a checkpointing job's directory of

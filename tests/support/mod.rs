@@ -1,6 +1,10 @@
 //! What the end-to-end tests share: the example binaries and scratch directories.
 
+// Each test binary uses part of this.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 /// The path of example job `name`, built by `cargo test --workspace` next
 /// to the test binaries.
@@ -25,4 +29,20 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
+}
+
+/// Runs example `job` with `args` to its end and returns what it printed;
+/// fails the test, with its stderr, if it does not succeed.
+pub fn run(job: &str, args: &[String]) -> Output {
+    let output = Command::new(example(job))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("start the example");
+    assert!(
+        output.status.success(),
+        "{job} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
