@@ -29,11 +29,14 @@ impl de::Error for Error {
     }
 }
 
-/// Decodes the fields `fields[ends[i-1]..ends[i]]` against `headers`.
+/// Decodes the fields `fields[ends[i-1] + gap..ends[i]]` against `headers`
+/// (`gap` 0: fields back to back, as the CSV parser writes them; 1: a line
+/// split at its commas, `ends` being the commas and the line's end).
 pub(crate) fn decode<T: DeserializeOwned, H: AsRef<str>>(
     headers: &[H],
     fields: &[u8],
     ends: &[usize],
+    gap: usize,
 ) -> Result<T, String> {
     if ends.len() != headers.len() {
         return Err(format!(
@@ -51,6 +54,7 @@ pub(crate) fn decode<T: DeserializeOwned, H: AsRef<str>>(
         headers,
         fields,
         ends,
+        gap,
         next: 0,
         start: 0,
     };
@@ -61,6 +65,8 @@ struct Record<'a, H> {
     headers: &'a [H],
     fields: &'a [u8],
     ends: &'a [usize],
+    /// Bytes between one field's end and the next one's start.
+    gap: usize,
     /// The next column to hand out.
     next: usize,
     /// Where its bytes start.
@@ -78,7 +84,7 @@ impl<'a, H: AsRef<str>> Record<'a, H> {
         };
         let field = &self.fields[self.start..end];
         let name = self.headers[self.next].as_ref();
-        self.start = end;
+        self.start = end + self.gap;
         self.next += 1;
         seed.deserialize(Field(field))
             .map(Some)
@@ -377,7 +383,7 @@ mod tests {
             "-7",
             "42",
         ]);
-        let row: Row = decode(&h, &b, &e).expect("decodes");
+        let row: Row = decode(&h, &b, &e, 0).expect("decodes");
         assert_eq!(
             row,
             Row {
@@ -391,7 +397,7 @@ mod tests {
             }
         );
         let (b, e) = fields(&["true", "?", "1", "x", " 5 ", "n", "0", "1"]);
-        let row: Row = decode(&h, &b, &e).expect("decodes, spaces around numbers");
+        let row: Row = decode(&h, &b, &e, 0).expect("decodes, spaces around numbers");
         assert_eq!((row.id, row.note.as_deref()), (5, Some("n")));
     }
 
@@ -414,17 +420,17 @@ mod tests {
             let mut values = vec!["true", "?", "1", "x", "5", "", "0", "1"];
             values[at] = bad;
             let (b, e) = fields(&values);
-            let err = decode::<Row, _>(&h, &b, &e).expect_err(bad);
+            let err = decode::<Row, _>(&h, &b, &e, 0).expect_err(bad);
             assert!(err.starts_with(expected), "{bad}: {err}");
         }
         let (b, e) = fields(&["1", "2"]);
-        let err = decode::<Row, _>(&h, &b, &e).expect_err("short");
+        let err = decode::<Row, _>(&h, &b, &e, 0).expect_err("short");
         assert!(err.starts_with("expected 8 fields"), "{err}");
         let h = headers(&["id", "value"]);
-        let err = decode::<Row, _>(&h, &b, &e).expect_err("missing columns");
+        let err = decode::<Row, _>(&h, &b, &e, 0).expect_err("missing columns");
         assert!(err.starts_with("missing field"), "{err}");
         let (b, e) = (vec![0xff, b'1'], vec![1, 2]);
-        let err = decode::<(String, u64), _>(&h, &b, &e).expect_err("binary");
+        let err = decode::<(String, u64), _>(&h, &b, &e, 0).expect_err("binary");
         assert!(err.starts_with("field `id`: invalid UTF-8"), "{err}");
     }
 
@@ -432,7 +438,11 @@ mod tests {
     fn tuples_take_columns_in_order() {
         let h = headers(&["a", "b", "c"]);
         let (b, e) = fields(&["1", "x", "2.5"]);
-        let t: (u64, String, f64) = decode(&h, &b, &e).expect("decodes");
+        let t: (u64, String, f64) = decode(&h, &b, &e, 0).expect("decodes");
+        assert_eq!(t, (1, "x".into(), 2.5));
+        // A line split at its commas.
+        let line = b"1,x,2.5";
+        let t: (u64, String, f64) = decode(&h, line, &[1, 3, 7], 1).expect("decodes");
         assert_eq!(t, (1, "x".into(), 2.5));
     }
 }

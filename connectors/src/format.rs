@@ -185,7 +185,7 @@ pub fn decode_csv_line<T: DeserializeOwned>(headers: &[&str], line: &str) -> Res
         parsed = parser.feed(&[]).0;
     }
     match parsed {
-        Parsed::Record => crate::csv_de::decode(headers, parser.fields(), parser.ends()),
+        Parsed::Record => crate::csv_de::decode(headers, parser.fields(), parser.ends(), 0),
         _ => Err("empty line".into()),
     }
 }

@@ -119,6 +119,9 @@ struct Found {
     /// Its length in bytes when it was too long to keep (`start..end` is
     /// then empty; the reader's `oversized` holds its first bytes).
     too_long: Option<u64>,
+    /// Whether it is a plain CSV line, split at `plain_ends` (its commas),
+    /// rather than parsed into the CSV parser's fields.
+    plain: bool,
 }
 
 /// Reads one split's records of type `T`.
@@ -145,6 +148,8 @@ pub(super) struct FileReader<T> {
     headers: Option<Result<Vec<Box<str>>, String>>,
     /// The first bytes of a record too long to keep.
     oversized: Vec<u8>,
+    /// Where each field of a plain CSV line ends (at its comma).
+    plain_ends: Vec<usize>,
     /// For JSON lines: the line the next record starts on (relative).
     line: u64,
     done: bool,
@@ -178,6 +183,7 @@ impl<T: DeserializeOwned> FileReader<T> {
             csv: CsvParser::new(),
             headers: None,
             oversized: Vec::new(),
+            plain_ends: Vec::new(),
             line: 1,
             done: false,
             _record: PhantomData,
@@ -274,8 +280,50 @@ impl<T: DeserializeOwned> FileReader<T> {
         Ok(ReadStatus::Ready)
     }
 
+    /// The next CSV record if it is a plain line (no quotes, no carriage
+    /// return but the one ending it) wholly in the buffer: its fields are
+    /// then just the slices between commas, found with `memchr`, and the
+    /// parser is not needed. Anything else is left to [`Self::next_csv`].
+    fn next_plain_csv(&mut self) -> Option<Found> {
+        if self.headers.is_none() {
+            // The header (and a byte-order mark before it) goes through the parser.
+            return None;
+        }
+        let start = self.buffer.pos;
+        let data = &self.buffer.data[start..self.buffer.filled];
+        let newline = memchr::memchr(b'\n', data)?;
+        let mut body = &data[..newline];
+        if let Some(rest) = body.strip_suffix(b"\r") {
+            body = rest;
+        }
+        if body.is_empty()
+            || body.len() > MAX_RECORD_BYTES
+            || memchr::memchr2(b'"', b'\r', body).is_some()
+        {
+            return None;
+        }
+        self.plain_ends.clear();
+        self.plain_ends
+            .extend(memchr::memchr_iter(b',', body).chain(std::iter::once(body.len())));
+        let end = start + body.len();
+        self.buffer.pos = start + newline + 1;
+        let line = self.csv.line();
+        self.csv.set_line(line + 1);
+        Some(Found {
+            offset: self.buffer.base + start as u64,
+            line,
+            start,
+            end,
+            too_long: None,
+            plain: true,
+        })
+    }
+
     /// The next CSV record, or `None` at the end of the file.
     fn next_csv(&mut self) -> Result<Option<Found>, String> {
+        if let Some(found) = self.next_plain_csv() {
+            return Ok(Some(found));
+        }
         self.csv.clear();
         self.oversized.clear();
         let line_before = self.csv.line();
@@ -337,6 +385,7 @@ impl<T: DeserializeOwned> FileReader<T> {
                 start: end,
                 end,
                 too_long: Some(big.len + (end - start) as u64),
+                plain: false,
             }));
         }
         let offset = self.buffer.base + (start + blank) as u64;
@@ -350,6 +399,7 @@ impl<T: DeserializeOwned> FileReader<T> {
                 start: end,
                 end,
                 too_long: Some((end - first) as u64),
+                plain: false,
             }));
         }
         if offset < self.end && self.buffer.base + fed as u64 > self.end {
@@ -371,6 +421,7 @@ impl<T: DeserializeOwned> FileReader<T> {
             start: start + blank,
             end,
             too_long: None,
+            plain: false,
         }))
     }
 
@@ -431,6 +482,7 @@ impl<T: DeserializeOwned> FileReader<T> {
                     start,
                     end: trimmed,
                     too_long: None,
+                    plain: false,
                 },
                 Some(big) => Found {
                     offset: big.offset,
@@ -438,6 +490,7 @@ impl<T: DeserializeOwned> FileReader<T> {
                     start: trimmed,
                     end: trimmed,
                     too_long: Some(big.len + (trimmed - start) as u64),
+                    plain: false,
                 },
             }));
         }
@@ -472,7 +525,12 @@ impl<T: DeserializeOwned> FileReader<T> {
                     return Ok(None);
                 }
                 Some(Ok(headers)) => {
-                    match csv_de::decode(headers, self.csv.fields(), self.csv.ends()) {
+                    let decoded = if found.plain {
+                        csv_de::decode(headers, bytes, &self.plain_ends, 1)
+                    } else {
+                        csv_de::decode(headers, self.csv.fields(), self.csv.ends(), 0)
+                    };
+                    match decoded {
                         Ok(r) => return Ok(Some(ReadItem::Record(r))),
                         Err(reason) => reason,
                     }
