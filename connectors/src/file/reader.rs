@@ -285,10 +285,8 @@ impl<T: DeserializeOwned> FileReader<T> {
     /// then just the slices between commas, found with `memchr`, and the
     /// parser is not needed. Anything else is left to [`Self::next_csv`].
     fn next_plain_csv(&mut self) -> Option<Found> {
-        if self.headers.is_none() {
-            // The header (and a byte-order mark before it) goes through the parser.
-            return None;
-        }
+        // The header (and a byte-order mark before it) goes through the parser.
+        self.headers.as_ref()?;
         let start = self.buffer.pos;
         let data = &self.buffer.data[start..self.buffer.filled];
         let newline = memchr::memchr(b'\n', data)?;
