@@ -644,4 +644,29 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_file_without_line_breaks_is_one_oversized_dead_letter_in_any_split_layout() {
+        let dir = temp("no-newline");
+        for format in [Format::Csv, Format::Jsonl] {
+            let path = dir.join(format!("in.{format}"));
+            let len = 3 * MAX_RECORD_BYTES + 17;
+            std::fs::write(&path, vec![b'x'; len]).expect("write");
+            for (splits, chunk) in [(1, 1 << 20), (8, 1 << 16), (3, 4096)] {
+                let mut source = FileSource::<Rec>::open(&path, format)
+                    .expect("exists")
+                    .splits_per_file(splits)
+                    .chunk_bytes(chunk);
+                let items = read_all(&mut source, 10);
+                let what = format!("{format}, {splits} splits of {chunk}");
+                assert_eq!(items.len(), 1, "{what}: {items:?}");
+                let ReadItem::Bad(d) = &items[0] else {
+                    panic!("{what}: {items:?}");
+                };
+                assert_eq!(d.raw.original_len(), len as u64, "{what}");
+                assert!(d.reason.contains("exceeds"), "{what}: {}", d.reason);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -211,21 +211,35 @@ impl<T: DeserializeOwned> FileReader<T> {
     }
 
     /// Moves to range `index`, at `offset` (a resume) or at its first line,
-    /// with `line` the relative line there.
+    /// with `line` the relative line there. A range in which no line starts
+    /// owns no record and is passed over (without reading on to a line start
+    /// beyond it: a file without line feeds must not be scanned once per range).
     fn start_range(&mut self, index: usize, offset: Option<u64>, line: u64) -> Result<(), String> {
-        let (start, end) = self.ranges[index];
         let io =
             |what: &str, e: std::io::Error| format!("{}: {what}{}", self.display, describe_io(&e));
-        let first = if start == 0 {
-            0
-        } else {
+        let mut index = index;
+        let first = loop {
+            let (start, end) = self.ranges[index];
+            if start == 0 {
+                break 0;
+            }
             let file = File::open(&self.path).map_err(|e| io("", e))?;
-            line_start_after(file, start - 1).map_err(|e| io("finding a line start: ", e))?
+            let found = line_start_within(file, start - 1, end - 1)
+                .map_err(|e| io("finding a line start: ", e))?;
+            match found {
+                Some(first) => break first,
+                None if index + 1 < self.ranges.len() => index += 1,
+                None => {
+                    self.range = index;
+                    self.done = true;
+                    return Ok(());
+                }
+            }
         };
         let at = offset.unwrap_or(first);
         self.buffer.seek(at).map_err(|e| io("seeking: ", e))?;
         self.range = index;
-        self.end = end;
+        self.end = self.ranges[index].1;
         self.first = first;
         self.lines_before = None;
         self.csv.reset();
@@ -591,16 +605,17 @@ fn leading_blank(bytes: &[u8]) -> usize {
         .count()
 }
 
-/// The offset just after the first line feed at or after `from` (or the
-/// file's end).
-fn line_start_after(file: File, from: u64) -> std::io::Result<u64> {
+/// The offset just after the first line feed at `from` or after and before
+/// `before`, if there is one.
+fn line_start_within(file: File, from: u64, before: u64) -> std::io::Result<Option<u64>> {
     let mut buffer = Buffer::at(file, from)?;
     loop {
-        if let Some(i) = memchr::memchr(b'\n', &buffer.data[buffer.pos..buffer.filled]) {
-            return Ok(buffer.base + (buffer.pos + i + 1) as u64);
+        let limit = (before.saturating_sub(buffer.base) as usize).min(buffer.filled);
+        if let Some(i) = memchr::memchr(b'\n', &buffer.data[buffer.pos..limit]) {
+            return Ok(Some(buffer.base + (buffer.pos + i + 1) as u64));
         }
-        if buffer.eof {
-            return Ok(buffer.base + buffer.filled as u64);
+        if buffer.eof || buffer.base + buffer.filled as u64 >= before {
+            return Ok(None);
         }
         buffer.pos = buffer.filled;
         let keep = buffer.pos;
