@@ -669,4 +669,56 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn plain_lines_decode_as_the_csv_parser_decodes_them_quoted() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Row {
+            id: u64,
+            name: String,
+            value: f64,
+            note: Option<String>,
+        }
+        let dir = temp("plain-vs-quoted");
+        let mut rng = weir::rng::SplitMix64::new(7);
+        let (mut plain, mut quoted) = (String::new(), String::new());
+        plain.push_str("id,name,value,note\n");
+        quoted.push_str("\"id\",\"name\",\"value\",\"note\"\r\n");
+        for i in 0..2_000u64 {
+            let name = ["a", "b c", " spaced ", "é", "x;y"][rng.below(5) as usize];
+            let value = ["1.5", "-0", "1e3", " 7 ", "nan?", ""][rng.below(6) as usize];
+            let note = ["", "n", "q q"][rng.below(3) as usize];
+            let id = if rng.below(50) == 0 {
+                "x".to_string()
+            } else {
+                i.to_string()
+            };
+            plain.push_str(&format!("{id},{name},{value},{note}\n"));
+            quoted.push_str(&format!("\"{id}\",\"{name}\",\"{value}\",\"{note}\"\r\n"));
+        }
+        let read = |name: &str, text: &str| -> Vec<Result<Row, String>> {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write");
+            let mut source = FileSource::<Row>::open(&path, Format::Csv)
+                .expect("exists")
+                .splits_per_file(1);
+            let mut reader = Source::open(&mut source, SplitId(0)).expect("opens");
+            let mut items = Vec::new();
+            while reader.read(100, &mut items).expect("reads") != ReadStatus::Done {}
+            items
+                .into_iter()
+                .map(|item| match item {
+                    ReadItem::Record(r) => Ok(r),
+                    ReadItem::Bad(d) => Err(d.reason),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let from_plain = read("plain.csv", &plain);
+        let from_quoted = read("quoted.csv", &quoted);
+        assert_eq!(from_plain.len(), 2_000);
+        assert!(from_plain.iter().any(Result::is_err) && from_plain.iter().any(Result::is_ok));
+        assert_eq!(from_plain, from_quoted);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
