@@ -783,3 +783,45 @@ fn poison_timestamps_end_the_job_and_leave_ordinary_results_alone() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_directory_of_many_files_reads_within_a_small_open_file_limit() {
+    // 120 files of 3 chunks each are 360 file splits read in turn: a
+    // reader that held its file open would need 360 handles.
+    let dir = temp_dir("many-files");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).expect("input dir");
+    let mut expected = 0u64;
+    for f in 0..120u64 {
+        let mut text = String::from("device,ts_ms,value\n");
+        for i in 0..120u64 {
+            text.push_str(&format!("{},{},{}.25\n", f % 7, 1_000 + i * 100, i % 9));
+            expected += 1;
+        }
+        std::fs::write(input.join(format!("part-{f:03}.csv")), text).expect("write");
+    }
+    let out = dir.join("out.jsonl");
+    let command = format!(
+        "ulimit -n 64 && exec '{}' --input '{}' --file-chunk 1K --no-checkpoints --quiet --output '{}' --dead-letters '{}'",
+        example("iot").display(),
+        input.display(),
+        out.display(),
+        dir.join("dead.jsonl").display()
+    );
+    let status = Command::new("sh")
+        .args(["-c", &command])
+        .status()
+        .expect("run sh");
+    assert!(
+        status.success(),
+        "iot failed under `ulimit -n 64`: {status}"
+    );
+    let counted: u64 = sorted_lines(&out)
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("row"))
+        .filter(|r| r["kind"] == "minute")
+        .map(|r| r["count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(counted, expected, "every reading in a minute window");
+    let _ = std::fs::remove_dir_all(&dir);
+}
