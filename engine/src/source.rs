@@ -26,7 +26,9 @@ pub enum ReadItem<T> {
     /// A decoded record.
     Record(T),
     /// A record that failed to decode; the engine fills in `DeadLetter::source`.
-    Bad(DeadLetter),
+    /// (Boxed: dead letters are rare and large, and readers fill batches of
+    /// thousands of items, so the item stays the size of the record.)
+    Bad(Box<DeadLetter>),
     /// The split promises no more records with event time below this (an
     /// explicit watermark; raises the split's watermark, never lowers it).
     Watermark(u64),

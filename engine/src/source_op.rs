@@ -266,7 +266,7 @@ where
                             },
                             ReadItem::Bad(mut dead) => {
                                 dead.source.clone_from(&name);
-                                dead_letters.push((Time::new(time.epoch, stamp), (stamp, dead)));
+                                dead_letters.push((Time::new(time.epoch, stamp), (stamp, *dead)));
                             }
                             ReadItem::Watermark(w) => split.watermark.raise_to(w),
                             // Readers return right after an epoch end, so the

@@ -233,7 +233,7 @@ impl<T: Clone> SplitReader<T> for ScriptReader<T> {
                     return Ok(ReadStatus::Ready);
                 }
                 Step::Malformed(raw, reason) => {
-                    out.push(ReadItem::Bad(DeadLetter {
+                    out.push(ReadItem::Bad(Box::new(DeadLetter {
                         source: String::new(),
                         origin: Origin::Split {
                             split: self.split.0,
@@ -241,7 +241,7 @@ impl<T: Clone> SplitReader<T> for ScriptReader<T> {
                         },
                         reason: reason.clone(),
                         raw: raw.as_str().into(),
-                    }));
+                    })));
                     self.offset += 1;
                 }
             }

@@ -582,7 +582,7 @@ impl<T: DeserializeOwned> FileReader<T> {
                 *self.lines_before.insert(n)
             }
         };
-        Ok(ReadItem::Bad(DeadLetter {
+        Ok(ReadItem::Bad(Box::new(DeadLetter {
             source: String::new(),
             origin: Origin::File {
                 path: self.display.clone(),
@@ -591,7 +591,7 @@ impl<T: DeserializeOwned> FileReader<T> {
             },
             reason,
             raw,
-        }))
+        })))
     }
 }
 

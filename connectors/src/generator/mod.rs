@@ -265,7 +265,7 @@ impl<T: Generated> SplitReader<T> for GeneratorSplit<T> {
             }
             out.push(match generate(&self.config, &self.keys, index) {
                 Generation::Record(r) => ReadItem::Record(r),
-                Generation::Malformed(raw, reason) => ReadItem::Bad(DeadLetter {
+                Generation::Malformed(raw, reason) => ReadItem::Bad(Box::new(DeadLetter {
                     source: String::new(),
                     origin: Origin::Split {
                         split: self.split as u32,
@@ -273,7 +273,7 @@ impl<T: Generated> SplitReader<T> for GeneratorSplit<T> {
                     },
                     reason,
                     raw: raw.into(),
-                }),
+                })),
             });
             self.produced += 1;
         }
@@ -342,7 +342,7 @@ mod tests {
         let bad: Vec<DeadLetter> = read_all(&mut g)
             .into_iter()
             .filter_map(|i| match i {
-                ReadItem::Bad(d) => Some(d),
+                ReadItem::Bad(d) => Some(*d),
                 _ => None,
             })
             .collect();
