@@ -475,3 +475,86 @@ fn two_processes_killed_and_restored_lose_nothing_and_both_fold() {
     }
     case.assert_output("two processes restored");
 }
+
+/// Reading a file: the job is killed while it reads a CSV file as striped
+/// splits (64 KiB chunks, so many chunk changes), restarted on 1 or 2
+/// workers, and the published output equals an uninterrupted run's: split
+/// positions (offset, line and chunk) restore across worker counts.
+#[test]
+fn kill_minus_nine_while_reading_a_file_loses_and_doubles_nothing() {
+    let dir = temp_dir("file-kill");
+    let input = dir.join("readings.csv");
+    let mut text = String::from("device,ts_ms,value\n");
+    let mut rng = SplitMix64::new(11);
+    for i in 0..300_000u64 {
+        let ts = 1_000_000 + i * 2 - rng.below(400).min(i * 2);
+        if i % 997 == 5 {
+            text.push_str("not,a,reading\n");
+        } else {
+            text.push_str(&format!("{},{ts},{}.5\n", rng.below(40), rng.below(90)));
+        }
+    }
+    std::fs::write(&input, text).expect("write input");
+    let flags: Vec<String> = [
+        "--input",
+        &input.display().to_string(),
+        "--file-chunk",
+        "64K",
+        "--session-gap",
+        "5s",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (expected, expected_dead) = reference("iot", &flags, &dir);
+    let case = Case {
+        paths: Paths {
+            job: "iot",
+            checkpoints: dir.join("checkpoints"),
+            output: dir.join("out"),
+            dead: dir.join("dead"),
+        },
+        dir,
+        flags,
+        expected,
+        expected_dead,
+    };
+    let paths = &case.paths;
+    let mut rng = SplitMix64::new(env_u64("WEIR_KILL_SEED").unwrap_or(5));
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the job did not finish in 2 min");
+        let workers = 1 + rng.below(2) as usize;
+        if kills == 6 {
+            case.run_to_end(workers);
+            break;
+        }
+        let mut child = start(&case.flags, paths, workers, None)
+            .spawn()
+            .expect("start iot");
+        std::thread::sleep(Duration::from_millis(150 + rng.below(300)));
+        match child.try_wait().expect("poll iot") {
+            Some(status) => {
+                assert!(status.success(), "a run failed on its own");
+                break;
+            }
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                kills += 1;
+            }
+        }
+        let doubled = excess(&published(&paths.output), &case.expected);
+        assert!(doubled.is_empty(), "after {kills} kills: {doubled:#?}");
+    }
+    assert!(kills >= 3, "only {kills} kills hit a running job");
+    let m = manifest::read(&paths.checkpoints).expect("a manifest");
+    assert!(
+        m.complete.len() > 1,
+        "checkpoints completed: {:?}",
+        m.complete
+    );
+    case.assert_output(&format!("after {kills} kills"));
+}
