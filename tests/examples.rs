@@ -470,6 +470,10 @@ fn bad_flags_and_missing_files_fail_at_start_with_one_line() {
             &["--checkpoint-dir", "/dev/null/checkpoints"][..],
             "--checkpoint-dir",
         ),
+        (
+            &["--file-chunk", "1"][..],
+            "--file-chunk must be at least 1K",
+        ),
     ] {
         let (_, stderr) = run_failing("iot", args);
         let lines: Vec<&str> = stderr.lines().collect();
@@ -480,16 +484,18 @@ fn bad_flags_and_missing_files_fail_at_start_with_one_line() {
         );
     }
     // clap's own errors name the flag on their first line.
-    let (code, stderr) = run_failing("fraud", &["--format", "xml"]);
-    assert_eq!(code, 2);
-    assert!(
-        stderr
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .contains("--format"),
-        "{stderr}"
-    );
+    for (args, flag) in [
+        (&["--format", "xml"][..], "--format"),
+        (&["--file-chunk", "lots"][..], "--file-chunk"),
+        (&["--file-chunk", "99999999999G"][..], "--file-chunk"),
+    ] {
+        let (code, stderr) = run_failing("fraud", args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(
+            stderr.lines().next().unwrap_or_default().contains(flag),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[test]

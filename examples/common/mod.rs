@@ -27,7 +27,8 @@ pub struct JobArgs {
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub file_splits: u32,
 
-    /// The chunk size of --file-splits: bytes, or with K, M or G (powers of 1024).
+    /// The chunk size of --file-splits (at least 1K): bytes, or with K, M or
+    /// G (powers of 1024).
     #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
     pub file_chunk: u64,
 
@@ -102,6 +103,12 @@ pub struct JobArgs {
 impl JobArgs {
     /// The input, checked before the job starts (a missing file fails here).
     pub fn input<T: Generated>(&self, default_keys: u64) -> anyhow::Result<Input<T>> {
+        if self.file_chunk < 1024 {
+            bail!(
+                "--file-chunk must be at least 1K (got {} bytes); below 1M reading only gets slower",
+                self.file_chunk
+            );
+        }
         if let Some(path) = &self.input {
             let format = self
                 .format

@@ -34,7 +34,7 @@ use weir::source::{position_of, position_word};
 use weir::{ReadItem, ReadStatus, Source, SplitId, SplitReader};
 
 use crate::format::Format;
-use reader::FileReader;
+use reader::{FileReader, Ranges};
 pub(crate) use sink::Writer;
 pub use sink::{FileSink, StdoutSink};
 
@@ -138,22 +138,14 @@ impl<T> FileSource<T> {
         }
     }
 
-    /// The byte ranges a split owns, adjacent chunks merged.
-    fn ranges(&self, stripe: Stripe) -> Vec<(u64, u64)> {
-        let len = self.files[stripe.file].1;
-        let chunk = self.chunk_bytes;
-        let chunks = len.div_ceil(chunk);
-        let mut ranges: Vec<(u64, u64)> = Vec::new();
-        let mut c = stripe.index;
-        while c < chunks {
-            let (start, end) = (c * chunk, ((c + 1) * chunk).min(len));
-            match ranges.last_mut() {
-                Some(last) if last.1 == start => last.1 = end,
-                _ => ranges.push((start, end)),
-            }
-            c += stripe.of;
+    /// The byte ranges a split owns.
+    fn ranges(&self, stripe: Stripe) -> Ranges {
+        Ranges {
+            len: self.files[stripe.file].1,
+            chunk: self.chunk_bytes,
+            first: stripe.index,
+            step: stripe.of,
         }
-        ranges
     }
 
     /// The files, in split order.
@@ -205,7 +197,7 @@ impl<T: DeserializeOwned + 'static> FileSource<T> {
             .get(split.0 as usize)
             .ok_or_else(|| format!("no file split {split}"))?;
         let ranges = self.ranges(stripe);
-        if ranges.is_empty() {
+        if ranges.len() == 0 {
             // A file shorter than this split's first chunk.
             return Ok(Box::new(Empty));
         }

@@ -103,6 +103,40 @@ impl Buffer {
     }
 }
 
+/// The byte ranges a split owns: every `step`-th chunk of a file of `len`
+/// bytes, from chunk `first`, in order (computed, not listed: a tiny chunk
+/// size must not cost memory). With `step` 1 the chunks are adjacent and
+/// read as one range, the whole file.
+#[derive(Copy, Clone, Debug)]
+pub(super) struct Ranges {
+    pub(super) len: u64,
+    pub(super) chunk: u64,
+    pub(super) first: u64,
+    pub(super) step: u64,
+}
+
+impl Ranges {
+    /// How many ranges there are.
+    pub(super) fn len(&self) -> usize {
+        if self.step == 1 {
+            return usize::from(self.first == 0 && self.len > 0);
+        }
+        let chunks = self.len.div_ceil(self.chunk);
+        let n = chunks.saturating_sub(self.first).div_ceil(self.step);
+        usize::try_from(n).unwrap_or(usize::MAX)
+    }
+
+    /// Range `i` (below [`Ranges::len`]).
+    pub(super) fn get(&self, i: usize) -> (u64, u64) {
+        if self.step == 1 {
+            return (0, self.len);
+        }
+        let c = self.first + i as u64 * self.step;
+        let start = c.saturating_mul(self.chunk).min(self.len);
+        (start, start.saturating_add(self.chunk).min(self.len))
+    }
+}
+
 /// A record too long to decode, while it is being skipped.
 struct Big {
     offset: u64,
@@ -135,7 +169,7 @@ pub(super) struct FileReader<T> {
     path: PathBuf,
     format: Format,
     /// The byte ranges this split owns, in file order.
-    ranges: Vec<(u64, u64)>,
+    ranges: Ranges,
     /// The range being read.
     range: usize,
     /// End of the range being read (exclusive).
@@ -166,7 +200,7 @@ impl<T: DeserializeOwned> FileReader<T> {
     pub(super) fn open(
         path: &Path,
         format: Format,
-        ranges: Vec<(u64, u64)>,
+        ranges: Ranges,
         resume: Option<(u64, u64, usize)>,
     ) -> Result<FileReader<T>, String> {
         let io = |what: &str, e: std::io::Error| {
@@ -223,7 +257,7 @@ impl<T: DeserializeOwned> FileReader<T> {
             |what: &str, e: std::io::Error| format!("{}: {what}{}", self.display, describe_io(&e));
         let mut index = index;
         let first = loop {
-            let (start, end) = self.ranges[index];
+            let (start, end) = self.ranges.get(index);
             if start == 0 {
                 break 0;
             }
@@ -242,7 +276,7 @@ impl<T: DeserializeOwned> FileReader<T> {
         let at = offset.unwrap_or(first);
         self.buffer.seek(at);
         self.range = index;
-        self.end = self.ranges[index].1;
+        self.end = self.ranges.get(index).1;
         self.first = first;
         self.lines_before = None;
         self.csv.reset();
