@@ -118,8 +118,11 @@ impl<T> FileSource<T> {
         self
     }
 
-    /// Sets the chunk size (tests use tiny chunks to cross many boundaries).
-    #[doc(hidden)]
+    /// Sets the size of the chunks the splits take turns at (default
+    /// [`FileSource::CHUNK_BYTES`]; 0 is taken as 1). Every chunk start costs
+    /// a read of up to 64 KiB to find its first line, so chunks much smaller
+    /// than 1 MiB read more than they use; tests use tiny ones to cross
+    /// many boundaries.
     pub fn chunk_bytes(mut self, bytes: u64) -> Self {
         self.chunk_bytes = bytes.max(1);
         let n = self.splits.iter().map(|s| s.of).max().unwrap_or(1);
