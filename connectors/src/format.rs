@@ -177,7 +177,7 @@ impl CsvParser {
 }
 
 /// Decodes one CSV data line against a header's column names (for one-off
-/// lines; a file reader keeps one [`CsvParser`] instead).
+/// lines; a file reader keeps one parser for a whole split instead).
 pub fn decode_csv_line<T: DeserializeOwned>(headers: &[&str], line: &str) -> Result<T, String> {
     let mut parser = CsvParser::new();
     let (mut parsed, n) = parser.feed(line.as_bytes());

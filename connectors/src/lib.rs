@@ -1,7 +1,7 @@
 //! # weir-connectors
 //!
 //! Sources and sinks for weir: a deterministic [`generator`] of card
-//! transactions, service requests, sensor readings and auction bids; [`file`]
+//! transactions, service requests, sensor readings and auction bids; [`file`](mod@file)
 //! input and output as CSV or JSON lines (exactly-once as [`parts`]), with
 //! [`fields`] checks that turn nonsense values into dead letters; stdout; and dead-letter files.
 #![deny(missing_docs)]
