@@ -46,7 +46,8 @@ pub struct JobArgs {
     #[arg(long, value_name = "csv|jsonl")]
     pub output_format: Option<Format>,
 
-    /// Where dead letters (malformed and late records) go, as JSON lines:
+    /// Where dead letters (malformed, nonsensical, late and out-of-range
+    /// records) go, as JSON lines:
     /// when the job checkpoints, a directory of parts like --output (default
     /// <job>-dead-letters), else a file (default <job>-dead-letters.jsonl).
     #[arg(long, value_name = "PATH")]
