@@ -6,7 +6,7 @@
 #   . scripts/env.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir-target}"
 if [ -z "${WEIR_ROCKSDB_FROM_SOURCE:-}" ]; then
-  _weir_rocksdb_lib="$("$(dirname "${BASH_SOURCE[0]}")/rocksdb-lib.sh" --print)"
+  _weir_rocksdb_lib="$("$(dirname "${BASH_SOURCE[0]:-$0}")/rocksdb-lib.sh" --print)"
   if [ -n "$_weir_rocksdb_lib" ]; then
     export ROCKSDB_LIB_DIR="$_weir_rocksdb_lib" ROCKSDB_STATIC=1
   fi
