@@ -147,7 +147,7 @@ impl CsvParser {
         self.core.line()
     }
 
-    /// Sets the line count (when resuming mid-file).
+    /// Sets the line count (the reader keeps it between the records it parses).
     pub(crate) fn set_line(&mut self, line: u64) {
         self.core.set_line(line);
     }

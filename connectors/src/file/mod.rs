@@ -43,17 +43,11 @@ pub use sink::{FileSink, StdoutSink};
 pub struct FileSource<T> {
     files: Vec<(PathBuf, u64)>,
     format: Format,
-    splits: Vec<Stripe>,
+    /// Split `s` reads every `splits_per_file`-th chunk of file
+    /// `s / splits_per_file`, from chunk `s % splits_per_file`.
+    splits_per_file: u32,
     chunk_bytes: u64,
     _record: PhantomData<T>,
-}
-
-/// A split: every `of`-th chunk of one file, from chunk `index`.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-struct Stripe {
-    file: usize,
-    index: u64,
-    of: u64,
 }
 
 impl<T> FileSource<T> {
@@ -100,21 +94,20 @@ impl<T> FileSource<T> {
                 Ok((p, len))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let mut source = FileSource {
+        let source = FileSource {
             files,
             format,
-            splits: Vec::new(),
+            splits_per_file: Self::DEFAULT_SPLITS_PER_FILE,
             chunk_bytes: Self::CHUNK_BYTES,
             _record: PhantomData,
         };
-        source.split(Self::DEFAULT_SPLITS_PER_FILE);
         Ok(source)
     }
 
     /// Reads each file as `n` splits taking turns at its chunks (1: each
     /// file whole, in order; 0 is taken as 1). See the module doc.
     pub fn splits_per_file(mut self, n: u32) -> Self {
-        self.split(n.max(1));
+        self.splits_per_file = n.max(1);
         self
     }
 
@@ -125,30 +118,20 @@ impl<T> FileSource<T> {
     /// many boundaries.
     pub fn chunk_bytes(mut self, bytes: u64) -> Self {
         self.chunk_bytes = bytes.max(1);
-        let n = self.splits.iter().map(|s| s.of).max().unwrap_or(1);
-        self.split(n as u32);
         self
     }
 
-    fn split(&mut self, n: u32) {
-        self.splits.clear();
-        for file in 0..self.files.len() {
-            self.splits.extend((0..u64::from(n)).map(|index| Stripe {
-                file,
-                index,
-                of: u64::from(n),
-            }));
-        }
-    }
-
-    /// The byte ranges a split owns.
-    fn ranges(&self, stripe: Stripe) -> Ranges {
-        Ranges {
-            len: self.files[stripe.file].1,
+    /// The file a split reads and the byte ranges it owns.
+    fn stripe(&self, split: SplitId) -> Option<(&Path, Ranges)> {
+        let n = self.splits_per_file as usize;
+        let (path, len) = self.files.get(split.0 as usize / n)?;
+        let ranges = Ranges {
+            len: *len,
             chunk: self.chunk_bytes,
-            first: stripe.index,
-            step: stripe.of,
-        }
+            first: (split.0 as usize % n) as u64,
+            step: n as u64,
+        };
+        Some((path, ranges))
     }
 
     /// The files, in split order.
@@ -169,7 +152,7 @@ impl<T: DeserializeOwned + 'static> Source for FileSource<T> {
     type Item = T;
 
     fn splits(&self) -> u32 {
-        self.splits.len() as u32
+        (self.files.len() as u32).saturating_mul(self.splits_per_file)
     }
 
     fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<T>>, String> {
@@ -195,16 +178,13 @@ impl<T: DeserializeOwned + 'static> FileSource<T> {
         split: SplitId,
         resume: Option<(u64, u64, usize)>,
     ) -> Result<Box<dyn SplitReader<T>>, String> {
-        let stripe = *self
-            .splits
-            .get(split.0 as usize)
+        let (path, ranges) = self
+            .stripe(split)
             .ok_or_else(|| format!("no file split {split}"))?;
-        let ranges = self.ranges(stripe);
         if ranges.len() == 0 {
             // A file shorter than this split's first chunk.
             return Ok(Box::new(Empty));
         }
-        let path = &self.files[stripe.file].0;
         let reader = FileReader::open(path, self.format, ranges, resume)?;
         Ok(Box::new(reader))
     }

@@ -166,7 +166,6 @@ struct Found {
 pub(super) struct FileReader<T> {
     buffer: Buffer,
     display: String,
-    path: PathBuf,
     format: Format,
     /// The byte ranges this split owns, in file order.
     ranges: Ranges,
@@ -188,7 +187,8 @@ pub(super) struct FileReader<T> {
     oversized: Vec<u8>,
     /// Where each field of a plain CSV line ends (at its comma).
     plain_ends: Vec<usize>,
-    /// For JSON lines: the line the next record starts on (relative).
+    /// The line the next record starts on (relative to the range's first;
+    /// the CSV parser takes the count over while it parses a record).
     line: u64,
     done: bool,
     _record: PhantomData<T>,
@@ -211,7 +211,6 @@ impl<T: DeserializeOwned> FileReader<T> {
         let mut reader = FileReader {
             buffer: Buffer::at(path, 0),
             display: path.display().to_string(),
-            path: path.to_path_buf(),
             format,
             ranges,
             range: 0,
@@ -261,7 +260,7 @@ impl<T: DeserializeOwned> FileReader<T> {
             if start == 0 {
                 break 0;
             }
-            let found = line_start_within(&self.path, start - 1, end - 1)
+            let found = line_start_within(&self.buffer.path, start - 1, end - 1)
                 .map_err(|e| io("finding a line start: ", e))?;
             match found {
                 Some(first) => break first,
@@ -280,7 +279,6 @@ impl<T: DeserializeOwned> FileReader<T> {
         self.first = first;
         self.lines_before = None;
         self.csv.reset();
-        self.csv.set_line(line);
         self.line = line;
         Ok(())
     }
@@ -288,11 +286,11 @@ impl<T: DeserializeOwned> FileReader<T> {
     /// Where reading continues: the next record's offset, its line
     /// (relative to the range's first), and the range.
     pub(super) fn position(&self) -> (u64, u64, usize) {
-        let line = match self.format {
-            Format::Csv => self.csv.line(),
-            Format::Jsonl => self.line,
-        };
-        (self.buffer.base + self.buffer.pos as u64, line, self.range)
+        (
+            self.buffer.base + self.buffer.pos as u64,
+            self.line,
+            self.range,
+        )
     }
 
     pub(super) fn read(
@@ -356,8 +354,8 @@ impl<T: DeserializeOwned> FileReader<T> {
             .extend(memchr::memchr_iter(b',', body).chain(std::iter::once(body.len())));
         let end = start + body.len();
         self.buffer.pos = start + newline + 1;
-        let line = self.csv.line();
-        self.csv.set_line(line + 1);
+        let line = self.line;
+        self.line += 1;
         Some(Found {
             offset: self.buffer.base + start as u64,
             line,
@@ -375,7 +373,9 @@ impl<T: DeserializeOwned> FileReader<T> {
         }
         self.csv.clear();
         self.oversized.clear();
-        let line_before = self.csv.line();
+        // The parser counts the lines it reads; it takes over the count.
+        let line_before = self.line;
+        self.csv.set_line(line_before);
         let mut start = self.buffer.pos;
         let mut fed = start;
         let mut big: Option<Big> = None;
@@ -394,6 +394,7 @@ impl<T: DeserializeOwned> FileReader<T> {
                 Parsed::Record => break,
                 Parsed::End => {
                     self.buffer.pos = fed;
+                    self.line = self.csv.line();
                     return Ok(None);
                 }
                 Parsed::NeedInput => {
@@ -419,6 +420,7 @@ impl<T: DeserializeOwned> FileReader<T> {
             }
         }
         self.buffer.pos = fed;
+        self.line = self.csv.line();
         let blank = match big {
             None => leading_blank(&self.buffer.data[start..fed]),
             Some(_) => 0,
@@ -609,7 +611,7 @@ impl<T: DeserializeOwned> FileReader<T> {
                     (0, 0)
                 };
                 let n = before
-                    + count_lines(&self.path, from, self.first).map_err(|e| {
+                    + count_lines(&self.buffer.path, from, self.first).map_err(|e| {
                         format!("{}: counting lines: {}", self.display, describe_io(&e))
                     })?;
                 self.counted = (self.first, n);
