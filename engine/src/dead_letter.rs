@@ -83,6 +83,12 @@ impl Raw {
         Raw::bytes(text.as_bytes())
     }
 
+    /// A record that has no bytes of its own any more (an operator's, long
+    /// after decoding) as its JSON encoding.
+    pub fn json<T: Serialize>(record: &T) -> Raw {
+        Raw::from(serde_json::to_string(record).unwrap_or_default())
+    }
+
     /// The kept bytes: the whole record unless [`Raw::is_truncated`].
     pub fn as_bytes(&self) -> &[u8] {
         &self.kept

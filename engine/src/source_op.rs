@@ -26,7 +26,7 @@ use timely::container::CapacityContainerBuilder;
 use crate::checkpoint::runtime::{FlushRecord, WorkerCheckpoint};
 use crate::checkpoint::store::{load_positions_through, write_epoch, Position};
 use crate::data::Data;
-use crate::dead_letter::{DeadLetter, Origin};
+use crate::dead_letter::{DeadLetter, Origin, Raw};
 use crate::error::JobError;
 use crate::ids::SplitId;
 use crate::pipeline::{ctrl_c_pressed, WorkerCtx};
@@ -245,8 +245,7 @@ where
                                     stamped.push((Time::new(time.epoch, stamp), (event, record)));
                                 }
                                 None => {
-                                    let raw =
-                                        serde_json::to_string(&record).unwrap_or_default().into();
+                                    let raw = Raw::json(&record);
                                     dead_letters.push((
                                         Time::new(time.epoch, stamp),
                                         (
