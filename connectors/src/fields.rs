@@ -49,21 +49,8 @@ pub const MAX_LATENCY_US: u64 = 86_400_000_000;
 /// The HTTP status codes [`http_status`] accepts (RFC 9110: three digits, 1xx to 5xx).
 pub const HTTP_STATUS: RangeInclusive<u16> = 100..=599;
 
-/// An error naming `field`. An error from the format's own deserializer may
-/// already start with the CSV reader's `field N: ` (a column index); that
-/// index is dropped for the name.
+/// An error naming `field`.
 fn named<E: Error>(field: &str, what: impl Display) -> E {
-    let text = what.to_string();
-    let what = text
-        .strip_prefix("field ")
-        .and_then(|rest| {
-            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-            if digits == 0 {
-                return None;
-            }
-            rest[digits..].strip_prefix(": ")
-        })
-        .unwrap_or(text.as_str());
     E::custom(format_args!("field `{field}`: {what}"))
 }
 
@@ -167,16 +154,8 @@ mod tests {
     /// Decodes `line` against `header` by column name, as the file source
     /// does, with the reason it would give.
     fn csv<T: DeserializeOwned>(header: &str, line: &str) -> Result<T, String> {
-        let text = format!("{header}\n{line}\n");
-        let mut reader = ::csv::ReaderBuilder::new().from_reader(text.as_bytes());
-        match reader.deserialize::<T>().next() {
-            Some(Ok(record)) => Ok(record),
-            Some(Err(e)) => Err(match e.kind() {
-                ::csv::ErrorKind::Deserialize { err, .. } => err.kind().to_string(),
-                other => format!("{other:?}"),
-            }),
-            None => Err("no record".into()),
-        }
+        let headers: Vec<&str> = header.split(',').collect();
+        crate::format::decode_csv_line(&headers, line)
     }
 
     fn json<T: DeserializeOwned>(line: &str) -> Result<T, String> {

@@ -46,9 +46,10 @@ impl Format {
     }
 }
 
-/// The largest record (in bytes) a reader accepts; larger ones become dead
-/// letters (keeping their first [`weir::Raw::CAP`] bytes, the same size).
-pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// The largest record (in bytes) a reader accepts: the most a dead letter
+/// keeps ([`weir::Raw::CAP`]), so every record that is decoded and rejected
+/// is kept whole; larger ones become dead letters holding their first bytes.
+pub const MAX_RECORD_BYTES: usize = weir::Raw::CAP;
 
 /// Splits CSV bytes into records and fields, with one parser reused for a
 /// whole file (building a parser is costly: it compiles a state machine).
