@@ -35,8 +35,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// A record that could not be processed.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "Wire", try_from = "Wire")]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "Wire")]
 pub struct DeadLetter {
     /// The name of the source (or operator) that rejected it.
     pub source: String,
@@ -158,8 +158,8 @@ enum RawEncoding {
     Base64,
 }
 
-/// A dead letter as it is serialized: the bytes as text or base64.
-#[derive(Serialize, Deserialize)]
+/// A dead letter as it is read back: the bytes as text or base64.
+#[derive(Deserialize)]
 struct Wire {
     source: String,
     origin: Origin,
@@ -169,20 +169,32 @@ struct Wire {
     raw_len: u64,
 }
 
-impl From<DeadLetter> for Wire {
-    fn from(d: DeadLetter) -> Wire {
-        let (raw, raw_encoding) = match String::from_utf8(d.raw.kept) {
-            Ok(text) => (text, RawEncoding::Utf8),
-            Err(e) => (base64::encode(e.as_bytes()), RawEncoding::Base64),
+/// A dead letter as it is written, borrowing it (the same fields as [`Wire`]).
+#[derive(Serialize)]
+struct WireRef<'a> {
+    source: &'a str,
+    origin: &'a Origin,
+    reason: &'a str,
+    raw: std::borrow::Cow<'a, str>,
+    raw_encoding: RawEncoding,
+    raw_len: u64,
+}
+
+impl Serialize for DeadLetter {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (raw, raw_encoding) = match self.raw.as_str() {
+            Some(text) => (text.into(), RawEncoding::Utf8),
+            None => (base64::encode(&self.raw.kept).into(), RawEncoding::Base64),
         };
-        Wire {
-            source: d.source,
-            origin: d.origin,
-            reason: d.reason,
+        WireRef {
+            source: &self.source,
+            origin: &self.origin,
+            reason: &self.reason,
             raw,
             raw_encoding,
-            raw_len: d.raw.len,
+            raw_len: self.raw.len,
         }
+        .serialize(serializer)
     }
 }
 
