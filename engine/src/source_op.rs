@@ -350,7 +350,8 @@ where
                     // this process, or else let processing time move it.
                     let (since, base) = *all_idle_since.get_or_insert((now, time.event));
                     // Saturating: a watermark already near the end of
-                    // time stops at u64::MAX instead of wrapping to 0.
+                    // time stops at LAST_LIVE_WATERMARK (u64::MAX - 1)
+                    // instead of wrapping to 0.
                     let idle_for = crate::watermark::millis(now.duration_since(since));
                     let by_clock = base
                         .saturating_add(idle_for)

@@ -47,7 +47,8 @@ pub struct Emit<O, L> {
     /// (epoch, stamp, event time, late record)
     late: Vec<(u64, u64, u64, L)>,
     /// How many of `late` were rejected for another reason than lateness
-    /// ([`Emit::reject`]): not counted as late.
+    /// ([`Emit::reject`]): not counted as late. Each one is also an entry
+    /// of `late`, so this is at most `late.len()`.
     rejected: usize,
     /// The epoch what is emitted now belongs to (set by the primitive): the
     /// open epoch, or a late record's own epoch if later. Never an epoch
@@ -355,9 +356,12 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     .min()
                     .unwrap_or(u64::MAX);
                 let effective = watermark.min(waiting_epochs);
-                // The end of input passes every stamp, u64::MAX included
-                // (weir's sources never stamp it, but a raw timely stream
-                // might): nothing stays buffered once the input has ended.
+                // The end of input passes every stamp, u64::MAX included:
+                // weir's sources never stamp it, but a window's output fired
+                // at u64::MAX (saturated lateness, or a window ending at
+                // u64::MAX) carries that stamp to a downstream step (a
+                // process step, or a window of windows). Nothing stays
+                // buffered once the input has ended.
                 let ended = frontier.is_empty();
                 let mut ready: Vec<Time> = buffered
                     .keys()
@@ -401,8 +405,9 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     }
                 }
                 if !emit.late.is_empty() {
-                    let late_count = emit.late.len().saturating_sub(emit.rejected);
-                    emit.rejected = 0;
+                    // `rejected` counts entries of `late`, so it is at most
+                    // `late.len()`; taking it resets it for the next call.
+                    let late_count = emit.late.len() - std::mem::take(&mut emit.rejected);
                     shared
                         .late
                         .fetch_add(late_count as u64, Ordering::Relaxed);

@@ -14,13 +14,14 @@
 //! never exceeds the event time that raised it, and `u64::MAX` with quantum
 //! 1 and bound 0 gives `u64::MAX`), durations too long for a `u64` of
 //! milliseconds count as `u64::MAX` ms, and an idle source's watermark,
-//! advancing by the wall clock, stops at `u64::MAX`.
+//! advancing by the wall clock, stops at [`LAST_LIVE_WATERMARK`]
+//! (`u64::MAX - 1`).
 //!
 //! A live split's watermark stops at `u64::MAX - 1`: `u64::MAX` is the end
 //! of time, which only the end of input reaches (the source's frontier
-//! empties). So no record is ever stamped `u64::MAX`, every stamp has a
-//! watermark after it, and a window ending (or, with allowed lateness,
-//! firing) at `u64::MAX` fires exactly when the input ends.
+//! empties). So no *source* record is ever stamped `u64::MAX`, every stamp
+//! has a watermark after it, and a window ending (or, with allowed
+//! lateness, firing) at `u64::MAX` fires exactly when the input ends.
 //!
 //! A record's event time is taken at its word. One record stamped far in
 //! the future (a `ts_ms` of `u64::MAX`, say) moves its split's watermark to
@@ -45,8 +46,13 @@ use std::time::Duration;
 
 use crate::config::ShowDuration;
 
-/// Whole milliseconds of `d`, saturating at `u64::MAX`.
-pub(crate) fn millis(d: Duration) -> u64 {
+/// Whole milliseconds of `d`, rounded down, saturating at `u64::MAX`
+/// (a `Duration` can hold more milliseconds than a `u64`).
+///
+/// Every conversion of a configured duration to weir's millisecond times
+/// goes through this, so that a huge duration means "forever" rather than
+/// wrapping to a short one.
+pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
