@@ -18,7 +18,7 @@ pub(crate) enum Emitted<O, X> {
 /// Milliseconds since the Unix epoch (0 before it).
 pub(crate) fn millis_of(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map(weir::watermark::millis)
         .unwrap_or(0)
 }
 

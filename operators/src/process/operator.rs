@@ -192,17 +192,14 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
     /// is dropped, since no later time exists to fire it at. Otherwise such
     /// a function would never end.
     fn fire(&mut self, w: u64, emit: &mut Emit<Emitted<F::Out, F::Side>, ()>) {
-        let mut last_timer_fired: Option<FastSet<K>> = None;
+        // An empty set does not allocate.
+        let mut last_timer_fired: FastSet<K> = FastSet::default();
         loop {
             let mut fired = false;
             while let Some((due, key, time)) = self.event.pop_due(w) {
                 if due != u64::MAX {
                     self.watermark = self.watermark.max(due);
-                } else if time == u64::MAX
-                    && !last_timer_fired
-                        .get_or_insert_with(FastSet::default)
-                        .insert(key.clone())
-                {
+                } else if time == u64::MAX && !last_timer_fired.insert(key.clone()) {
                     // Past the end of time: it already fired.
                     if let Some(dirty) = &mut self.dirty {
                         dirty.insert(key);

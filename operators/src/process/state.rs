@@ -131,7 +131,7 @@ fn note_expiry(ttl: Option<u64>, written: u64) {
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+    weir::watermark::millis(ttl).max(1)
 }
 
 // ---------------------------------------------------------------------------
