@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::Duration;
 
-use support::{stamp_all, to_script};
+use support::{ids_fold, stamp_all, to_script, Id};
 use weir::rng::SplitMix64;
 use weir::testing::{run_workers, Script};
 use weir::{Data, Watermarks};
@@ -649,21 +649,10 @@ fn verify_quantiles(got: &Quantiles, records: &[Rec]) -> Result<(), String> {
     Ok(())
 }
 
-fn insert_id(acc: &mut Vec<u64>, r: &Rec) {
-    let at = acc.partition_point(|id| *id < r.3);
-    acc.insert(at, r.3);
-}
-
-fn merge_ids(acc: &mut Vec<u64>, other: Vec<u64>) {
-    acc.extend(other);
-    acc.sort_unstable();
-}
-
-type IdsFold = Fold<Vec<u64>, fn(&mut Vec<u64>, &Rec), fn(&mut Vec<u64>, Vec<u64>)>;
-
-fn ids_fold() -> IdsFold {
-    // Keeps the ids sorted, so the result does not depend on record order.
-    Fold::new(Vec::new(), insert_id, merge_ids)
+impl Id for Rec {
+    fn id(&self) -> u64 {
+        self.3
+    }
 }
 
 type Stats = (u64, u64, u64);

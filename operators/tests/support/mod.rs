@@ -1,7 +1,9 @@
 //! Input helpers shared by the operator oracle tests: splits written as
-//! steps, mirrored into a [`Script`], and the stamp each record gets.
+//! steps, mirrored into a [`Script`], the stamp each record gets, and a
+//! fold collecting records' ids.
 
 use weir::testing::Script;
+use weir_operators::Fold;
 
 /// One step of a split, mirrored into a [`Script`].
 #[derive(Clone, Debug)]
@@ -55,4 +57,36 @@ pub fn stamp_all<R: Clone>(
         }
     }
     out
+}
+
+/// A test record's id, for the fold that collects ids.
+#[allow(dead_code)] // Not every test binary that includes this module folds ids.
+pub trait Id {
+    fn id(&self) -> u64;
+}
+
+/// Inserts `r`'s id where it keeps `acc` sorted.
+#[allow(dead_code)]
+pub fn insert_id<R: Id>(acc: &mut Vec<u64>, r: &R) {
+    let id = r.id();
+    let at = acc.partition_point(|x| *x < id);
+    acc.insert(at, id);
+}
+
+/// Merges two windows' ids, sorted.
+#[allow(dead_code)]
+pub fn merge_ids(acc: &mut Vec<u64>, other: Vec<u64>) {
+    acc.extend(other);
+    acc.sort_unstable();
+}
+
+/// A fold collecting the sorted ids of a window's records.
+#[allow(dead_code)]
+pub type IdsFold<R> = Fold<Vec<u64>, fn(&mut Vec<u64>, &R), fn(&mut Vec<u64>, Vec<u64>)>;
+
+/// The fold of ids: keeps them sorted, so the result does not depend on
+/// record order.
+#[allow(dead_code)]
+pub fn ids_fold<R: Id>() -> IdsFold<R> {
+    Fold::new(Vec::new(), insert_id::<R>, merge_ids)
 }
