@@ -11,15 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 mod support;
-use support::{run, temp_dir};
-
-fn lines(path: &Path) -> Vec<String> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    lines.sort();
-    lines
-}
+use support::{args, run, sorted_lines, temp_dir};
 
 /// Runs `job` on `input` without checkpoints: (sorted output lines, dead letters).
 fn run_on(job: &str, dir: &Path, input: &Path, workers: u32) -> (Vec<String>, Vec<Value>) {
@@ -30,7 +22,7 @@ fn run_on(job: &str, dir: &Path, input: &Path, workers: u32) -> (Vec<String>, Ve
         .to_string();
     let out = dir.join(format!("{stem}.w{workers}.out.jsonl"));
     let dead = dir.join(format!("{stem}.w{workers}.dead.jsonl"));
-    let args: Vec<String> = [
+    let args = args(&[
         "--input",
         &input.display().to_string(),
         "--no-checkpoints",
@@ -41,16 +33,13 @@ fn run_on(job: &str, dir: &Path, input: &Path, workers: u32) -> (Vec<String>, Ve
         &out.display().to_string(),
         "--dead-letters",
         &dead.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     run(job, &args);
-    let dead = lines(&dead)
+    let dead = sorted_lines(&dead)
         .iter()
         .map(|l| serde_json::from_str(l).expect("a dead letter is JSON"))
         .collect();
-    (lines(&out), dead)
+    (sorted_lines(&out), dead)
 }
 
 /// A file's rows: `Ok` for ordinary rows, `Err(field)` for a row that must
@@ -144,9 +133,26 @@ fn check(job: &str, dir: &Path, name: &str, header: Option<&str>, rows: Rows<'_>
     clean_out
 }
 
+/// Runs `check` on `csv` (in `stem.csv`, under `header`) and on the same
+/// ordinary rows as `json` (in `stem.jsonl`), in a fresh directory for
+/// `job`; both give the same output, which it returns.
+fn check_formats(
+    job: &str,
+    stem: &str,
+    header: &str,
+    csv: Rows<'_>,
+    json: Rows<'_>,
+) -> Vec<String> {
+    let dir = temp_dir(job);
+    let out = check(job, &dir, &format!("{stem}.csv"), Some(header), csv);
+    let json_out = check(job, &dir, &format!("{stem}.jsonl"), None, json);
+    assert_eq!(json_out, out, "CSV and JSON lines of the same rows differ");
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
 #[test]
 fn iot_dead_letters_non_finite_readings() {
-    let dir = temp_dir("iot");
     let csv: Rows<'_> = &[
         Ok("1,1000,20.5"),
         Err(("value", "1,2000,NaN")),
@@ -162,10 +168,6 @@ fn iot_dead_letters_non_finite_readings() {
         Ok("1,61000,21.5"),
         Err(("value", "1,61500,infinity")),
     ];
-    let out = check("iot", &dir, "readings.csv", Some("device,ts_ms,value"), csv);
-    // The windows hold finite numbers only: no null min/max/avg.
-    assert!(out.iter().all(|l| !l.contains("null")), "{out:?}");
-    assert!(out.iter().any(|l| l.contains("\"minute\"")), "{out:?}");
     let json: Rows<'_> = &[
         Ok(r#"{"device":1,"ts_ms":1000,"value":20.5}"#),
         Err(("value", r#"{"device":1,"ts_ms":2000,"value":NaN}"#)),
@@ -180,14 +182,53 @@ fn iot_dead_letters_non_finite_readings() {
         Ok(r#"{"device":2,"ts_ms":4000,"value":150.0}"#),
         Ok(r#"{"device":1,"ts_ms":61000,"value":21.5}"#),
     ];
-    let json_out = check("iot", &dir, "readings.jsonl", None, json);
-    assert_eq!(json_out, out, "CSV and JSON lines of the same rows differ");
-    let _ = std::fs::remove_dir_all(&dir);
+    let out = check_formats("iot", "readings", "device,ts_ms,value", csv, json);
+    // The windows hold finite numbers only: no null min/max/avg.
+    assert!(out.iter().all(|l| !l.contains("null")), "{out:?}");
+    assert!(out.iter().any(|l| l.contains("\"minute\"")), "{out:?}");
+    // What the ordinary rows must give, worked out by hand from them with
+    // the defaults: a 2 s bound (the rows are in time order, so none is
+    // late), 60 s tumbling windows, and an alert above --max-value 100.
+    let ordinary: Vec<&str> = csv.iter().filter_map(|r| r.ok()).collect();
+    assert_eq!(
+        ordinary,
+        [
+            "1,1000,20.5",
+            "2,1500,-3.25",
+            "1,3000,22",
+            "2,4000,150.0",
+            "1,61000,21.5"
+        ],
+        "the rows the expectation below was worked out from"
+    );
+    // Device 1: 1 000 and 3 000 ms in minute 0, 61 000 ms in minute 1;
+    // device 2: 1 500 and 4 000 ms in minute 0; 150.0 is the one alert.
+    let rows: Vec<Value> = out
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a row is JSON"))
+        .collect();
+    let field = |r: &Value, name: &str| {
+        r[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no `{name}`: {r}"))
+    };
+    let mut minutes: Vec<(u64, u64, u64)> = rows
+        .iter()
+        .filter(|r| r["kind"] == "minute")
+        .map(|r| (field(r, "device"), field(r, "start_ms"), field(r, "count")))
+        .collect();
+    minutes.sort();
+    assert_eq!(
+        minutes,
+        [(1, 0, 2), (1, 60_000, 1), (2, 0, 2)],
+        "minute windows: {out:?}"
+    );
+    let alerts = rows.iter().filter(|r| r["kind"] == "alert").count();
+    assert_eq!(alerts, 1, "alerts: {out:?}");
 }
 
 #[test]
 fn fraud_dead_letters_countries_that_are_not_two_uppercase_letters() {
-    let dir = temp_dir("fraud");
     // Card 1 pays in the US, GB and DE within minutes: window alerts
     // (country-change) and the many-countries rule; card 2 stays home.
     let csv: Rows<'_> = &[
@@ -204,25 +245,6 @@ fn fraud_dead_letters_countries_that_are_not_two_uppercase_letters() {
         Err(("amount_cents", "2,20,18446744073709551615,FR,9000")),
         Ok("2,21,800,FR,10000"),
     ];
-    let out = check(
-        "fraud",
-        &dir,
-        "transactions.csv",
-        Some("card,merchant,amount_cents,country,ts_ms"),
-        csv,
-    );
-    assert!(out.iter().any(|l| l.contains("many-countries")), "{out:?}");
-    assert!(out.iter().any(|l| l.contains("\"DE|GB|US\"")), "{out:?}");
-    // No country but two-letter codes ever reaches the `|`-joined column.
-    for line in &out {
-        let alert: Value = serde_json::from_str(line).expect("an alert");
-        for code in alert["countries"].as_str().expect("countries").split('|') {
-            assert!(
-                code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()),
-                "{line}"
-            );
-        }
-    }
     let json: Rows<'_> = &[
         Ok(r#"{"card":1,"merchant":10,"amount_cents":1500,"country":"US","ts_ms":1000}"#),
         Err((
@@ -250,14 +272,29 @@ fn fraud_dead_letters_countries_that_are_not_two_uppercase_letters() {
         Ok(r#"{"card":1,"merchant":19,"amount_cents":700,"country":"DE","ts_ms":8000}"#),
         Ok(r#"{"card":2,"merchant":21,"amount_cents":800,"country":"FR","ts_ms":10000}"#),
     ];
-    let json_out = check("fraud", &dir, "transactions.jsonl", None, json);
-    assert_eq!(json_out, out, "CSV and JSON lines of the same rows differ");
-    let _ = std::fs::remove_dir_all(&dir);
+    let out = check_formats(
+        "fraud",
+        "transactions",
+        "card,merchant,amount_cents,country,ts_ms",
+        csv,
+        json,
+    );
+    assert!(out.iter().any(|l| l.contains("many-countries")), "{out:?}");
+    assert!(out.iter().any(|l| l.contains("\"DE|GB|US\"")), "{out:?}");
+    // No country but two-letter codes ever reaches the `|`-joined column.
+    for line in &out {
+        let alert: Value = serde_json::from_str(line).expect("an alert");
+        for code in alert["countries"].as_str().expect("countries").split('|') {
+            assert!(
+                code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()),
+                "{line}"
+            );
+        }
+    }
 }
 
 #[test]
 fn metrics_dead_letters_impossible_latencies_and_statuses() {
-    let dir = temp_dir("metrics");
     let csv: Rows<'_> = &[
         Ok("svc-1,/,200,1500,1000"),
         Err(("latency_us", "svc-1,/,200,NaN,2000")),
@@ -271,14 +308,6 @@ fn metrics_dead_letters_impossible_latencies_and_statuses() {
         Err(("status", "svc-2,/,9999,700,6500")),
         Ok("svc-1,/,200,800,12000"),
     ];
-    let out = check(
-        "metrics",
-        &dir,
-        "requests.csv",
-        Some("service,endpoint,status,latency_us,ts_ms"),
-        csv,
-    );
-    assert!(out.iter().any(|l| l.contains("\"errors\":1")), "{out:?}");
     let json: Rows<'_> = &[
         Ok(r#"{"service":"svc-1","endpoint":"/","status":200,"latency_us":1500,"ts_ms":1000}"#),
         Err((
@@ -303,9 +332,14 @@ fn metrics_dead_letters_impossible_latencies_and_statuses() {
         )),
         Ok(r#"{"service":"svc-1","endpoint":"/","status":200,"latency_us":800,"ts_ms":12000}"#),
     ];
-    let json_out = check("metrics", &dir, "requests.jsonl", None, json);
-    assert_eq!(json_out, out, "CSV and JSON lines of the same rows differ");
-    let _ = std::fs::remove_dir_all(&dir);
+    let out = check_formats(
+        "metrics",
+        "requests",
+        "service,endpoint,status,latency_us,ts_ms",
+        csv,
+        json,
+    );
+    assert!(out.iter().any(|l| l.contains("\"errors\":1")), "{out:?}");
 }
 
 /// The `watermark N ms` of the `weir: done:` line.

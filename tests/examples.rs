@@ -6,14 +6,13 @@
 //! an independent recomputation.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use weir_connectors::{Generation, Generator, GeneratorConfig, Reading};
 
 mod support;
-use support::{example, temp_dir};
+use support::{args, example, free_port, sorted_lines, temp_dir, Run};
 
 /// Runs `job` quietly (no status lines) to its end.
 fn run(job: &str, args: &[String]) -> Output {
@@ -22,33 +21,10 @@ fn run(job: &str, args: &[String]) -> Output {
     support::run(job, &args)
 }
 
-/// The lines of an output: a file, or a checkpointing job's directory of
-/// published parts (which must have nothing left staged).
-fn sorted_lines(path: &Path) -> Vec<String> {
-    let read = |p: &Path| {
-        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-    };
-    let text = if path.is_dir() {
-        let pending = path.join(".pending");
-        let staged = std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0);
-        assert_eq!(staged, 0, "{}: parts left unpublished", pending.display());
-        weir::checkpoint::staged::published(path)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .iter()
-            .map(|p| read(p))
-            .collect()
-    } else {
-        read(path)
-    };
-    let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    lines.sort();
-    lines
-}
-
 /// Generator flags shared by a test's runs: small enough for debug builds,
 /// with disorder, late and malformed records.
 fn generator_flags(events: u64, keys: u64) -> Vec<String> {
-    [
+    args(&[
         "--events",
         &events.to_string(),
         "--keys",
@@ -61,20 +37,31 @@ fn generator_flags(events: u64, keys: u64) -> Vec<String> {
         "500ms",
         "--bound",
         "1s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ])
 }
 
-struct Run {
-    output: Vec<String>,
-    dead: Vec<String>,
+/// The generator of `generator_flags(events, keys)` (its default disorder
+/// is their 500 ms), for recomputing or writing its records here.
+fn generator_config(events: u64, keys: u64) -> GeneratorConfig {
+    GeneratorConfig {
+        events: Some(events),
+        keys,
+        late_fraction: 0.01,
+        malformed_fraction: 0.01,
+        ..GeneratorConfig::default()
+    }
+}
+
+/// Where run `tag` in `dir` writes: (output, dead letters).
+fn output_paths(dir: &Path, tag: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{tag}.jsonl")),
+        dir.join(format!("{tag}.dead.jsonl")),
+    )
 }
 
 fn run_job(job: &str, dir: &Path, tag: &str, flags: &[String], cluster: &[String]) -> Run {
-    let out = dir.join(format!("{tag}.jsonl"));
-    let dead = dir.join(format!("{tag}.dead.jsonl"));
+    let (out, dead) = output_paths(dir, tag);
     let mut args = flags.to_vec();
     args.extend(cluster.iter().cloned());
     args.extend([
@@ -86,17 +73,7 @@ fn run_job(job: &str, dir: &Path, tag: &str, flags: &[String], cluster: &[String
         dead.display().to_string(),
     ]);
     run(job, &args);
-    Run {
-        output: sorted_lines(&out),
-        dead: sorted_lines(&dead),
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    Run::read(&out, &dead)
 }
 
 /// Runs `job` as two processes of one worker each; process 0 writes the output.
@@ -107,8 +84,7 @@ fn run_two_processes(job: &str, dir: &Path, flags: &[String]) -> Run {
         format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
     )
     .expect("write hostfile");
-    let out = dir.join("cluster.jsonl");
-    let dead = dir.join("cluster.dead.jsonl");
+    let (out, dead) = output_paths(dir, "cluster");
     let children: Vec<_> = (0..2)
         .map(|p| {
             let mut args = flags.to_vec();
@@ -144,10 +120,7 @@ fn run_two_processes(job: &str, dir: &Path, flags: &[String]) -> Run {
             String::from_utf8_lossy(&result.stderr)
         );
     }
-    Run {
-        output: sorted_lines(&out),
-        dead: sorted_lines(&dead),
-    }
+    Run::read(&out, &dead)
 }
 
 fn assert_same_on_any_cluster(job: &str, events: u64, keys: u64) {
@@ -323,13 +296,7 @@ fn key(r: &Row) -> (String, u64, u64, u64) {
 fn iot_output_matches_an_independent_computation() {
     let dir = temp_dir("iot-oracle");
     let events = 80_000u64;
-    let config = GeneratorConfig {
-        events: Some(events),
-        keys: 50,
-        late_fraction: 0.01,
-        malformed_fraction: 0.01,
-        ..GeneratorConfig::default()
-    };
+    let config = generator_config(events, 50);
     let mut flags = generator_flags(events, 50);
     flags.extend([
         "--session-gap".into(),
@@ -554,14 +521,7 @@ fn ctrl_c_ends_the_input_flushes_windows_and_prints_the_summary() {
 /// A CSV file of generated readings (late and malformed ones included) with
 /// a line of binary garbage every 1 000 lines.
 fn readings_csv(path: &Path, events: u64) {
-    let config = GeneratorConfig {
-        events: Some(events),
-        keys: 40,
-        late_fraction: 0.01,
-        malformed_fraction: 0.01,
-        ..GeneratorConfig::default()
-    };
-    let generator = Generator::<Reading>::new(config).expect("valid config");
+    let generator = Generator::<Reading>::new(generator_config(events, 40)).expect("valid config");
     let mut bytes = b"device,ts_ms,value\n".to_vec();
     for i in 0..events {
         match generator.generate(i) {
@@ -584,15 +544,12 @@ fn a_file_read_as_8_splits_gives_the_same_output_on_1_2_4_workers_and_keeps_exac
     let input = dir.join("readings.csv");
     readings_csv(&input, 30_000);
     let file = std::fs::read(&input).expect("read input");
-    let flags: Vec<String> = [
+    let flags = args(&[
         "--input",
         &input.display().to_string(),
         "--file-chunk",
         "8K",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let runs: Vec<Run> = ["1", "2", "4"]
         .iter()
         .map(|w| {
@@ -665,8 +622,7 @@ fn base64_decode(text: &str) -> Vec<u8> {
 
 /// Runs a job like `run_job`, failing (not hanging) if it does not end in 60 s.
 fn run_job_within(job: &str, dir: &Path, tag: &str, flags: &[String]) -> Run {
-    let out = dir.join(format!("{tag}.jsonl"));
-    let dead = dir.join(format!("{tag}.dead.jsonl"));
+    let (out, dead) = output_paths(dir, tag);
     let mut child = Command::new(example(job))
         .args(flags)
         .args(["--no-checkpoints", "--quiet", "--output"])
@@ -690,10 +646,7 @@ fn run_job_within(job: &str, dir: &Path, tag: &str, flags: &[String]) -> Run {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Run {
-        output: sorted_lines(&out),
-        dead: sorted_lines(&dead),
-    }
+    Run::read(&out, &dead)
 }
 
 /// Far-future timestamps, ascending (so none is late for the one before:

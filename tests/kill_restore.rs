@@ -17,11 +17,11 @@ use weir::checkpoint::{manifest, staged};
 use weir::rng::SplitMix64;
 
 mod support;
-use support::{example, temp_dir};
+use support::{args, example, free_port, temp_dir};
 
 /// The generator and window flags every run of a test shares.
 fn job_flags(job: &str, events: u64, keys: u64) -> Vec<String> {
-    let mut flags: Vec<String> = [
+    let mut flags = args(&[
         "--events",
         &events.to_string(),
         "--keys",
@@ -31,10 +31,7 @@ fn job_flags(job: &str, events: u64, keys: u64) -> Vec<String> {
         "--malformed-fraction",
         "0.01",
         "--quiet",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     if job == "iot" {
         flags.extend(["--session-gap".into(), "5s".into()]);
     }
@@ -140,8 +137,11 @@ struct Case {
 
 impl Case {
     fn new(job: &'static str, tag: &str, events: u64, keys: u64) -> Case {
-        let dir = temp_dir(tag);
-        let flags = job_flags(job, events, keys);
+        Case::on(job, temp_dir(tag), job_flags(job, events, keys))
+    }
+
+    /// Job `job` with `flags`, its runs in `dir` (which the case removes).
+    fn on(job: &'static str, dir: PathBuf, flags: Vec<String>) -> Case {
         let (expected, expected_dead) = reference(job, &flags, &dir);
         let paths = Paths {
             job,
@@ -175,6 +175,32 @@ impl Case {
             "the run to the end failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Runs the job with `flags` on `workers` and kills it with SIGKILL
+    /// (no handler runs, nothing is flushed) `after` its start: true if it
+    /// killed a running job, false if the job had ended on its own (which
+    /// must be a success).
+    fn run_and_kill(&self, flags: &[String], workers: usize, after: Duration) -> bool {
+        let job = self.paths.job;
+        let mut child = start(flags, &self.paths, workers, None)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {job}: {e}"));
+        std::thread::sleep(after);
+        match child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("poll {job}: {e}"))
+        {
+            Some(status) => {
+                assert!(status.success(), "a run failed on its own");
+                false
+            }
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                true
+            }
+        }
     }
 
     /// The published output and dead letters equal the uninterrupted run's.
@@ -237,22 +263,12 @@ fn kill_at_random_moments(job: &'static str, keys: u64) {
         assert!(Instant::now() < deadline, "the job did not finish in 5 min");
         let workers = 1 + rng.below(2) as usize;
         if kills < rounds {
-            let mut child = start(&paced, paths, workers, None)
-                .spawn()
-                .expect("start iot");
-            std::thread::sleep(Duration::from_millis(100 + rng.below(600)));
-            match child.try_wait().expect("poll iot") {
-                Some(status) => {
-                    // It finished before the kill: the input was too short.
-                    assert!(status.success(), "a run failed on its own");
-                    finished = true;
-                }
-                None => {
-                    // SIGKILL: no handler runs, nothing is flushed.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    kills += 1;
-                }
+            let after = Duration::from_millis(100 + rng.below(600));
+            if case.run_and_kill(&paced, workers, after) {
+                kills += 1;
+            } else {
+                // It finished before the kill: the input was too short.
+                finished = true;
             }
         } else {
             case.run_to_end(workers);
@@ -391,13 +407,6 @@ fn a_full_disk_stops_the_job_and_its_last_checkpoint_resumes() {
     drop(disk);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// Starts the job as two processes of one worker each.
 fn start_cluster(flags: &[String], paths: &Paths, dir: &Path) -> Vec<std::process::Child> {
     let hostfile = dir.join("hosts.txt");
@@ -499,7 +508,7 @@ fn kill_minus_nine_while_reading_a_file_loses_and_doubles_nothing() {
         }
     }
     std::fs::write(&input, text).expect("write input");
-    let flags: Vec<String> = [
+    let flags = args(&[
         "--input",
         &input.display().to_string(),
         "--file-chunk",
@@ -507,23 +516,8 @@ fn kill_minus_nine_while_reading_a_file_loses_and_doubles_nothing() {
         "--session-gap",
         "5s",
         "--quiet",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let (expected, expected_dead) = reference("iot", &flags, &dir);
-    let case = Case {
-        paths: Paths {
-            job: "iot",
-            checkpoints: dir.join("checkpoints"),
-            output: dir.join("out"),
-            dead: dir.join("dead"),
-        },
-        dir,
-        flags,
-        expected,
-        expected_dead,
-    };
+    ]);
+    let case = Case::on("iot", dir, flags);
     let paths = &case.paths;
     let mut rng = SplitMix64::new(env_u64("WEIR_KILL_SEED").unwrap_or(5));
     let mut kills = 0;
@@ -535,21 +529,11 @@ fn kill_minus_nine_while_reading_a_file_loses_and_doubles_nothing() {
             case.run_to_end(workers);
             break;
         }
-        let mut child = start(&case.flags, paths, workers, None)
-            .spawn()
-            .expect("start iot");
-        std::thread::sleep(Duration::from_millis(150 + rng.below(300)));
-        match child.try_wait().expect("poll iot") {
-            Some(status) => {
-                assert!(status.success(), "a run failed on its own");
-                break;
-            }
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                kills += 1;
-            }
+        let after = Duration::from_millis(150 + rng.below(300));
+        if !case.run_and_kill(&case.flags, workers, after) {
+            break;
         }
+        kills += 1;
         let doubled = excess(&published(&paths.output), &case.expected);
         assert!(doubled.is_empty(), "after {kills} kills: {doubled:#?}");
     }
