@@ -28,17 +28,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use weir::rng::SplitMix64;
 use weir_benches::{arg, arg_str, engine_minute_rows, measure, ratio, Fields, MinuteWindows, Row};
-use weir_connectors::{FileSource, Format};
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Reading {
-    device: u64,
-    ts_ms: u64,
-    value: f64,
-}
+use weir_connectors::{FileSource, Format, Reading};
 
 /// Writes `events` readings to `path` in `format` (once; reused after).
 fn write_input(path: &Path, format: Format, events: u64) -> std::io::Result<()> {
