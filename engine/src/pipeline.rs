@@ -15,7 +15,7 @@ use std::time::Duration;
 use timely::dataflow::operators::Concatenate;
 use timely::dataflow::{Scope, StreamVec};
 
-use crate::checkpoint::manifest::Step;
+use crate::checkpoint::manifest::{Step, StepKind};
 use crate::checkpoint::runtime::{FlushRecord, Plan, WorkerCheckpoint};
 use crate::config::RunArgs;
 use crate::dead_letter::DeadLetter;
@@ -78,13 +78,13 @@ impl<'s> PipelineState<'s> {
     pub(crate) fn register_step(
         &self,
         name: &str,
-        kind: &str,
+        kind: StepKind,
         version: u32,
         flushes: StreamVec<'s, Time, FlushRecord>,
     ) {
         self.steps.borrow_mut().push(Step {
             name: name.to_string(),
-            kind: kind.to_string(),
+            kind,
             version,
         });
         self.flushes.borrow_mut().push(flushes);
@@ -202,7 +202,7 @@ where
         let register = self.state.ctx.checkpoint.is_some().then(|| {
             let state = Rc::clone(&self.state);
             let name = self.name.clone();
-            Box::new(move |flushes| state.register_step(&name, "source", 1, flushes))
+            Box::new(move |flushes| state.register_step(&name, StepKind::Source, 1, flushes))
                 as crate::source_op::RegisterFlushes<'s>
         });
         let (records, dead) = build_source(

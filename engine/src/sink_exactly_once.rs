@@ -24,6 +24,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
+use crate::checkpoint::manifest::StepKind;
 use crate::checkpoint::runtime::{FlushRecord, WorkerCheckpoint};
 use crate::checkpoint::store::write_epoch;
 use crate::data::Data;
@@ -145,7 +146,7 @@ pub(crate) fn build<D: Data, S: Sink<D>>(
                                     epoch,
                                     worker: worker.0,
                                     step: flush_step.clone(),
-                                    kind: "sink".into(),
+                                    kind: StepKind::Sink,
                                     checksum,
                                 };
                                 output
@@ -186,5 +187,5 @@ pub(crate) fn build<D: Data, S: Sink<D>>(
                 }
             },
         );
-    state.register_step(name, "sink", 1, flushes);
+    state.register_step(name, StepKind::Sink, 1, flushes);
 }

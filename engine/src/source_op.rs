@@ -23,6 +23,7 @@ use timely::dataflow::Scope;
 
 use timely::container::CapacityContainerBuilder;
 
+use crate::checkpoint::manifest::StepKind;
 use crate::checkpoint::runtime::{FlushRecord, WorkerCheckpoint};
 use crate::checkpoint::store::{load_positions_through, write_epoch, Position};
 use crate::data::Data;
@@ -470,7 +471,7 @@ fn close_epoch<T>(
                 epoch,
                 worker: checkpoint.worker,
                 step: name.to_string(),
-                kind: "source".into(),
+                kind: StepKind::Source,
                 checksum,
             });
         }

@@ -33,6 +33,7 @@ use timely::dataflow::operators::CapabilitySet;
 use timely::progress::Antichain;
 
 use crate::checkpoint::keyed::KeyedCheckpointer;
+use crate::checkpoint::manifest::StepKind;
 use crate::checkpoint::runtime::FlushRecord;
 use crate::data::{Data, Key};
 use crate::error::JobError;
@@ -209,7 +210,7 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
             .as_ref()
             .map(|w| KeyedCheckpointer::new(Rc::clone(w), name));
         if checkpointer.is_some() {
-            state.register_step(name, "state", logic.state_version(), flush_stream);
+            state.register_step(name, StepKind::State, logic.state_version(), flush_stream);
         }
         let mut out: TimedOutput<L::Out> = OutputBuilder::from(out);
         let mut late: TimedOutput<L::Late> = OutputBuilder::from(late);
@@ -313,7 +314,7 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                                         epoch,
                                         worker: checkpointer.worker.worker,
                                         step: checkpointer.step.clone(),
-                                        kind: "state".into(),
+                                        kind: StepKind::State,
                                         checksum,
                                     };
                                     let at = cap.delayed(&Time::new(epoch, 0));

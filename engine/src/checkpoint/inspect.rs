@@ -21,8 +21,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::layout;
-use super::manifest::{Entry, Flush, Manifest};
-use super::protocol::{choose_restore, CompleteEpoch, RestoreDecision, Unusable};
+use super::manifest::{Entry, Flush, Manifest, Step, StepKind};
+use super::protocol::{choose_restore, missing_flushes, CompleteEpoch, RestoreDecision, Unusable};
 use super::runtime::{store_path, Backend};
 use super::store::{
     checksum_of_epoch_step, folded_through, load_positions_through, load_state, StateStore,
@@ -662,26 +662,25 @@ pub fn list(
     for s in summaries.values() {
         epochs.extend(s.epochs.keys().copied());
     }
-    // The steps that must flush for an epoch to be complete: stateful ones
-    // on every worker, exactly-once sinks on the one worker that runs them
-    // (sources stop flushing once their splits end, so they do not count).
-    let of_kind = |kind: &str| -> BTreeSet<String> {
-        manifest
-            .steps
-            .iter()
-            .filter(|s| s.kind == kind)
-            .map(|s| s.name.clone())
-            .collect()
-    };
-    let mut every_worker = of_kind("state");
-    let one_worker = of_kind("sink");
-    if manifest.steps.is_empty() {
-        // No epoch recorded yet: the steps are those any worker flushed.
-        for s in summaries.values() {
-            for f in s.epochs.values() {
-                every_worker.extend(f.markers.keys().cloned());
-            }
-        }
+    // The steps whose flushes make an epoch complete, as the manifest
+    // writer decides ([`missing_flushes`]).
+    let mut steps = manifest.steps.clone();
+    if steps.is_empty() {
+        // No epoch recorded yet: the steps are those any worker flushed,
+        // each taken to flush on every worker.
+        let flushed: BTreeSet<&String> = summaries
+            .values()
+            .flat_map(|s| s.epochs.values())
+            .flat_map(|f| f.markers.keys())
+            .collect();
+        steps = flushed
+            .into_iter()
+            .map(|name| Step {
+                name: name.clone(),
+                kind: StepKind::State,
+                version: 0,
+            })
+            .collect();
     }
     let workers: Vec<usize> = (0..manifest.workers).collect();
     let oldest_kept = manifest.complete.iter().map(|e| e.epoch).min();
@@ -702,24 +701,11 @@ pub fn list(
                     EpochStatus::Undetermined
                 }
                 None => {
-                    let marked = |w: &usize, step: &String| {
-                        footprints
-                            .get(w)
-                            .is_some_and(|f| f.markers.contains_key(step))
-                    };
-                    let mut missing = Vec::new();
-                    for w in &workers {
-                        for step in &every_worker {
-                            if !marked(w, step) {
-                                missing.push((Some(*w), step.clone()));
-                            }
-                        }
-                    }
-                    for step in &one_worker {
-                        if !workers.iter().any(|w| marked(w, step)) {
-                            missing.push((None, step.clone()));
-                        }
-                    }
+                    let flushed: Vec<(usize, &str)> = footprints
+                        .iter()
+                        .flat_map(|(w, f)| f.markers.keys().map(|step| (*w, step.as_str())))
+                        .collect();
+                    let missing = missing_flushes(&steps, manifest.workers, &flushed);
                     if missing.is_empty() && oldest_kept.is_some_and(|o| epoch < o) {
                         EpochStatus::Retired
                     } else if missing.is_empty() {

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::stable_hash;
 
+pub use super::protocol::StepKind;
+
 /// The manifest's file name.
 pub const FILE: &str = "manifest.json";
 
@@ -23,8 +25,8 @@ pub const FILE: &str = "manifest.json";
 pub struct Step {
     /// The step's name.
     pub name: String,
-    /// `source` or `state`.
-    pub kind: String,
+    /// How its flushes count toward an epoch's completeness.
+    pub kind: StepKind,
     /// The version of its stored encoding.
     pub version: u32,
 }
@@ -149,7 +151,7 @@ mod tests {
             generation: 0,
             steps: vec![Step {
                 name: "windows".into(),
-                kind: "state".into(),
+                kind: StepKind::State,
                 version: 1,
             }],
             complete: vec![Entry {

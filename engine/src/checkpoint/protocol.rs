@@ -1,8 +1,56 @@
 //! Pure checkpoint decisions: callers gather facts, these functions decide.
 //!
-//! Nothing here does I/O, so every rule is tested as a table of cases.
+//! This is the one place the checkpoint protocol's rules live; nothing here
+//! does I/O, so every rule is tested as a table of cases:
+//!
+//! * which flushes make an epoch complete ([`StepKind`], [`epoch_complete`],
+//!   [`missing_flushes`]): the manifest writer records an epoch by it, and
+//!   `weir-checkpoint list` tells torn epochs by it;
+//! * which complete epochs the manifest keeps listing ([`retained`]) and how
+//!   far deltas may be folded so that they stay restorable
+//!   ([`fold_through`]);
+//! * which epoch a job restores ([`choose_restore`]), given a verification
+//!   of each candidate — one verification, [`super::verify::verify`], that a
+//!   job's start and `weir-checkpoint verify` both call.
 
+use std::collections::BTreeSet;
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::manifest::{Entry, Step};
+
+/// What kind of checkpointed step flushed, which decides how it counts
+/// toward an epoch's completeness. Stored as `"sink"`, `"source"` or
+/// `"state"` in the manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepKind {
+    /// An exactly-once sink: flushes on the one worker that writes it.
+    Sink,
+    /// A source: flushes its splits' positions on every worker that owns
+    /// splits, and stops once they end, so it does not count.
+    Source,
+    /// A stateful operator: flushes on every worker.
+    State,
+}
+
+impl StepKind {
+    /// The name stored in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Sink => "sink",
+            StepKind::Source => "source",
+            StepKind::State => "state",
+        }
+    }
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What the manifest records about one complete epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +85,14 @@ pub enum Unusable {
         /// What the store said.
         error: String,
     },
+    /// A worker's flushes verify, but reading what a restore of the epoch
+    /// loads (the base, older deltas, positions) fails.
+    Unloadable {
+        /// The worker.
+        worker: usize,
+        /// What the store said.
+        error: String,
+    },
     /// The epoch is older than what the stored base has been folded to.
     Compacted {
         /// The epoch the base holds.
@@ -54,6 +110,9 @@ impl fmt::Display for Unusable {
             ),
             Unusable::Unreadable { worker, error } => {
                 write!(f, "worker {worker}'s store cannot be read: {error}")
+            }
+            Unusable::Unloadable { worker, error } => {
+                write!(f, "worker {worker}'s flushes verify, but loading the epoch's state fails: {error}")
             }
             Unusable::Compacted { folded_through } => {
                 write!(f, "older than the base, which holds epoch {folded_through}")
@@ -138,17 +197,105 @@ pub fn fold_through(complete: &[u64], keep: usize, folded_through: Option<u64>) 
     }
 }
 
-/// The complete epochs the manifest keeps listing: the newest `keep`.
-pub fn retained(complete: &[CompleteEpoch], keep: usize) -> Vec<CompleteEpoch> {
+/// Something that belongs to one epoch: what [`retained`] sorts and drops.
+pub trait OfEpoch {
+    /// The epoch.
+    fn epoch(&self) -> u64;
+}
+
+impl OfEpoch for CompleteEpoch {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
+impl OfEpoch for Entry {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
+/// The complete epochs the manifest keeps listing: the newest `keep` (at
+/// least one), oldest first.
+pub fn retained<E: OfEpoch + Clone>(complete: &[E], keep: usize) -> Vec<E> {
     let mut epochs = complete.to_vec();
-    epochs.sort_by_key(|c| c.epoch);
+    epochs.sort_by_key(OfEpoch::epoch);
     let drop = epochs.len().saturating_sub(keep.max(1));
     epochs.split_off(drop)
 }
 
-/// Whether an epoch is complete: every worker flushed it.
+/// Whether an epoch is complete: every flush it needs arrived.
 pub fn is_complete(flushed: &[bool]) -> bool {
     !flushed.is_empty() && flushed.iter().all(|f| *f)
+}
+
+/// A flush an epoch needs to be complete: `step` on `worker`, or, with no
+/// worker, on any one worker (an exactly-once sink runs on one).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Needed<'a> {
+    /// The worker, or `None`: any.
+    pub worker: Option<usize>,
+    /// The step.
+    pub step: &'a str,
+}
+
+/// The flushes an epoch needs: every stateful step on every worker, every
+/// exactly-once sink once. Sources do not count (they stop flushing once
+/// their splits end).
+pub fn needed_flushes(steps: &[Step], workers: usize) -> Vec<Needed<'_>> {
+    let mut needed = Vec::new();
+    for step in steps {
+        match step.kind {
+            StepKind::State => needed.extend((0..workers).map(|w| Needed {
+                worker: Some(w),
+                step: &step.name,
+            })),
+            StepKind::Sink => needed.push(Needed {
+                worker: None,
+                step: &step.name,
+            }),
+            StepKind::Source => {}
+        }
+    }
+    needed
+}
+
+fn arrived(needed: &Needed<'_>, flushed: &BTreeSet<(usize, &str)>) -> bool {
+    match needed.worker {
+        Some(w) => flushed.contains(&(w, needed.step)),
+        None => flushed.iter().any(|(_, s)| *s == needed.step),
+    }
+}
+
+/// Whether an epoch is complete, given the job's checkpointed steps and the
+/// (worker, step) flushes that arrived for it: something flushed it at all
+/// (a job whose only checkpointed steps are sources needs that), and every
+/// flush of [`needed_flushes`] is among them ([`is_complete`]).
+pub fn epoch_complete(steps: &[Step], workers: usize, flushed: &[(usize, &str)]) -> bool {
+    let arrived_set: BTreeSet<(usize, &str)> = flushed.iter().copied().collect();
+    let checks: Vec<bool> = std::iter::once(!flushed.is_empty())
+        .chain(
+            needed_flushes(steps, workers)
+                .iter()
+                .map(|n| arrived(n, &arrived_set)),
+        )
+        .collect();
+    is_complete(&checks)
+}
+
+/// The flushes of [`needed_flushes`] that did not arrive: (worker, step),
+/// no worker for a step needed on any one worker.
+pub fn missing_flushes(
+    steps: &[Step],
+    workers: usize,
+    flushed: &[(usize, &str)],
+) -> Vec<(Option<usize>, String)> {
+    let arrived_set: BTreeSet<(usize, &str)> = flushed.iter().copied().collect();
+    needed_flushes(steps, workers)
+        .into_iter()
+        .filter(|n| !arrived(n, &arrived_set))
+        .map(|n| (n.worker, n.step.to_string()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -301,6 +448,80 @@ mod tests {
             .collect();
         assert_eq!(kept, vec![3, 4]);
         assert_eq!(retained(&complete(&[1]), 5).len(), 1);
+    }
+
+    fn step(name: &str, kind: StepKind) -> Step {
+        Step {
+            name: name.into(),
+            kind,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn an_epoch_is_complete_when_each_step_flushed_where_it_runs() {
+        let steps = [
+            step("read", StepKind::Source),
+            step("windows", StepKind::State),
+            step("out", StepKind::Sink),
+        ];
+        type Case = (&'static str, &'static [(usize, &'static str)], bool);
+        let cases: &[Case] = &[
+            ("nothing flushed", &[], false),
+            (
+                "every worker's state and the sink",
+                &[(0, "windows"), (1, "windows"), (1, "out")],
+                true,
+            ),
+            (
+                "sources do not count",
+                &[(0, "read"), (0, "windows"), (1, "windows"), (0, "out")],
+                true,
+            ),
+            (
+                "worker 1's state missing",
+                &[(0, "windows"), (0, "out")],
+                false,
+            ),
+            ("the sink missing", &[(0, "windows"), (1, "windows")], false),
+            (
+                "a duplicate does not stand in for a worker",
+                &[(0, "windows"), (0, "windows"), (0, "out")],
+                false,
+            ),
+            (
+                "an unknown step does not count",
+                &[(0, "windows"), (2, "windows"), (0, "out")],
+                false,
+            ),
+        ];
+        for (name, flushed, expect) in cases {
+            assert_eq!(epoch_complete(&steps, 2, flushed), *expect, "{name}");
+            let missing = missing_flushes(&steps, 2, flushed);
+            assert_eq!(
+                !flushed.is_empty() && missing.is_empty(),
+                *expect,
+                "{name}: {missing:?}"
+            );
+        }
+        assert_eq!(
+            missing_flushes(&steps, 2, &[(1, "windows")]),
+            vec![(Some(0), "windows".to_string()), (None, "out".to_string())]
+        );
+        // A job that checkpoints only source positions: any flush completes.
+        let sources = [step("read", StepKind::Source)];
+        assert!(epoch_complete(&sources, 2, &[(1, "read")]));
+        assert!(!epoch_complete(&sources, 2, &[]));
+    }
+
+    #[test]
+    fn step_kinds_are_stored_as_their_names() {
+        for kind in [StepKind::Sink, StepKind::Source, StepKind::State] {
+            let json = serde_json::to_string(&kind).expect("serializes");
+            assert_eq!(json, format!("\"{kind}\""));
+            assert_eq!(serde_json::from_str::<StepKind>(&json).ok(), Some(kind));
+        }
+        assert!(serde_json::from_str::<StepKind>("\"window\"").is_err());
     }
 
     #[test]

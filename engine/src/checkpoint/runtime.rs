@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{self, Entry, Manifest, ManifestError, Step};
+use super::manifest::{self, Entry, Manifest, ManifestError, Step, StepKind};
 use super::protocol::{choose_restore, CompleteEpoch, RestoreDecision, Unusable};
 use super::store::{checksum_of_epoch_step, StateStore, StoreError};
 use crate::error::ConfigError;
@@ -40,8 +40,8 @@ pub struct FlushRecord {
     pub worker: usize,
     /// The step.
     pub step: String,
-    /// `state` or `sink` (both count toward completeness) or `source`.
-    pub kind: String,
+    /// The step's kind.
+    pub kind: StepKind,
     /// The checksum of what was written.
     pub checksum: u64,
 }

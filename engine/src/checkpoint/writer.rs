@@ -1,6 +1,9 @@
 //! The manifest writer: collects every step's flush records on worker 0 and
 //! records an epoch as complete once timely says no flush for it can still
-//! arrive and every stateful step on every worker flushed it.
+//! arrive and the flushes that did arrive make it complete. The rules are
+//! [`protocol`](super::protocol)'s: [`epoch_complete`] decides completeness,
+//! [`retained`] which epochs the manifest keeps, [`fold_through`] how far
+//! workers may fold.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -15,7 +18,7 @@ use timely::dataflow::operators::{CapabilitySet, Inspect};
 use timely::dataflow::StreamVec;
 
 use super::manifest::{self, Entry, Flush, Step};
-use super::protocol::fold_through;
+use super::protocol::{epoch_complete, fold_through, retained};
 use super::runtime::{FlushRecord, WorkerCheckpoint};
 use crate::error::JobError;
 use crate::metrics::JobShared;
@@ -27,10 +30,6 @@ pub(crate) fn manifest_writer(
     steps: Vec<Step>,
     shared: Arc<JobShared>,
 ) {
-    // Every stateful step flushes on every worker; an exactly-once sink on
-    // the one worker that writes it.
-    let expected = steps.iter().filter(|s| s.kind == "state").count() * checkpoint.workers
-        + steps.iter().filter(|s| s.kind == "sink").count();
     let hint = Rc::clone(&checkpoint);
     let targets: StreamVec<'_, Time, u64> = flushes
         .unary_frontier::<CapacityContainerBuilder<Vec<u64>>, _, _, _>(
@@ -65,8 +64,11 @@ pub(crate) fn manifest_writer(
                             break;
                         }
                         let (epoch, records) = entry.remove_entry();
-                        let state_flushes = records.iter().filter(|r| r.kind != "source").count();
-                        if state_flushes != expected || records.is_empty() {
+                        let flushed: Vec<(usize, &str)> = records
+                            .iter()
+                            .map(|r| (r.worker, r.step.as_str()))
+                            .collect();
+                        if !epoch_complete(&steps, checkpoint.workers, &flushed) {
                             // A step skipped this epoch (several epochs completed
                             // at once): it is not restorable. Later ones are.
                             continue;
@@ -138,9 +140,7 @@ fn record_complete(
     flushes.sort();
     m.complete.retain(|e| e.epoch != epoch);
     m.complete.push(Entry { epoch, flushes });
-    m.complete.sort_by_key(|e| e.epoch);
-    let drop = m.complete.len().saturating_sub(plan.keep);
-    m.complete.drain(..drop);
+    m.complete = retained(&m.complete, plan.keep);
     manifest::write(&plan.dir, &m)?;
     plan.mark_complete(epoch);
     let epochs: Vec<u64> = m.complete.iter().map(|e| e.epoch).collect();

@@ -13,7 +13,7 @@ use weir::checkpoint::inspect::{
     self, EpochListing, EpochStatus, OperatorState, Problem, StoreSummary, Verification,
     WorkerStore,
 };
-use weir::checkpoint::manifest::{self, Manifest, ManifestError};
+use weir::checkpoint::manifest::{self, Manifest, ManifestError, StepKind};
 use weir::checkpoint::protocol::RestoreDecision;
 use weir::checkpoint::runtime::Backend;
 
@@ -480,13 +480,13 @@ fn inspect_cmd(
     let mut operators: Vec<(String, String)> = m
         .steps
         .iter()
-        .filter(|s| s.kind == "state")
+        .filter(|s| s.kind == StepKind::State)
         .map(|s| (s.name.clone(), format!("state v{}", s.version)))
         .collect();
     let mut sources: Vec<(String, String)> = m
         .steps
         .iter()
-        .filter(|s| s.kind == "source")
+        .filter(|s| s.kind == StepKind::Source)
         .map(|s| (s.name.clone(), format!("source v{}", s.version)))
         .collect();
     for s in &stores {
