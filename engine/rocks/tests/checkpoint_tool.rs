@@ -485,9 +485,11 @@ fn a_flipped_byte_in_an_sst_makes_the_newest_epoch_unusable() {
 }
 
 /// Damage to state that the newest epoch's checksums do not cover (an old
-/// delta, which a restore still loads): the engine's plan picks the epoch by
-/// its checksums and the job then fails loading it, with the error and no
-/// panic; `verify` reads what a restore loads, so it says so beforehand.
+/// delta, which a restore still loads): `verify` reads what a restore loads
+/// and calls the epochs that load it unusable, and a job's start makes the
+/// same check, so it refuses them — here every one, each loading the
+/// damaged block — cleanly, with the error and no panic, instead of picking
+/// the newest by its checksums and failing to load it.
 #[test]
 fn a_flipped_byte_in_old_state_is_found_and_the_restore_fails_cleanly() {
     let dir = temp("flip-old");
@@ -517,20 +519,33 @@ fn a_flipped_byte_in_old_state_is_found_and_the_restore_fails_cleanly() {
         line.contains("loading the epoch's state fails") && verify.stdout.contains("Corruption"),
         "{line}"
     );
+    // The tool and a job's plan agree: an epoch the tool calls unloadable is
+    // not restored.
     let planned = planned(&dir);
     println!("a job's plan: {planned:?}");
-    let Ok(Some(restored)) = planned else {
-        panic!("the plan restores an epoch by its checksums: {planned:?}");
-    };
-    assert_eq!(tool_restore(&verify.stdout), Some(restored));
-    assert!(verify.stdout.contains("and fail loading it: worker 0"));
+    assert_ne!(
+        planned.as_ref().ok().copied().flatten(),
+        Some(e),
+        "{planned:?}"
+    );
+    assert_eq!(
+        planned.as_ref().ok().copied().flatten(),
+        tool_restore(&verify.stdout)
+    );
     let failed = weir::run(&args(&dir), job(script(EPOCHS_BEFORE_CRASH + 2)))
-        .expect_err("the restore cannot load the state");
+        .expect_err("no epoch's state loads");
     let message = failed.to_string();
     println!("the job: {message}");
     assert!(
-        message.contains("Corruption") && !message.contains("panicked"),
+        message.contains("Corruption")
+            && message.contains("--fresh")
+            && !message.contains("panicked"),
         "{message}"
+    );
+    assert!(
+        verify.stdout.contains("refuses to start"),
+        "{}",
+        verify.stdout
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

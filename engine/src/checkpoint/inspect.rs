@@ -3,31 +3,29 @@
 //! it is the same on every backend and testable on [`MemoryStore`].
 //!
 //! Nothing here writes: stores are opened with [`Backend::open_read_only`],
-//! the manifest is only read. Three views:
+//! the manifest is only read. Two views:
 //!
 //! * [`list`]: every epoch found, from the manifest and from the flush
 //!   markers in the stores, with its status (restorable, unusable, torn…)
 //!   and what it wrote on each worker ([`summarize`] scans a store once).
 //! * [`operator_state`] and [`source_positions`]: one epoch's keyed state
 //!   per key group, and each split's decoded position.
-//! * [`verify`]: every complete epoch's flushes checked against the manifest
-//!   and the markers, and the epoch a restore would use — decided by
-//!   [`choose_restore`], as a job's start does.
+//!
+//! Whether epochs verify, and which one a restore uses, is not decided
+//! here: [`verify`](super::verify::verify) is the one verification, which a
+//! job's start calls too; the views above report what it found.
 //!
 //! [`MemoryStore`]: super::store::MemoryStore
+//! [`Backend::open_read_only`]: super::runtime::Backend::open_read_only
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::layout;
-use super::manifest::{Entry, Flush, Manifest, Step, StepKind};
-use super::protocol::{choose_restore, missing_flushes, CompleteEpoch, RestoreDecision, Unusable};
-use super::runtime::{store_path, Backend};
-use super::store::{
-    checksum_of_epoch_step, folded_through, load_positions_through, load_state, StateStore,
-    StoreError,
-};
+use super::manifest::{Manifest, Step, StepKind};
+use super::protocol::missing_flushes;
+use super::store::{folded_through, load_positions_through, load_state, StateStore, StoreError};
+use super::verify::{FlushProblem, Verification, WorkerStore};
 use crate::ids::{KeyGroup, SplitId};
 use crate::source::position_word;
 
@@ -206,41 +204,6 @@ pub fn marker_summary(markers: BTreeMap<u64, BTreeMap<String, u64>>) -> StoreSum
     }
 }
 
-/// One worker's store of a generation, opened read-only (or why not).
-pub struct WorkerStore {
-    /// The worker.
-    pub worker: usize,
-    /// The store's directory.
-    pub path: PathBuf,
-    /// The opened store.
-    pub store: Result<Box<dyn StateStore>, StoreError>,
-}
-
-/// Opens the stores of workers `0..workers` of `generation` read-only. A
-/// store that is missing or does not open is kept with its error.
-pub fn open_generation(
-    dir: &Path,
-    generation: u64,
-    workers: usize,
-    backend: &dyn Backend,
-) -> Vec<WorkerStore> {
-    (0..workers)
-        .map(|worker| {
-            let path = store_path(dir, generation, worker);
-            let store = if path.is_dir() {
-                backend.open_read_only(&path)
-            } else {
-                Err(StoreError(format!("{} does not exist", path.display())))
-            };
-            WorkerStore {
-                worker,
-                path,
-                store,
-            }
-        })
-        .collect()
-}
-
 /// The store generations on disk in `dir`: generation → its worker indexes,
 /// from the `gen-G/worker-W` directories.
 pub fn generations_on_disk(dir: &Path) -> std::io::Result<BTreeMap<u64, Vec<usize>>> {
@@ -294,293 +257,6 @@ pub fn disk_size(path: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-/// Why one flush of a complete epoch does not verify.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Problem {
-    /// The worker's store could not be opened or read.
-    Unreadable(String),
-    /// The store has no flush marker for the step and epoch.
-    NoMarker,
-    /// No marker because the store's base was folded through this epoch or
-    /// later: the epoch's own deltas and marker are gone.
-    Folded {
-        /// The epoch the base holds.
-        through: u64,
-    },
-    /// What is stored has another checksum than its marker recorded.
-    DataMismatch {
-        /// The checksum of what is stored.
-        found: u64,
-        /// The checksum the marker recorded.
-        recorded: u64,
-    },
-    /// The marker's checksum is not the manifest's.
-    MarkerMismatch {
-        /// The checksum the marker recorded (and the data has).
-        marker: u64,
-        /// The checksum the manifest recorded.
-        manifest: u64,
-    },
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::Unreadable(why) => write!(f, "store unreadable: {why}"),
-            Problem::NoMarker => write!(f, "no flush marker in the store"),
-            Problem::Folded { through } => write!(
-                f,
-                "no flush marker: the base was folded through epoch {through}"
-            ),
-            Problem::DataMismatch { found, recorded } => {
-                write!(f, "checksum {found:#018x} recorded {recorded:#018x}")
-            }
-            Problem::MarkerMismatch { marker, manifest } => write!(
-                f,
-                "checksum {marker:#018x} (data and marker), manifest recorded {manifest:#018x}"
-            ),
-        }
-    }
-}
-
-/// A flush that does not verify.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FlushProblem {
-    /// The worker.
-    pub worker: usize,
-    /// The step.
-    pub step: String,
-    /// What is wrong.
-    pub problem: Problem,
-}
-
-impl fmt::Display for FlushProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "worker {} step {}: {}",
-            self.worker, self.step, self.problem
-        )
-    }
-}
-
-impl FlushProblem {
-    /// The same fact as the engine's restore reports it.
-    pub fn unusable(&self) -> Unusable {
-        match &self.problem {
-            Problem::DataMismatch { found, .. } => Unusable::ChecksumMismatch {
-                worker: self.worker,
-                expected: 0,
-                found: *found,
-            },
-            Problem::MarkerMismatch { marker, manifest } => Unusable::ChecksumMismatch {
-                worker: self.worker,
-                expected: *manifest,
-                found: *marker,
-            },
-            Problem::Unreadable(_) | Problem::NoMarker | Problem::Folded { .. } => {
-                Unusable::MissingMarker {
-                    worker: self.worker,
-                }
-            }
-        }
-    }
-}
-
-/// Checks one flush of a complete epoch: the store's data must match its
-/// marker, and the marker the manifest — the conditions a restore checks.
-pub fn check_flush(store: &dyn StateStore, epoch: u64, flush: &Flush) -> Result<(), Problem> {
-    match checksum_of_epoch_step(store, epoch, &flush.step) {
-        Err(e) => Err(Problem::Unreadable(e.0)),
-        Ok(None) => match folded_through(store) {
-            Ok(Some(through)) if through >= epoch => Err(Problem::Folded { through }),
-            Ok(_) => Err(Problem::NoMarker),
-            Err(e) => Err(Problem::Unreadable(e.0)),
-        },
-        Ok(Some((recorded, found))) if found != recorded => {
-            Err(Problem::DataMismatch { found, recorded })
-        }
-        Ok(Some((recorded, _))) if recorded != flush.checksum => Err(Problem::MarkerMismatch {
-            marker: recorded,
-            manifest: flush.checksum,
-        }),
-        Ok(Some(_)) => Ok(()),
-    }
-}
-
-/// Every flush of `entry` that does not verify against `stores` (indexed
-/// by worker; a flush of a worker with no store is unreadable).
-pub fn check_entry(stores: &[WorkerStore], entry: &Entry) -> Vec<FlushProblem> {
-    let mut problems = Vec::new();
-    for flush in &entry.flushes {
-        let problem = match stores.iter().find(|s| s.worker == flush.worker) {
-            None => Some(Problem::Unreadable(format!(
-                "the manifest names worker {}, the generation has no such store",
-                flush.worker
-            ))),
-            Some(WorkerStore { store: Err(e), .. }) => Some(Problem::Unreadable(e.0.clone())),
-            Some(WorkerStore {
-                store: Ok(store), ..
-            }) => check_flush(store.as_ref(), entry.epoch, flush).err(),
-        };
-        if let Some(problem) = problem {
-            problems.push(FlushProblem {
-                worker: flush.worker,
-                step: flush.step.clone(),
-                problem,
-            });
-        }
-    }
-    problems
-}
-
-/// One complete epoch's verification.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verdict {
-    /// The epoch.
-    pub epoch: u64,
-    /// Its flushes that do not verify: what a job's restore checks.
-    pub problems: Vec<FlushProblem>,
-    /// Workers whose stores cannot read everything a restore of the epoch
-    /// loads (the base, and every delta and position up to the epoch),
-    /// although its flushes verify: a job would pick it and then fail.
-    pub load_errors: Vec<(usize, String)>,
-}
-
-impl Verdict {
-    /// Whether the epoch restores: its flushes verify and its state loads.
-    pub fn ok(&self) -> bool {
-        self.problems.is_empty() && self.load_errors.is_empty()
-    }
-}
-
-/// Reads everything a restore of `epoch` loads from a store, keeping
-/// nothing: the base, the deltas since the fold through `epoch`, and the
-/// positions through `epoch`. Fails where a read fails (a RocksDB block
-/// that does not match its checksum, a missing file).
-pub fn check_loadable(store: &dyn StateStore, epoch: u64) -> Result<(), StoreError> {
-    let mut nothing = |_: &[u8], _: &[u8]| {};
-    let from = folded_through(store)?.map_or(0, |f| f.saturating_add(1));
-    let through = |tag: u8, epoch: u64| {
-        let mut end = vec![tag];
-        end.extend_from_slice(&epoch.to_be_bytes());
-        layout::range_end(end)
-    };
-    for tag in [layout::BASE, layout::BASE_POSITION] {
-        store.scan(&[tag], &[tag + 1], &mut nothing)?;
-    }
-    if from <= epoch {
-        let mut start = vec![layout::DELTA];
-        start.extend_from_slice(&from.to_be_bytes());
-        store.scan(&start, &through(layout::DELTA, epoch), &mut nothing)?;
-    }
-    store.scan(
-        &[layout::POSITION],
-        &through(layout::POSITION, epoch),
-        &mut nothing,
-    )
-}
-
-/// What [`verify`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verification {
-    /// Every complete epoch of the manifest, oldest first.
-    pub verdicts: Vec<Verdict>,
-    /// Which epoch a job's restore would pick, if the run had not finished:
-    /// the newest whose flushes verify, as `runtime::plan` decides (it does
-    /// not read the state until it loads it; see
-    /// [`Verification::restore_load_errors`]).
-    pub restore: RestoreDecision,
-    /// The manifest records that the run finished: a job started on the
-    /// directory starts over instead of restoring.
-    pub finished: bool,
-}
-
-impl Verification {
-    /// Whether the newest complete epoch verifies and its state loads
-    /// (false if there is none).
-    pub fn newest_verifies(&self) -> bool {
-        self.verdicts.last().is_some_and(Verdict::ok)
-    }
-
-    /// What loading the epoch a restore would use fails on, if it does.
-    pub fn restore_load_errors(&self) -> &[(usize, String)] {
-        match &self.restore {
-            RestoreDecision::Restore { epoch, .. } => self
-                .verdicts
-                .iter()
-                .find(|v| v.epoch == *epoch)
-                .map_or(&[][..], |v| &v.load_errors[..]),
-            _ => &[],
-        }
-    }
-}
-
-/// Checks every complete epoch of the manifest and decides, as a job's
-/// start does, which one a restore would use.
-pub fn verify(manifest: &Manifest, stores: &[WorkerStore]) -> Verification {
-    let mut entries: Vec<&Entry> = manifest.complete.iter().collect();
-    entries.sort_by_key(|e| e.epoch);
-    let mut verdicts: Vec<Verdict> = entries
-        .iter()
-        .map(|entry| Verdict {
-            epoch: entry.epoch,
-            problems: check_entry(stores, entry),
-            load_errors: Vec::new(),
-        })
-        .collect();
-    // Whether the state loads: the newest epoch whose flushes verify first.
-    // An older epoch loads a part of what a newer one does (same base,
-    // fewer deltas), so once one loads, every older one does.
-    for verdict in verdicts.iter_mut().rev() {
-        if !verdict.problems.is_empty() {
-            continue;
-        }
-        for s in stores {
-            if let Ok(store) = &s.store {
-                if let Err(e) = check_loadable(store.as_ref(), verdict.epoch) {
-                    verdict.load_errors.push((s.worker, e.0));
-                }
-            }
-        }
-        if verdict.load_errors.is_empty() {
-            break;
-        }
-    }
-    let complete: Vec<CompleteEpoch> = entries
-        .iter()
-        .map(|e| CompleteEpoch {
-            epoch: e.epoch,
-            checksums: e.flushes.iter().map(|f| f.checksum).collect(),
-        })
-        .collect();
-    // As `runtime::plan` decides: no folded-through bound, newest first.
-    let restore = choose_restore(&complete, None, |candidate| {
-        match verdicts
-            .iter()
-            .find(|v| v.epoch == candidate.epoch)
-            .and_then(|v| v.problems.first())
-        {
-            Some(problem) => Err(problem.unusable()),
-            None => Ok(()),
-        }
-    });
-    Verification {
-        verdicts,
-        restore,
-        finished: finished(manifest),
-    }
-}
-
-/// Whether the manifest records that the run finished. Read by name, so
-/// manifests written before the field existed read as not finished.
-pub fn finished(manifest: &Manifest) -> bool {
-    serde_json::to_value(manifest)
-        .ok()
-        .and_then(|v| v.get("finished").and_then(serde_json::Value::as_bool))
-        .unwrap_or(false)
 }
 
 /// The status of an epoch found in the manifest or in a store.
@@ -962,134 +638,13 @@ pub fn source_positions(stores: &[WorkerStore], epoch: u64) -> Result<Vec<Source
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
 
     use super::*;
-    use crate::checkpoint::store::{fold, write_epoch, MemoryStore, Position, StateChange};
+    use crate::checkpoint::fixtures::{open, sample, Memory};
+    use crate::checkpoint::runtime::store_path;
+    use crate::checkpoint::store::fold;
+    use crate::checkpoint::verify::{open_generation, verify, Problem};
     use crate::source::position_of;
-
-    /// A backend of in-memory stores, by path; read-only opens get a copy.
-    #[derive(Default)]
-    struct Memory(Mutex<HashMap<PathBuf, MemoryStore>>);
-
-    impl Backend for Memory {
-        fn open(&self, _: &Path) -> Result<Box<dyn StateStore>, StoreError> {
-            Err(StoreError("inspection never opens for writing".into()))
-        }
-        fn open_read_only(&self, path: &Path) -> Result<Box<dyn StateStore>, StoreError> {
-            let stores = self.0.lock().map_err(|_| StoreError("poisoned".into()))?;
-            match stores.get(path) {
-                Some(s) => Ok(Box::new(s.clone())),
-                None => Err(StoreError(format!("no store at {}", path.display()))),
-            }
-        }
-    }
-
-    fn change(group: u16, key: &[u8], value: Option<&[u8]>) -> StateChange {
-        StateChange {
-            operator: "counts".into(),
-            group: KeyGroup(group),
-            key: [&[layout::ENTRY_KEY], key].concat(),
-            value: value.map(<[u8]>::to_vec),
-        }
-    }
-
-    fn position(split: u32, offset: u64) -> Position {
-        let mut bytes = position_of(&[1_000 * offset, 0, offset]);
-        bytes.extend(position_of(&[offset + 1, offset]));
-        Position {
-            source: "records".into(),
-            split: SplitId(split),
-            position: bytes,
-        }
-    }
-
-    /// Two workers, epochs 1..=3 complete, epoch 4 flushed by worker 0 only.
-    /// Worker 0 owns groups 3 and 5, worker 1 group 100.
-    fn sample() -> (Manifest, Vec<MemoryStore>) {
-        let mut stores = vec![MemoryStore::default(), MemoryStore::default()];
-        let mut complete = Vec::new();
-        for epoch in 1..=4u64 {
-            let mut flushes = Vec::new();
-            for (w, store) in stores.iter_mut().enumerate() {
-                if epoch == 4 && w == 1 {
-                    continue;
-                }
-                let changes: Vec<StateChange> = match (w, epoch) {
-                    (0, 1) => vec![change(3, b"a", Some(b"1")), change(5, b"b", Some(b"1"))],
-                    (0, 2) => vec![change(3, b"c", Some(b"22"))],
-                    (0, 3) => vec![change(3, b"a", None)],
-                    (1, 1) => vec![change(100, b"z", Some(b"9"))],
-                    _ => Vec::new(),
-                };
-                let mut buffered = Vec::new();
-                if w == 1 && epoch == 3 {
-                    // A batch of 2 records buffered at stamp (3, 7000).
-                    let mut key = vec![layout::ENTRY_BUFFERED];
-                    key.extend(position_of(&[3, 7_000]));
-                    let mut value = position_of(&[2]);
-                    value.extend([0u8; 20]);
-                    buffered.push(StateChange {
-                        operator: "counts".into(),
-                        group: KeyGroup(100),
-                        key,
-                        value: Some(value),
-                    });
-                }
-                let all: Vec<StateChange> = changes.into_iter().chain(buffered).collect();
-                let sum = write_epoch(store, epoch, "counts", &all, &[]).expect("write");
-                flushes.push(Flush {
-                    worker: w,
-                    step: "counts".into(),
-                    checksum: sum,
-                });
-                let sum = write_epoch(
-                    store,
-                    epoch,
-                    "records",
-                    &[],
-                    &[position(w as u32, epoch * 10)],
-                )
-                .expect("write");
-                flushes.push(Flush {
-                    worker: w,
-                    step: "records".into(),
-                    checksum: sum,
-                });
-            }
-            if epoch < 4 {
-                flushes.sort();
-                complete.push(Entry { epoch, flushes });
-            }
-        }
-        // Built from JSON, as the manifest file is: fields added later
-        // take their defaults.
-        let manifest: Manifest = serde_json::from_value(serde_json::json!({
-            "format": 1,
-            "workers": 2,
-            "generation": 0,
-            "steps": [
-                {"name": "counts", "kind": "state", "version": 1},
-                {"name": "records", "kind": "source", "version": 1},
-            ],
-            "complete": complete,
-        }))
-        .expect("a manifest");
-        (manifest, stores)
-    }
-
-    fn open(stores: &[MemoryStore]) -> Vec<WorkerStore> {
-        stores
-            .iter()
-            .enumerate()
-            .map(|(worker, s)| WorkerStore {
-                worker,
-                path: PathBuf::from(format!("worker-{worker}")),
-                store: Ok(Box::new(s.clone()) as Box<dyn StateStore>),
-            })
-            .collect()
-    }
 
     #[test]
     fn summaries_count_each_epochs_writes() {
@@ -1159,122 +714,6 @@ mod tests {
         let again = list(&manifest, &verify(&manifest, &opened), &markers_only);
         let statuses = |l: &[EpochListing]| l.iter().map(|e| e.status.clone()).collect::<Vec<_>>();
         assert_eq!(statuses(&again), statuses(&listing));
-    }
-
-    #[test]
-    fn verify_finds_each_kind_of_problem_and_picks_the_restore_epoch() {
-        let (mut manifest, mut stores) = sample();
-        let v = verify(&manifest, &open(&stores));
-        assert!(v.newest_verifies());
-        assert!(v.verdicts.iter().all(|v| v.problems.is_empty()));
-        assert!(matches!(
-            v.restore,
-            RestoreDecision::Restore { epoch: 3, .. }
-        ));
-
-        // The manifest disagrees with worker 1's marker of epoch 3.
-        manifest.complete[2].flushes[2].checksum ^= 1;
-        let v = verify(&manifest, &open(&stores));
-        assert!(!v.newest_verifies());
-        assert!(matches!(
-            v.verdicts[2].problems[0].problem,
-            Problem::MarkerMismatch { .. }
-        ));
-        assert!(matches!(
-            v.restore,
-            RestoreDecision::Restore { epoch: 2, .. }
-        ));
-        manifest.complete[2].flushes[2].checksum ^= 1;
-
-        // Worker 0's data of epoch 2 changed behind its marker.
-        let key = [&[layout::ENTRY_KEY][..], b"c"].concat();
-        let mut batch = crate::checkpoint::store::Batch::default();
-        batch.put(
-            layout::delta_key(2, "counts", KeyGroup(3), &key),
-            vec![1, 9, 9],
-        );
-        stores[0].write(&batch).expect("write");
-        let v = verify(&manifest, &open(&stores));
-        assert_eq!(v.verdicts[1].problems.len(), 1);
-        let p = &v.verdicts[1].problems[0];
-        assert_eq!((p.worker, p.step.as_str()), (0, "counts"));
-        assert!(matches!(p.problem, Problem::DataMismatch { .. }), "{p}");
-        assert!(p
-            .to_string()
-            .starts_with("worker 0 step counts: checksum 0x"));
-        assert!(matches!(
-            v.restore,
-            RestoreDecision::Restore { epoch: 3, .. }
-        ));
-
-        // Worker 1's store is gone: nothing verifies.
-        let mut opened = open(&stores);
-        opened[1].store = Err(StoreError("gone".into()));
-        let v = verify(&manifest, &opened);
-        assert!(v.verdicts.iter().all(|v| v
-            .problems
-            .iter()
-            .any(|p| p.worker == 1 && matches!(p.problem, Problem::Unreadable(_)))));
-        assert!(matches!(v.restore, RestoreDecision::NothingUsable { .. }));
-    }
-
-    /// A store whose reads fail when they reach one key (a corrupt block).
-    struct Failing {
-        inner: MemoryStore,
-        bad: Vec<u8>,
-    }
-
-    impl StateStore for Failing {
-        fn write(&mut self, batch: &crate::checkpoint::store::Batch) -> Result<(), StoreError> {
-            self.inner.write(batch)
-        }
-        fn scan(
-            &self,
-            start: &[u8],
-            end: &[u8],
-            visit: &mut dyn FnMut(&[u8], &[u8]),
-        ) -> Result<(), StoreError> {
-            if start <= self.bad.as_slice() && self.bad.as_slice() < end {
-                return Err(StoreError("Corruption: block checksum mismatch".into()));
-            }
-            self.inner.scan(start, end, visit)
-        }
-        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.get(key)
-        }
-    }
-
-    #[test]
-    fn an_unreadable_old_delta_fails_loading_though_checksums_verify() {
-        let (manifest, stores) = sample();
-        let bad = layout::delta_key(1, "counts", KeyGroup(3), &[layout::ENTRY_KEY, b'a']);
-        let mut opened = open(&stores);
-        opened[0].store = Ok(Box::new(Failing {
-            inner: stores[0].clone(),
-            bad,
-        }));
-        let v = verify(&manifest, &opened);
-        // Epoch 1's own check reads the bad key; 2 and 3 only when loading.
-        assert!(matches!(
-            v.verdicts[0].problems[0].problem,
-            Problem::Unreadable(_)
-        ));
-        for verdict in &v.verdicts[1..] {
-            assert!(verdict.problems.is_empty(), "{verdict:?}");
-            assert_eq!(verdict.load_errors.len(), 1, "{verdict:?}");
-            assert_eq!(verdict.load_errors[0].0, 0);
-        }
-        // A job would pick epoch 3 (checksums) and fail loading it.
-        assert!(matches!(
-            v.restore,
-            RestoreDecision::Restore { epoch: 3, .. }
-        ));
-        assert_eq!(v.restore_load_errors().len(), 1);
-        assert!(!v.newest_verifies());
-        // Unharmed, every epoch loads.
-        for epoch in 1..=4 {
-            check_loadable(&stores[0], epoch).expect("loads");
-        }
     }
 
     #[test]

@@ -8,27 +8,44 @@
 //!   changed in `e` — as a *delta* keyed by `e`, never over older data — into
 //!   its worker's store, before it releases its capability for `e`. Sources
 //!   write their split positions for `e` the same way.
-//! * **A checkpoint is complete** when every worker has flushed `e`. Timely
-//!   says so: an operator downstream of every stateful operator sees its
-//!   input frontier pass `e` only after all of them, on all workers, have
-//!   flushed. It then appends `e` to the manifest, with each worker's
-//!   checksum.
-//! * **Restore** picks the newest complete epoch whose data verifies
-//!   ([`protocol::choose_restore`]), loads base + deltas up to it for the key
-//!   groups a worker owns (a key-range scan, so any worker count works),
-//!   drops newer deltas (a torn epoch), seeks sources, and resumes at `e + 1`.
+//! * **A checkpoint is complete** when every stateful operator has flushed
+//!   `e` on every worker and every exactly-once sink on the worker that
+//!   writes it ([`protocol::epoch_complete`]; sources do not count). Timely
+//!   says when no flush for `e` can still arrive: the manifest writer, downstream
+//!   of every flushing step, sees its input frontier pass `e` only after all
+//!   of them, on all workers, have flushed or skipped it. It then appends `e`
+//!   to the manifest, with each flush's checksum, keeping the newest N
+//!   ([`protocol::retained`]).
+//! * **Restore** verifies the complete epochs with [`verify::verify`] — each
+//!   flush's data against its marker and the manifest, and whether the state
+//!   a restore loads can be read — and restores the newest that passes
+//!   ([`protocol::choose_restore`]), or refuses to start when none does. It
+//!   loads base + deltas up to it for the key groups a worker owns (a
+//!   key-range scan, so any worker count works), drops newer deltas (a torn
+//!   epoch), seeks sources, and resumes at `e + 1`.
 //! * **Compaction** folds deltas into the base only below the oldest of the
 //!   last N complete epochs ([`protocol::fold_through`]), so each of those N
 //!   can still be restored.
-//!
 //! * **Output** to files is exactly-once: each epoch's records are staged and
 //!   published when the epoch's checkpoint is complete ([`staged`]).
 //!
-//! Decisions are pure functions in [`protocol`], tested as tables; the I/O is
-//! a small trait ([`store::StateStore`]) with an in-memory implementation here
-//! and a RocksDB one in `weir-rocks`. Every key is built by [`layout`].
+//! Where the rules live, once each:
+//!
+//! * every decision — completeness, retention, how far to fold, which epoch
+//!   to restore — is a pure function in [`protocol`], tested as tables, and
+//!   called by the code that acts on it;
+//! * whether an epoch's stored data restores is [`verify::verify`], the one
+//!   verification: a job's start ([`runtime::plan`]) and `weir-checkpoint
+//!   verify`/`list` ([`inspect`]) call it alike, so they never disagree;
+//! * every stored byte — keys, flush markers, split positions — is laid out
+//!   by [`layout`];
+//! * the I/O is a small trait ([`store::StateStore`]) with an in-memory
+//!   implementation here and a RocksDB one in `weir-rocks`; the operations on
+//!   it (flush, fold, load) are written once in [`store`].
 
 pub mod conformance;
+#[cfg(test)]
+mod fixtures;
 pub mod inspect;
 pub(crate) mod keyed;
 pub mod layout;
@@ -37,4 +54,5 @@ pub mod protocol;
 pub mod runtime;
 pub mod staged;
 pub mod store;
+pub mod verify;
 pub(crate) mod writer;

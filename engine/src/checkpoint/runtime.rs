@@ -1,6 +1,11 @@
 //! Checkpointing while a job runs: the plan made before the workers start,
 //! and each worker's handle on its store.
 //!
+//! Where a run starts is decided by [`plan`]: it verifies the manifest's
+//! complete epochs with [`verify`](super::verify::verify) — the function
+//! `weir-checkpoint verify` reports — and restores the epoch that decides,
+//! so a job never restores an epoch the tool calls unusable.
+//!
 //! Directory layout: `DIR/manifest.json` and `DIR/gen-G/worker-W/` (one store
 //! per worker). A restore on the same worker count continues in the same
 //! generation after discarding epochs newer than the restored one; a restore
@@ -10,16 +15,16 @@
 
 use std::cell::Cell;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{self, Entry, Manifest, ManifestError, Step, StepKind};
-use super::protocol::{choose_restore, CompleteEpoch, RestoreDecision, Unusable};
-use super::store::{checksum_of_epoch_step, StateStore, StoreError};
+use super::manifest::{self, Manifest, ManifestError, Step, StepKind};
+use super::protocol::{RestoreDecision, Unusable};
+use super::store::{StateStore, StoreError};
+use super::verify::{open_generation, verify};
 use crate::error::ConfigError;
 use crate::ids::{KeyGroup, KEY_GROUPS};
 
@@ -256,41 +261,27 @@ pub fn plan_for(
         // replace the finished run's output).
         return fresh_plan(existing.generation + 1, Vec::new());
     }
-    let complete: Vec<CompleteEpoch> = existing
-        .complete
-        .iter()
-        .filter(|e| restore.is_none_or(|wanted| e.epoch == wanted))
-        .map(|e| CompleteEpoch {
-            epoch: e.epoch,
-            checksums: e.flushes.iter().map(|f| f.checksum).collect(),
-        })
-        .collect();
-    let mut stores = OpenStores::new();
-    let decision = choose_restore(&complete, None, |candidate| {
-        let entry = existing
+    // The candidates (one, with --restore), verified as `weir-checkpoint
+    // verify` does: by the same function.
+    let candidates = Manifest {
+        complete: existing
             .complete
             .iter()
-            .find(|e| e.epoch == candidate.epoch)
-            .ok_or(Unusable::MissingMarker { worker: 0 })?;
-        verify(
-            dir,
-            backend.as_ref(),
-            existing.generation,
-            entry,
-            &mut stores,
-        )
-    });
-    drop(stores);
+            .filter(|e| restore.is_none_or(|wanted| e.epoch == wanted))
+            .cloned()
+            .collect(),
+        ..existing.clone()
+    };
+    let decision = {
+        let stores = open_generation(dir, existing.generation, existing.workers, backend.as_ref());
+        verify(&candidates, &stores).restore
+    };
     match decision {
         RestoreDecision::Fresh => fresh_plan(existing.generation + 1, Vec::new()),
         RestoreDecision::NothingUsable { skipped } => Err(ConfigError::new(format!(
             "no checkpoint in {} verifies ({}): pass --fresh to start over",
             dir.display(),
-            skipped
-                .iter()
-                .map(|(e, why)| format!("epoch {e}: {why}"))
-                .collect::<Vec<_>>()
-                .join("; ")
+            describe_skipped(&skipped)
         ))),
         RestoreDecision::Restore { epoch, skipped } => {
             let same = existing.workers == workers;
@@ -327,6 +318,27 @@ pub fn plan_for(
             })
         }
     }
+}
+
+/// Why epochs were skipped, one clause per run of epochs skipped for the
+/// same reason (damage to old state makes every newer epoch unloadable with
+/// one error).
+fn describe_skipped(skipped: &[(u64, Unusable)]) -> String {
+    let mut runs: Vec<(Vec<String>, String)> = Vec::new();
+    for (epoch, why) in skipped {
+        let why = why.to_string();
+        match runs.last_mut() {
+            Some((epochs, last)) if *last == why => epochs.push(epoch.to_string()),
+            _ => runs.push((vec![epoch.to_string()], why)),
+        }
+    }
+    runs.iter()
+        .map(|(epochs, why)| {
+            let s = if epochs.len() == 1 { "" } else { "s" };
+            format!("epoch{s} {}: {why}", epochs.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Removes what an abandoned run left in a generation this run will write:
@@ -375,54 +387,6 @@ fn remove_generations_before(dir: &Path, generation: u64) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-}
-
-/// Checks every flush of a complete epoch against what its store holds.
-/// Worker stores opened read-only for verification, each once per plan (a
-/// RocksDB open replays the write-ahead log).
-type OpenStores = BTreeMap<usize, Result<Box<dyn StateStore>, String>>;
-
-fn verify(
-    dir: &Path,
-    backend: &dyn Backend,
-    generation: u64,
-    entry: &Entry,
-    stores: &mut OpenStores,
-) -> Result<(), Unusable> {
-    for flush in &entry.flushes {
-        let store = stores.entry(flush.worker).or_insert_with(|| {
-            backend
-                .open_read_only(&store_path(dir, generation, flush.worker))
-                .map_err(|e| e.to_string())
-        });
-        let store = store.as_ref().map_err(|error| Unusable::Unreadable {
-            worker: flush.worker,
-            error: error.clone(),
-        })?;
-        match checksum_of_epoch_step(store.as_ref(), entry.epoch, &flush.step) {
-            Ok(Some((recorded, found)))
-                if recorded == flush.checksum && found == flush.checksum => {}
-            Ok(Some((_, found))) => {
-                return Err(Unusable::ChecksumMismatch {
-                    worker: flush.worker,
-                    expected: flush.checksum,
-                    found,
-                })
-            }
-            Ok(None) => {
-                return Err(Unusable::MissingMarker {
-                    worker: flush.worker,
-                })
-            }
-            Err(e) => {
-                return Err(Unusable::Unreadable {
-                    worker: flush.worker,
-                    error: e.to_string(),
-                })
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A worker's view of checkpointing.
@@ -513,5 +477,112 @@ impl WorkerCheckpoint {
                 visit(s.as_ref());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::checkpoint::fixtures::{sample, Failing};
+    use crate::checkpoint::layout;
+    use crate::checkpoint::store::{Batch, MemoryStore};
+    use crate::checkpoint::verify::Verification;
+    use crate::ids::SplitId;
+
+    /// In-memory stores by path; the one at `bad.0` fails to read key `bad.1`.
+    struct Damaged {
+        stores: HashMap<PathBuf, MemoryStore>,
+        bad: (PathBuf, Vec<u8>),
+    }
+
+    impl Backend for Damaged {
+        fn open(&self, _: &Path) -> Result<Box<dyn StateStore>, StoreError> {
+            Err(StoreError("planning opens stores read-only".into()))
+        }
+        fn open_read_only(&self, path: &Path) -> Result<Box<dyn StateStore>, StoreError> {
+            let store = self
+                .stores
+                .get(path)
+                .cloned()
+                .ok_or_else(|| StoreError(format!("no store at {}", path.display())))?;
+            if path == self.bad.0 {
+                Ok(Box::new(Failing {
+                    inner: store,
+                    bad: self.bad.1.clone(),
+                }))
+            } else {
+                Ok(Box::new(store))
+            }
+        }
+    }
+
+    /// The sample checkpoint in a directory, worker `worker`'s store
+    /// holding `bad` and failing to read it: what a job's plan decides, and
+    /// what the tool's verification of the directory says.
+    fn plan_damaged(
+        tag: &str,
+        worker: usize,
+        bad: Vec<u8>,
+    ) -> (Result<Plan, ConfigError>, Verification) {
+        let (manifest, mut stores) = sample();
+        let dir = std::env::temp_dir().join(format!("weir-plan-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut batch = Batch::default();
+        batch.put(&bad, b"x");
+        stores[worker].write(&batch).expect("write");
+        let mut by_path = HashMap::new();
+        for (w, store) in stores.into_iter().enumerate() {
+            let path = store_path(&dir, 0, w);
+            std::fs::create_dir_all(&path).expect("dir");
+            by_path.insert(path, store);
+        }
+        manifest::write(&dir, &manifest).expect("manifest");
+        let backend = Arc::new(Damaged {
+            stores: by_path,
+            bad: (store_path(&dir, 0, worker), bad),
+        });
+        let tool =
+            super::super::verify::verify(&manifest, &open_generation(&dir, 0, 2, backend.as_ref()));
+        let planned = plan(&dir, backend, 3, false, 2);
+        let _ = std::fs::remove_dir_all(&dir);
+        (planned, tool)
+    }
+
+    #[test]
+    fn a_restore_falls_back_from_an_epoch_the_tool_calls_unloadable() {
+        // A position no flush of epoch 3 covers, which its restore reads.
+        let bad = layout::position_key(3, "elsewhere", SplitId(0));
+        let (planned, tool) = plan_damaged("fallback", 1, bad);
+        let verdict = &tool.verdicts[2];
+        assert!(verdict.epoch == 3 && verdict.problems.is_empty() && !verdict.ok());
+        let plan = planned.expect("a plan");
+        assert_eq!(plan.restore.as_ref().map(|r| r.epoch), Some(2));
+        assert!(matches!(
+            plan.skipped.as_slice(),
+            [(3, Unusable::Unloadable { worker: 1, .. })]
+        ));
+        assert!(matches!(
+            tool.restore,
+            RestoreDecision::Restore { epoch: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn a_job_refuses_to_start_when_no_epoch_loads() {
+        // Epoch 1's delta, which every restore loads.
+        let bad = layout::delta_key(1, "counts", KeyGroup(3), &[layout::ENTRY_KEY, b'a']);
+        let (planned, tool) = plan_damaged("refuse", 0, bad);
+        assert!(tool.verdicts.iter().all(|v| !v.ok()));
+        assert!(matches!(
+            tool.restore,
+            RestoreDecision::NothingUsable { .. }
+        ));
+        let why = planned.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            why.contains("no checkpoint") && why.contains("--fresh") && why.contains("Corruption"),
+            "{why}"
+        );
     }
 }

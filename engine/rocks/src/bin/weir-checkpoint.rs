@@ -1,7 +1,9 @@
 //! `weir-checkpoint`: look into a weir checkpoint directory without
 //! changing it: which epochs it holds, what state an epoch restores, and
 //! whether the checkpoints verify. Stores are opened read-only with the
-//! RocksDB backend; the logic is `weir::checkpoint::inspect`.
+//! RocksDB backend; the logic is `weir::checkpoint::inspect`, and whether
+//! epochs verify is `weir::checkpoint::verify`, the check a job's restore
+//! makes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,13 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use weir::checkpoint::inspect::{
-    self, EpochListing, EpochStatus, OperatorState, Problem, StoreSummary, Verification,
-    WorkerStore,
-};
+use weir::checkpoint::inspect::{self, EpochListing, EpochStatus, OperatorState, StoreSummary};
 use weir::checkpoint::manifest::{self, Manifest, ManifestError, StepKind};
 use weir::checkpoint::protocol::RestoreDecision;
 use weir::checkpoint::runtime::Backend;
+use weir::checkpoint::verify::{self, Problem, Verification, WorkerStore};
 
 /// Inspect and verify a weir checkpoint directory (read-only).
 ///
@@ -74,10 +74,11 @@ enum Command {
     ///
     /// Recomputes the checksum of what each worker's store holds for each
     /// flush of each complete epoch and compares it with the one its flush
-    /// marker recorded and the one the manifest recorded, as a job's restore
-    /// does. Then reads everything a restore of the newest epoch that passes
-    /// loads (the base and every older delta, which no checksum covers): a
-    /// damaged one fails the restore too. Prints one line per epoch (and
+    /// marker recorded and the one the manifest recorded. Then reads
+    /// everything a restore of the newest epoch that passes loads (the base
+    /// and every older delta, which no checksum covers): an epoch whose
+    /// state cannot be read is unusable too. A job's restore makes the same
+    /// checks and uses the epoch this names. Prints one line per epoch (and
     /// for epochs flushed but not complete) and the epoch a restore would
     /// use. Exit status 0 when the newest complete epoch verifies and its
     /// state can be read, 1 when not (or when there is no complete epoch).
@@ -163,7 +164,7 @@ fn read_manifest(dir: &Path) -> Result<Manifest, Failure> {
 }
 
 fn open(dir: &Path, m: &Manifest, backend: &dyn Backend) -> Vec<WorkerStore> {
-    inspect::open_generation(dir, m.generation, m.workers, backend)
+    verify::open_generation(dir, m.generation, m.workers, backend)
 }
 
 fn relative(dir: &Path, path: &Path) -> String {
@@ -226,7 +227,7 @@ fn restore_line(v: &Verification) -> String {
             format!("epoch {epoch} (the newest complete epoch)")
         }
         RestoreDecision::Restore { epoch, skipped } => format!(
-            "epoch {epoch} (newer complete epochs do not verify: {})",
+            "epoch {epoch} (newer complete epochs do not verify or load: {})",
             skipped
                 .iter()
                 .map(|(e, _)| e.to_string())
@@ -234,7 +235,7 @@ fn restore_line(v: &Verification) -> String {
                 .join(", ")
         ),
         RestoreDecision::NothingUsable { .. } => {
-            "none: no complete epoch verifies, a job refuses to start (--fresh starts over)"
+            "none: no complete epoch verifies and loads, a job refuses to start (--fresh starts over)"
                 .to_string()
         }
     };
@@ -281,7 +282,7 @@ fn list(out: &mut String, dir: &Path, backend: &dyn Backend) -> Outcome {
             }
         }
     }
-    let verification = inspect::verify(&m, &stores);
+    let verification = verify::verify(&m, &stores);
     let listing = inspect::list(&m, &verification, &summaries);
 
     let _ = writeln!(out, "checkpoint  {}", dir.display());
@@ -461,7 +462,7 @@ fn inspect_cmd(
             ),
         ));
     };
-    let verification = inspect::verify(&m, &stores);
+    let verification = verify::verify(&m, &stores);
     let _ = writeln!(out, "checkpoint  {}", dir.display());
     let _ = writeln!(
         out,
@@ -680,7 +681,7 @@ fn print_operator(out: &mut String, state: &OperatorState, all: bool, with_keys:
 fn verify_cmd(out: &mut String, dir: &Path, backend: &dyn Backend) -> Outcome {
     let m = read_manifest(dir)?;
     let stores = open(dir, &m, backend);
-    let verification = inspect::verify(&m, &stores);
+    let verification = verify::verify(&m, &stores);
     // Epochs flushed but not complete, from the markers alone.
     let mut marker_summaries = BTreeMap::new();
     for s in &stores {
@@ -777,9 +778,6 @@ fn verify_cmd(out: &mut String, dir: &Path, backend: &dyn Backend) -> Outcome {
         let _ = writeln!(out, "epoch {}: {line}", epoch.epoch);
     }
     let _ = writeln!(out, "restore would use {}", restore_line(&verification));
-    for (worker, error) in verification.restore_load_errors() {
-        let _ = writeln!(out, "  and fail loading it: worker {worker}: {error}");
-    }
     if verification.newest_verifies() {
         Ok(0)
     } else {
