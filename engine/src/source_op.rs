@@ -23,6 +23,7 @@ use timely::dataflow::Scope;
 
 use timely::container::CapacityContainerBuilder;
 
+use crate::checkpoint::layout;
 use crate::checkpoint::manifest::StepKind;
 use crate::checkpoint::runtime::{FlushRecord, WorkerCheckpoint};
 use crate::checkpoint::store::{load_positions_through, write_epoch, Position};
@@ -31,7 +32,6 @@ use crate::dead_letter::{DeadLetter, Origin, Raw};
 use crate::error::JobError;
 use crate::ids::SplitId;
 use crate::pipeline::{ctrl_c_pressed, WorkerCtx};
-use crate::source::{position_of, position_word};
 use crate::source::{ReadItem, ReadStatus, Source, SplitReader};
 use crate::stream::{TimedOutput, TimedStream};
 use crate::time::Time;
@@ -138,11 +138,11 @@ where
                     let opened = match restored.as_ref().map(|(_, p)| p.get(&id)) {
                         None => source.open(id),
                         Some(Some(saved)) => {
-                            decode_position(saved).and_then(|(watermark, done, offset, reader)| {
-                                split_state.watermark.raise_to(watermark);
-                                split_state.done = done;
-                                split_state.offset = offset;
-                                source.open_at(id, reader)
+                            layout::parse_split_position(saved).and_then(|saved| {
+                                split_state.watermark.raise_to(saved.watermark);
+                                split_state.done = saved.done;
+                                split_state.offset = saved.offset;
+                                source.open_at(id, &saved.reader)
                             })
                         }
                         Some(None) => Err(format!("the checkpoint has no position for {id}")),
@@ -418,23 +418,15 @@ type FlushOutput = OutputBuilder<Time, CapacityContainerBuilder<Vec<FlushRecord>
 pub(crate) type RegisterFlushes<'s> =
     Box<dyn FnOnce(timely::dataflow::StreamVec<'s, Time, FlushRecord>) + 's>;
 
-/// A split's checkpointed position: its watermark, whether it ended, its
-/// record offset, then the reader's own position.
+/// A split's checkpointed position ([`layout::SplitPosition`]).
 fn encode_position<T>(split: &SplitState<T>) -> Vec<u8> {
-    let mut out = position_of(&[split.watermark.current(), split.done as u64, split.offset]);
-    if let Some(reader) = &split.reader {
-        out.extend(reader.position());
-    }
-    out
-}
-
-fn decode_position(bytes: &[u8]) -> Result<(u64, bool, u64, &[u8]), String> {
-    Ok((
-        position_word(bytes, 0)?,
-        position_word(bytes, 1)? != 0,
-        position_word(bytes, 2)?,
-        bytes.get(24..).unwrap_or_default(),
-    ))
+    let reader = split.reader.as_ref().map(|r| r.position());
+    layout::split_position(
+        split.watermark.current(),
+        split.done,
+        split.offset,
+        reader.as_deref().unwrap_or_default(),
+    )
 }
 
 /// Writes the positions of this worker's splits for `epoch` and sends the

@@ -43,12 +43,11 @@ pub(crate) fn change(group: u16, key: &[u8], value: Option<&[u8]>) -> StateChang
 }
 
 pub(crate) fn position(split: u32, offset: u64) -> Position {
-    let mut bytes = position_of(&[1_000 * offset, 0, offset]);
-    bytes.extend(position_of(&[offset + 1, offset]));
+    let reader = position_of(&[offset + 1, offset]);
     Position {
         source: "records".into(),
         split: SplitId(split),
-        position: bytes,
+        position: layout::split_position(1_000 * offset, false, offset, &reader),
     }
 }
 

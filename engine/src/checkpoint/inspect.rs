@@ -575,29 +575,7 @@ pub fn operator_state(
     Ok(out)
 }
 
-/// A split's position as the source operator encodes it: its watermark,
-/// whether it ended, its record offset, then the reader's own bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SplitPosition {
-    /// The split's watermark (ms).
-    pub watermark: u64,
-    /// Whether the split had ended.
-    pub done: bool,
-    /// Records (good or bad) read: the offset of the next one.
-    pub offset: u64,
-    /// The reader's own position.
-    pub reader: Vec<u8>,
-}
-
-/// Decodes a stored split position.
-pub fn decode_position(bytes: &[u8]) -> Result<SplitPosition, String> {
-    Ok(SplitPosition {
-        watermark: position_word(bytes, 0)?,
-        done: position_word(bytes, 1)? != 0,
-        offset: position_word(bytes, 2)?,
-        reader: bytes.get(24..).unwrap_or_default().to_vec(),
-    })
-}
+pub use super::layout::SplitPosition;
 
 /// A split's position at an epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -610,7 +588,7 @@ pub struct SourceSplit {
     pub worker: usize,
     /// The stored bytes.
     pub raw: Vec<u8>,
-    /// Decoded.
+    /// Decoded ([`layout::parse_split_position`]).
     pub position: Result<SplitPosition, String>,
 }
 
@@ -624,7 +602,7 @@ pub fn source_positions(stores: &[WorkerStore], epoch: u64) -> Result<Vec<Source
             load_positions_through(store, epoch).map_err(|e| format!("worker {worker}: {e}"))?
         {
             out.push(SourceSplit {
-                position: decode_position(&p.position),
+                position: layout::parse_split_position(&p.position),
                 source: p.source,
                 split: p.split,
                 worker,
@@ -781,7 +759,7 @@ mod tests {
             .map(|s| s.position.as_ref().map(|p| p.offset).unwrap_or(0))
             .collect();
         assert_eq!(offsets, vec![40, 30]);
-        assert!(decode_position(&[1, 2, 3]).is_err());
+        assert!(layout::parse_split_position(&[1, 2, 3]).is_err());
     }
 
     #[test]

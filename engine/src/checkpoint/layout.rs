@@ -7,14 +7,20 @@
 //! | `b` | `b` `operator` `0x00` `key group u16 BE` `key` | the key's state at the base epoch |
 //! | `d` | `d` `epoch u64 BE` `operator` `0x00` `key group u16 BE` `key` | the key's state after `epoch` (empty value: deleted) |
 //! | `p` | `p` `epoch u64 BE` `source` `0x00` `split u32 BE` | the split's position after `epoch` |
-//! | `m` | `m` `epoch u64 BE` | this worker's flush marker for `epoch` |
-//! | `f` | `f` | the epoch the base holds (folded through) |
+//! | `q` | `q` `source` `0x00` `split u32 BE` | `epoch u64 LE`, then the split's newest position folded into the base |
+//! | `m` | `m` `epoch u64 BE` `step` | this worker's flush marker for `epoch`: the flush's checksum, `u64 LE` |
+//! | `f` | `f` | the epoch the base holds (folded through), `u64 LE` |
 //!
 //! Big-endian integers make byte order agree with numeric order, so one
 //! RocksDB range scan reads a key-group range of one operator, and deltas
 //! come out in epoch order.
+//!
+//! A split's position (the value of a `p` key) is [`SplitPosition`]: the
+//! source operator writes it with [`split_position`] and a restore and
+//! `weir-checkpoint inspect` read it with [`parse_split_position`].
 
 use crate::ids::{KeyGroup, SplitId};
+use crate::source::{position_of, position_word};
 
 /// The first byte of an operator's own key bytes (the `key` of a base or
 /// delta key): a key's state, then the encoded key.
@@ -217,9 +223,60 @@ pub fn parse_position_key(key: &[u8]) -> Option<(u64, &str, SplitId)> {
     Some((epoch, name, SplitId(split)))
 }
 
+/// A split's position as the source operator checkpoints it: three
+/// little-endian `u64` words — its watermark, whether it ended, its record
+/// offset — then the reader's own position bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitPosition {
+    /// The split's watermark (ms).
+    pub watermark: u64,
+    /// Whether the split had ended.
+    pub done: bool,
+    /// Records (good or bad) read: the offset of the next one.
+    pub offset: u64,
+    /// The reader's own position.
+    pub reader: Vec<u8>,
+}
+
+/// The bytes of a split's position (see [`SplitPosition`]).
+pub fn split_position(watermark: u64, done: bool, offset: u64, reader: &[u8]) -> Vec<u8> {
+    let mut out = position_of(&[watermark, u64::from(done), offset]);
+    out.extend_from_slice(reader);
+    out
+}
+
+/// Decodes the bytes of [`split_position`]; too short is an error.
+pub fn parse_split_position(bytes: &[u8]) -> Result<SplitPosition, String> {
+    Ok(SplitPosition {
+        watermark: position_word(bytes, 0)?,
+        done: position_word(bytes, 1)? != 0,
+        offset: position_word(bytes, 2)?,
+        reader: bytes.get(24..).unwrap_or_default().to_vec(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_positions_round_trip() {
+        let bytes = split_position(7_000, true, 42, b"reader");
+        assert_eq!(
+            parse_split_position(&bytes),
+            Ok(SplitPosition {
+                watermark: 7_000,
+                done: true,
+                offset: 42,
+                reader: b"reader".to_vec(),
+            })
+        );
+        assert_eq!(
+            parse_split_position(&bytes[..24]).map(|p| p.reader),
+            Ok(Vec::new())
+        );
+        assert!(parse_split_position(&bytes[..23]).is_err());
+    }
 
     #[test]
     fn keys_round_trip() {
