@@ -5,7 +5,7 @@
 //! | tag | key | value |
 //! |---|---|---|
 //! | `b` | `b` `operator` `0x00` `key group u16 BE` `key` | the key's state at the base epoch |
-//! | `d` | `d` `epoch u64 BE` `operator` `0x00` `key group u16 BE` `key` | the key's state after `epoch` (empty value: deleted) |
+//! | `d` | `d` `epoch u64 BE` `operator` `0x00` `key group u16 BE` `key` | the key's state after `epoch`: [`push_delta_value`] |
 //! | `p` | `p` `epoch u64 BE` `source` `0x00` `split u32 BE` | the split's position after `epoch` |
 //! | `q` | `q` `source` `0x00` `split u32 BE` | `epoch u64 LE`, then the split's newest position folded into the base |
 //! | `m` | `m` `epoch u64 BE` `step` | this worker's flush marker for `epoch`: the flush's checksum, `u64 LE` |
@@ -223,6 +223,26 @@ pub fn parse_position_key(key: &[u8]) -> Option<(u64, &str, SplitId)> {
     Some((epoch, name, SplitId(split)))
 }
 
+/// Appends a delta's value: a tag byte (1: the key's state follows, 0: the
+/// key's state was removed), then the state.
+pub fn push_delta_value(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(v);
+        }
+        None => out.push(0),
+    }
+}
+
+/// The state in a delta's value, `None` when the delta removes the key.
+pub fn parse_delta_value(value: &[u8]) -> Option<&[u8]> {
+    match value.split_first() {
+        Some((1, rest)) => Some(rest),
+        _ => None,
+    }
+}
+
 /// A split's position as the source operator checkpoints it: three
 /// little-endian `u64` words — its watermark, whether it ended, its record
 /// offset — then the reader's own position bytes.
@@ -258,6 +278,15 @@ pub fn parse_split_position(bytes: &[u8]) -> Result<SplitPosition, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delta_values_round_trip() {
+        for value in [None, Some(&b""[..]), Some(&b"state"[..])] {
+            let mut out = Vec::new();
+            push_delta_value(&mut out, value);
+            assert_eq!(parse_delta_value(&out), value);
+        }
+    }
 
     #[test]
     fn split_positions_round_trip() {

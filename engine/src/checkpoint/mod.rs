@@ -37,8 +37,8 @@
 //! * whether an epoch's stored data restores is [`verify::verify`], the one
 //!   verification: a job's start ([`runtime::plan`]) and `weir-checkpoint
 //!   verify`/`list` ([`inspect`]) call it alike, so they never disagree;
-//! * every stored byte — keys, flush markers, split positions — is laid out
-//!   by [`layout`];
+//! * every stored key, and the encoding of state deltas and split
+//!   positions, is laid out by [`layout`];
 //! * the I/O is a small trait ([`store::StateStore`]) with an in-memory
 //!   implementation here and a RocksDB one in `weir-rocks`; the operations on
 //!   it (flush, fold, load) are written once in [`store`].
