@@ -164,8 +164,8 @@ pub struct Summary {
     /// source reached when its input ended (a split that read records in its
     /// last step counts with what they moved it to).
     pub watermark: Option<u64>,
-    /// Checkpoints completed in this run (counted where the manifest is
-    /// written: process 0).
+    /// Checkpoints completed in this run (process 0 counts those it
+    /// records, other processes those it announces to them).
     pub checkpoints: u64,
     /// The epoch of the newest of them.
     pub last_checkpoint: Option<u64>,

@@ -15,7 +15,8 @@
 //!   of every flushing step, sees its input frontier pass `e` only after all
 //!   of them, on all workers, have flushed or skipped it. It then appends `e`
 //!   to the manifest, with each flush's checksum, keeping the newest N
-//!   ([`protocol::retained`]).
+//!   ([`protocol::retained`]), and announces it to every worker of every
+//!   process through the dataflow, with how far they may fold.
 //! * **Restore** verifies the complete epochs with [`verify::verify`] — each
 //!   flush's data against its marker and the manifest, and whether the state
 //!   a restore loads can be read — and restores the newest that passes

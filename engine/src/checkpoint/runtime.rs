@@ -25,6 +25,7 @@ use super::manifest::{self, Manifest, ManifestError, Step, StepKind};
 use super::protocol::{RestoreDecision, Unusable};
 use super::store::{StateStore, StoreError};
 use super::verify::{open_generation, verify};
+use super::writer::Completed;
 use crate::error::ConfigError;
 use crate::ids::{KeyGroup, KEY_GROUPS};
 
@@ -83,8 +84,9 @@ pub struct Plan {
     /// Deltas through this epoch may be folded into the base (0: none yet);
     /// the manifest writer raises it, workers of this process fold.
     pub fold_target: AtomicU64,
-    /// One more than the newest epoch recorded complete in this process
-    /// (0: none yet): exactly-once sinks publish through it.
+    /// One more than the newest epoch this process knows complete (0: none
+    /// yet): the manifest writer's process records it, the others learn it
+    /// from its broadcast. Exactly-once sinks publish through it.
     completed: AtomicU64,
     /// Output directories of exactly-once sinks, published at the end.
     staged_dirs: Mutex<Vec<PathBuf>>,
@@ -107,10 +109,11 @@ impl Plan {
         }
     }
 
-    /// Records that `epoch` is complete (the manifest says so).
-    pub(crate) fn mark_complete(&self, epoch: u64) {
-        self.completed
-            .fetch_max(epoch.saturating_add(1), Ordering::SeqCst);
+    /// Records that `epoch` is complete (the manifest says so); whether
+    /// this process did not know it yet.
+    pub(crate) fn mark_complete(&self, epoch: u64) -> bool {
+        let next = epoch.saturating_add(1);
+        self.completed.fetch_max(next, Ordering::SeqCst) < next
     }
 
     /// Registers an exactly-once sink's output directory, published when
@@ -407,6 +410,9 @@ pub struct WorkerCheckpoint {
     /// The fold target the manifest writer announced (it may run in
     /// another process, where `plan.fold_target` does not reach).
     announced: Cell<u64>,
+    /// One more than the newest epoch the manifest writer announced
+    /// complete to this worker (0: none yet).
+    learned: Cell<u64>,
 }
 
 /// How many epochs of deltas a fold takes at least.
@@ -441,12 +447,32 @@ impl WorkerCheckpoint {
             restore_stores,
             folded: Cell::new(0),
             announced: Cell::new(0),
+            learned: Cell::new(0),
         })
     }
 
     /// Records a fold target announced by the manifest writer.
     pub(crate) fn allow_fold(&self, target: u64) {
         self.announced.set(self.announced.get().max(target));
+    }
+
+    /// Records what the manifest writer announced: an epoch recorded
+    /// complete, and how far to fold. Returns whether this worker's process
+    /// learned of the epoch now (it had not recorded or heard of it).
+    pub(crate) fn learn_complete(&self, done: Completed) -> bool {
+        self.allow_fold(done.fold_target);
+        self.learned
+            .set(self.learned.get().max(done.epoch.saturating_add(1)));
+        self.plan.mark_complete(done.epoch)
+    }
+
+    /// The newest epoch this worker knows complete: announced to it by the
+    /// manifest writer (in whichever process that runs), or restored.
+    pub fn last_complete(&self) -> Option<u64> {
+        match self.learned.get() {
+            0 => self.plan.restore.as_ref().map(|r| r.epoch),
+            n => Some(n - 1),
+        }
     }
 
     /// Folds this worker's deltas into its base as far as the manifest allows.

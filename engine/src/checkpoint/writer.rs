@@ -4,11 +4,22 @@
 //! [`protocol`](super::protocol)'s: [`epoch_complete`] decides completeness,
 //! [`retained`] which epochs the manifest keeps, [`fold_through`] how far
 //! workers may fold.
+//!
+//! Each epoch it records goes out to every worker of every process through
+//! the dataflow (a broadcast of [`Completed`]): the epoch, now complete, and
+//! how far deltas may be folded. A worker keeps the newest it heard of
+//! ([`WorkerCheckpoint::last_complete`]), and its process's [`Plan`] learns
+//! it too, so completion is known everywhere, not only in the writer's
+//! process.
+//!
+//! [`Plan`]: super::runtime::Plan
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -24,6 +35,16 @@ use crate::error::JobError;
 use crate::metrics::JobShared;
 use crate::time::{lowest_open_epoch, Time};
 
+/// What the manifest writer tells every worker once it recorded an epoch
+/// complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Completed {
+    /// The epoch recorded complete.
+    pub(crate) epoch: u64,
+    /// Deltas through this epoch may be folded into the base (0: none yet).
+    pub(crate) fold_target: u64,
+}
+
 pub(crate) fn manifest_writer(
     flushes: StreamVec<'_, Time, FlushRecord>,
     checkpoint: Rc<WorkerCheckpoint>,
@@ -31,15 +52,15 @@ pub(crate) fn manifest_writer(
     shared: Arc<JobShared>,
 ) {
     let hint = Rc::clone(&checkpoint);
-    let targets: StreamVec<'_, Time, u64> = flushes
-        .unary_frontier::<CapacityContainerBuilder<Vec<u64>>, _, _, _>(
+    let counters = Arc::clone(&shared);
+    let completed: StreamVec<'_, Time, Completed> = flushes
+        .unary_frontier::<CapacityContainerBuilder<Vec<Completed>>, _, _, _>(
             Exchange::new(|_: &FlushRecord| 0u64),
             "Manifest",
             move |_, _| {
                 let mut pending: BTreeMap<u64, Vec<FlushRecord>> = BTreeMap::new();
-                // Capabilities of pending epochs: fold targets go out at them.
+                // Capabilities of pending epochs: announcements go out at them.
                 let mut held: CapabilitySet<Time> = CapabilitySet::new();
-                let mut announced = 0;
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         for c in cap.retain_stamp(0).iter() {
@@ -88,31 +109,41 @@ pub(crate) fn manifest_writer(
                             held = CapabilitySet::new();
                             return;
                         }
-                        // Tell every worker, in every process, how far it
-                        // may fold.
-                        let target = checkpoint.plan.fold_target.load(Ordering::SeqCst);
-                        if target > announced {
-                            if let Some(cap) = held.try_delayed(&Time::new(epoch, 0)) {
-                                output.session(&cap).give(target);
-                                announced = target;
-                            }
+                        // Tell every worker, in every process, that the epoch
+                        // is complete and how far it may fold (at any time
+                        // held: only the message matters).
+                        if let Some(cap) = held.first() {
+                            output.session(cap).give(Completed {
+                                epoch,
+                                fold_target: checkpoint.plan.fold_target.load(Ordering::SeqCst),
+                            });
                         }
                     }
-                    // Keep capabilities only where flushes may still arrive.
+                    // Keep capabilities only where flushes may still arrive
+                    // (and some while any may: the next announcement needs one).
                     let mut next = CapabilitySet::new();
                     for time in frontier.frontier().iter() {
                         if let Some(cap) = held.try_delayed(time) {
                             next.insert(cap);
                         }
                     }
+                    if next.is_empty() && !frontier.frontier().is_empty() {
+                        next = held.clone();
+                    }
                     held = next;
                 }
             },
         );
-    // Workers outside the manifest writer's process learn fold targets here.
-    targets
-        .broadcast()
-        .inspect(move |target| hint.allow_fold(*target));
+    // Every worker learns of it here; a process other than the writer's
+    // counts the checkpoint when its first worker does.
+    completed.broadcast().inspect(move |done| {
+        if hint.learn_complete(*done) {
+            counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+            counters
+                .last_checkpoint
+                .fetch_max(done.epoch + 1, Ordering::Relaxed);
+        }
+    });
 }
 
 fn record_complete(
