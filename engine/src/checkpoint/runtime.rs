@@ -2,7 +2,7 @@
 //! and each worker's handle on its store.
 //!
 //! Where a run starts is decided by [`plan`]: it verifies the manifest's
-//! complete epochs with [`verify`](super::verify::verify) — the function
+//! complete epochs with [`verify`] — the function
 //! `weir-checkpoint verify` reports — and restores the epoch that decides,
 //! so a job never restores an epoch the tool calls unusable.
 //!

@@ -3,9 +3,10 @@
 //!
 //! [`verify`] is called by a job's start
 //! ([`runtime::plan`](super::runtime::plan), which restores the epoch it
-//! decides, or refuses to start) and by `weir-checkpoint verify` and `list`
-//! (through [`super::inspect`], which report what it found), so the tool and
-//! a job never disagree. An epoch restores when every one of its flushes
+//! decides, or refuses to start) and by `weir-checkpoint verify`, `list`
+//! and `inspect`, which report what it found (the listing of
+//! [`super::inspect`] takes its result), so the tool and a job never
+//! disagree. An epoch restores when every one of its flushes
 //! verifies — the store's data matches its flush marker, and the marker the
 //! manifest ([`check_flush`]) — and everything its restore loads can be read
 //! ([`check_loadable`]: the base and older deltas, which no flush's checksum

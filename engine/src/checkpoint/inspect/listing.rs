@@ -82,6 +82,10 @@ impl EpochListing {
 /// [`summarize`] of the generation's stores, by worker (a store that did not
 /// open or scan has none; [`marker_summary`] stands in when only the markers
 /// matter).
+///
+/// [`verify`]: crate::checkpoint::verify::verify
+/// [`summarize`]: super::summarize
+/// [`marker_summary`]: super::marker_summary
 pub fn list(
     manifest: &Manifest,
     verification: &Verification,
