@@ -51,6 +51,7 @@ pub mod inspect;
 pub(crate) mod keyed;
 pub mod layout;
 pub mod manifest;
+mod planning;
 pub mod protocol;
 pub mod runtime;
 pub mod staged;
