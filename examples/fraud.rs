@@ -11,7 +11,9 @@
 //! event-time timer; when the watermark passes it, the card's last 10 minutes
 //! are complete). Output, one alert per line:
 //! `card,window_start_ms,window_end_ms,transactions,spend_cents,countries,reasons`.
-//! Late and malformed records go to the dead-letter file; so do records
+//! Late and malformed records go to the dead-letter file (a late
+//! transaction has two dead letters, one from the windows and one from the
+//! rule, which both refuse it); so do records
 //! whose `country` is not two ASCII uppercase letters (an ISO 3166-1 alpha-2
 //! code: `USA`, `us`, `U|S` and empty are refused, not cut to two bytes) or
 //! whose amount exceeds 10^12 cents (see `weir_connectors::fields`).
@@ -20,6 +22,7 @@
 
 mod common;
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use clap::Parser;
@@ -27,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use weir::config::parse_duration;
 use weir::Watermarks;
 use weir_connectors::Transaction;
-use weir_operators::process::{Context, ListState, ProcessExt, ProcessFunction};
+use weir_operators::process::{Context, ProcessExt, ProcessFunction};
 use weir_operators::{Count, Fold, Sum, WindowExt, Windows};
 
 /// Alerts on card activity: many transactions, big spend, or a country change within a window.
@@ -77,13 +80,100 @@ struct Alert {
     reasons: String,
 }
 
-/// A card's transactions within the last span: (event time, country, cents).
-#[derive(Default, Serialize, Deserialize)]
-struct Recent {
-    txns: ListState<(u64, String, u64)>,
+/// A country code (validated at the source: two ASCII uppercase letters).
+type Code = [u8; 2];
+
+fn code(country: &str) -> Code {
+    let b = country.as_bytes();
+    [
+        b.first().copied().unwrap_or(b'?'),
+        b.get(1).copied().unwrap_or(b'?'),
+    ]
 }
 
-/// The many-countries rule, as a keyed process function.
+/// A card's state for the many-countries rule. Each transaction costs the
+/// same whatever the card's history: it is added once, counted once and
+/// evicted once, and a timer looks only at the transactions of its own
+/// millisecond.
+#[derive(Default, Serialize, Deserialize)]
+struct Recent {
+    /// Transactions whose timer has not fired yet: (event time, country,
+    /// cents), in arrival order.
+    pending: Vec<(u64, Code, u64)>,
+    /// The transactions of the span that ends at the last timer fired, in
+    /// event-time order.
+    span: VecDeque<(u64, Code, u64)>,
+    /// How many transactions of `span` each of its countries has.
+    countries: Vec<(Code, u32)>,
+    /// The spend of `span`, exactly (no sum of u64 amounts overflows it).
+    spend_cents: u128,
+}
+
+impl Recent {
+    fn count(&mut self, country: Code, by: i32) {
+        match self.countries.iter().position(|(c, _)| *c == country) {
+            Some(i) => {
+                let n = &mut self.countries[i].1;
+                *n = n.saturating_add_signed(by);
+                if *n == 0 {
+                    self.countries.swap_remove(i);
+                }
+            }
+            None if by > 0 => self.countries.push((country, by.unsigned_abs())),
+            None => {}
+        }
+    }
+
+    /// Moves the span to end at `time` (inclusive): evicts what is `span_ms`
+    /// or more older, admits the pending transactions at or before it.
+    /// Returns how many countries the span had before `time`'s own
+    /// transactions joined it.
+    fn advance(&mut self, time: u64, span_ms: u64) -> usize {
+        while let Some(&(ts, country, cents)) = self.span.front() {
+            if ts.saturating_add(span_ms) > time {
+                break;
+            }
+            self.span.pop_front();
+            self.count(country, -1);
+            self.spend_cents -= u128::from(cents);
+        }
+        let mut before = self.countries.len();
+        // Timers fire in time order and on-time records are never behind
+        // a fired timer, so what is due is `time`'s own transactions; keep
+        // `span` in order anyway.
+        let mut i = 0;
+        while i < self.pending.len() {
+            let (ts, country, cents) = self.pending[i];
+            if ts > time {
+                i += 1;
+                continue;
+            }
+            self.pending.swap_remove(i);
+            if ts < time && !self.countries.iter().any(|(c, _)| *c == country) {
+                before += 1;
+            }
+            let at = self.span.partition_point(|(t, _, _)| *t <= ts);
+            self.span.insert(at, (ts, country, cents));
+            self.count(country, 1);
+            self.spend_cents += u128::from(cents);
+        }
+        before
+    }
+
+    fn joined(&self) -> String {
+        let mut names: Vec<&str> = self
+            .countries
+            .iter()
+            .map(|(c, _)| std::str::from_utf8(c).unwrap_or("??"))
+            .collect();
+        names.sort_unstable();
+        names.join("|")
+    }
+}
+
+/// The many-countries rule, as a keyed process function. It refuses late
+/// transactions (to the dead letters): the timers of their time have fired,
+/// so whether they completed a span would depend on what arrived since.
 struct ManyCountries {
     span_ms: u64,
     countries: usize,
@@ -100,38 +190,30 @@ impl ProcessFunction<u64, Transaction> for ManyCountries {
         state: &mut Recent,
         t: Transaction,
     ) {
-        // A late transaction counts too: its timer fires right away.
-        state.txns.push((t.ts_ms, t.country, t.amount_cents));
+        if ctx.is_late() {
+            ctx.dead_letter_late(&t);
+            return;
+        }
+        state
+            .pending
+            .push((t.ts_ms, code(&t.country), t.amount_cents));
         ctx.register_event_timer(t.ts_ms);
     }
 
     fn on_timer(&mut self, ctx: &mut Context<'_, u64, Alert, ()>, state: &mut Recent, time: u64) {
         let span = self.span_ms;
-        // Older transactions can matter to no later timer.
-        state
-            .txns
-            .retain(|(ts, _, _)| ts.saturating_add(span) > time);
-        let (mut before, mut seen) = (Countries::default(), Countries::default());
-        let (mut transactions, mut spend_cents) = (0, 0);
-        for (ts, country, cents) in state.txns.iter().filter(|(ts, _, _)| *ts <= time) {
-            if *ts < time {
-                before.add(country);
-            }
-            seen.add(country);
-            transactions += 1;
-            spend_cents = cents.saturating_add(spend_cents);
-        }
+        let before = state.advance(time, span);
         // Alert when the transactions at `time` cross the threshold, not at
         // every later one while the card stays over it.
-        if seen.len() >= self.countries && before.len() < self.countries {
+        if state.countries.len() >= self.countries && before < self.countries {
             ctx.output(Alert {
                 card: *ctx.key(),
                 // At the end of time the span ends at u64::MAX itself.
                 window_start_ms: time.saturating_add(1).saturating_sub(span),
                 window_end_ms: time.saturating_add(1),
-                transactions,
-                spend_cents,
-                countries: seen.joined(),
+                transactions: state.span.len() as u64,
+                spend_cents: u64::try_from(state.spend_cents).unwrap_or(u64::MAX),
+                countries: state.joined(),
                 reasons: "many-countries".into(),
             });
         }
@@ -149,11 +231,7 @@ struct Countries {
 
 impl Countries {
     fn add(&mut self, country: &str) {
-        let b = country.as_bytes();
-        let code = [
-            b.first().copied().unwrap_or(b'?'),
-            b.get(1).copied().unwrap_or(b'?'),
-        ];
+        let code = code(country);
         let seen = &self.codes[..self.len as usize];
         if !seen.contains(&code) && (self.len as usize) < self.codes.len() {
             self.codes[self.len as usize] = code;

@@ -255,6 +255,17 @@ pub enum Origin {
         /// The watermark the record was stamped with when read (ms).
         watermark: u64,
     },
+    /// A record whose event time was behind the watermark it was stamped
+    /// with, refused by a keyed process function (which may have fired the
+    /// timers of its time already; see `weir_operators::process`).
+    LateRecord {
+        /// The process step's name.
+        operator: String,
+        /// The record's event time (ms).
+        event_time: u64,
+        /// The watermark the record was stamped with when read (ms).
+        watermark: u64,
+    },
     /// A record whose event time the operator cannot represent (its window or
     /// session would end past `u64::MAX` ms, the end of time). Not late: the
     /// record was refused whatever the watermark.
@@ -279,6 +290,14 @@ impl fmt::Display for Origin {
             } => write!(
                 f,
                 "late for window [{window_start}, {window_end}) of {operator} (watermark {watermark})"
+            ),
+            Origin::LateRecord {
+                operator,
+                event_time,
+                watermark,
+            } => write!(
+                f,
+                "late at event time {event_time} ms for {operator} (watermark {watermark})"
             ),
             Origin::OutOfRange {
                 operator,

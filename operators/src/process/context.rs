@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use weir::stateful::Emit;
+use weir::{DeadLetter, Origin, Raw};
 
 use super::timers::Timers;
 
@@ -34,12 +35,14 @@ pub(crate) fn system_time(ms: u64) -> SystemTime {
 /// carry the callback's event time ([`timestamp`](Self::timestamp)).
 pub struct Context<'a, K, O, X> {
     pub(crate) key: &'a K,
+    /// The process step's name, for dead letters.
+    pub(crate) operator: &'a str,
     pub(crate) timestamp: u64,
     pub(crate) watermark: u64,
     pub(crate) late: bool,
     pub(crate) event: &'a mut Timers<K>,
     pub(crate) processing: &'a mut Timers<K>,
-    pub(crate) emit: &'a mut Emit<Emitted<O, X>, ()>,
+    pub(crate) emit: &'a mut Emit<Emitted<O, X>, DeadLetter>,
 }
 
 impl<K: weir::Key, O, X> Context<'_, K, O, X> {
@@ -66,9 +69,32 @@ impl<K: weir::Key, O, X> Context<'_, K, O, X> {
 
     /// In `on_record`: whether the record is late, its event time behind
     /// the watermark it was stamped with (timers for its time may already
-    /// have fired). Always false in timer callbacks.
+    /// have fired). Always false in timer callbacks. See the module docs'
+    /// *Late records*.
     pub fn is_late(&self) -> bool {
         self.late
+    }
+
+    /// Sends `record`, the late record this `on_record` got, to the job's
+    /// dead letters, as late (counted in the job's late records), with its
+    /// event time and the watermark it was stamped with. The dead letter's
+    /// `raw` is the record as JSON. The function should leave its state
+    /// alone for it.
+    pub fn dead_letter_late<R: Serialize>(&mut self, record: &R) {
+        let letter = DeadLetter {
+            source: self.operator.to_string(),
+            raw: Raw::json(record),
+            reason: format!(
+                "late: event time {} ms is behind the watermark ({} ms) it was read at, and {} takes no late records",
+                self.timestamp, self.watermark, self.operator
+            ),
+            origin: Origin::LateRecord {
+                operator: self.operator.to_string(),
+                event_time: self.timestamp,
+                watermark: self.watermark,
+            },
+        };
+        self.emit.late(self.watermark, self.timestamp, letter);
     }
 
     /// Registers an event-time timer for this key: `on_timer(time)` runs

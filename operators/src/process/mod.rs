@@ -51,6 +51,34 @@
 //! Records of a stamp are applied once the watermark has passed it, so a
 //! process function adds one watermark step of latency.
 //!
+//! # Late records
+//!
+//! A record is *late* when its event time is behind the watermark it was
+//! stamped with at its source ([`Context::is_late`]): timers for its time
+//! may have fired already, and state that such timers pruned is gone. What a
+//! late record means is the function's to say, as in Flink's
+//! `ProcessFunction`: the operator delivers it to `on_record` like any
+//! other, and the context tells the function that it is late and at which
+//! watermark ([`Context::watermark`]). A function refuses one with
+//! [`Context::dead_letter_late`]: it goes to the job's dead letters with its
+//! event time, its watermark and the step's name, and counts as late in the
+//! job's summary, so nothing is lost and nothing is silent.
+//!
+//! A function whose result must cover every record of a span (the fraud
+//! job's "three countries in ten minutes") should refuse late records:
+//! then its output depends only on the on-time records, which are complete
+//! for a time once its timer fires, and never on what arrived later or what
+//! a later record pruned. A function that is indifferent to order (a count,
+//! a deduplication) may take them.
+//!
+//! Why the operator does not refuse late records itself, as windows do:
+//! results of a window step are behind the watermark by construction (a
+//! window fires once the watermark has passed its end plus its allowed
+//! lateness, and its result carries the window's last millisecond), so they
+//! are late by this definition, and a process step after a window would
+//! refuse every one of them. Do not refuse late records in a function that
+//! reads a window's results.
+//!
 //! # Examples
 //!
 //! Alert when a card makes transactions in three different countries within
@@ -289,8 +317,10 @@ impl<'s, K: Key, D: Data> ProcessExt<'s, K, D> for KeyedStream<'s, K, D> {
         name: &str,
         function: F,
     ) -> Processed<'s, F::Out, F::Side> {
-        // Nothing is late for the operator itself: the function decides.
-        let (results, _late) = self.stateful(name, ProcessOperator::new(function));
+        // The function decides what is late for it (see the module docs);
+        // what it refuses goes to the job's dead letters.
+        let (results, refused) = self.stateful(name, ProcessOperator::new(name, function));
+        refused.dead_letter(|letter| letter);
         let main = results.clone().flat_map(|r| match r {
             Emitted::Main(v) => Some(v),
             Emitted::Side(_) => None,

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use weir::stateful::{Emit, KeyedLogic};
-use weir::{Data, FastMap, Key};
+use weir::{Data, DeadLetter, FastMap, Key};
 
 use super::context::{millis_of, system_time, Context, Emitted};
 use super::state;
@@ -65,6 +65,8 @@ enum Call<D> {
 
 pub(crate) struct ProcessOperator<K, D, F: ProcessFunction<K, D>> {
     function: F,
+    /// The step's name, for dead letters.
+    name: String,
     keys: FastMap<K, Keyed<F::State>>,
     event: Timers<K>,
     processing: Timers<K>,
@@ -83,10 +85,11 @@ pub(crate) struct ProcessOperator<K, D, F: ProcessFunction<K, D>> {
 }
 
 impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
-    pub(crate) fn new(function: F) -> Self {
+    pub(crate) fn new(name: &str, function: F) -> Self {
         let default = state::encode_fresh(&function.new_state());
         ProcessOperator {
             function,
+            name: name.to_string(),
             keys: FastMap::default(),
             event: Timers::new(),
             processing: Timers::new(),
@@ -108,7 +111,7 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
         ts: u64,
         late: bool,
         call: Call<D>,
-        emit: &mut Emit<Emitted<F::Out, F::Side>, ()>,
+        emit: &mut Emit<Emitted<F::Out, F::Side>, DeadLetter>,
     ) {
         let keyed = self.keys.entry(key.clone()).or_insert_with(|| Keyed {
             state: self.function.new_state(),
@@ -116,6 +119,7 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
         });
         let mut ctx = Context {
             key: &key,
+            operator: &self.name,
             timestamp: ts,
             watermark: now,
             late,
@@ -164,7 +168,7 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
     }
 
     /// Applies the collected records of one stamp, in a deterministic order.
-    fn apply_batch(&mut self, emit: &mut Emit<Emitted<F::Out, F::Side>, ()>) {
+    fn apply_batch(&mut self, emit: &mut Emit<Emitted<F::Out, F::Side>, DeadLetter>) {
         let stamp = self.batch_stamp;
         let mut batch = std::mem::take(&mut self.batch);
         batch.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -191,7 +195,7 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
     /// function that sets `time.saturating_add(step)` from each timer), it
     /// is dropped, since no later time exists to fire it at. Otherwise such
     /// a function would never end.
-    fn fire(&mut self, w: u64, emit: &mut Emit<Emitted<F::Out, F::Side>, ()>) {
+    fn fire(&mut self, w: u64, emit: &mut Emit<Emitted<F::Out, F::Side>, DeadLetter>) {
         // An empty set does not allocate.
         let mut last_timer_fired: FastSet<K> = FastSet::default();
         loop {
@@ -275,7 +279,8 @@ where
     F: ProcessFunction<K, D>,
 {
     type Out = Emitted<F::Out, F::Side>;
-    type Late = ();
+    /// Late records the function refused ([`Context::dead_letter_late`]).
+    type Late = DeadLetter;
 
     fn ordered(&self) -> bool {
         true
@@ -492,7 +497,7 @@ mod tests {
     /// take_changes and restore. Returns sorted outputs and what the last
     /// changes said of key 6.
     fn run(cut: Option<usize>) -> (Vec<String>, Option<Option<Vec<u8>>>) {
-        let mut op: Op = ProcessOperator::new(Mixed);
+        let mut op: Op = ProcessOperator::new("mixed", Mixed);
         op.track_changes(true);
         let mut store: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
         let mut key6 = None;
@@ -521,7 +526,7 @@ mod tests {
                 checkpoint(&mut op, &mut store);
             }
             if Some(i) == cut {
-                op = ProcessOperator::new(Mixed);
+                op = ProcessOperator::new("mixed", Mixed);
                 op.track_changes(true);
                 for (k, v) in &store {
                     op.restore(*k, v).expect("restores");
@@ -625,7 +630,8 @@ mod tests {
         records: &[(u32, u64)],
         watermarks: &[u64],
     ) -> Vec<(u32, u64, u64)> {
-        let mut op: ProcessOperator<u32, u64, Chain> = ProcessOperator::new(Chain { step, chain });
+        let mut op: ProcessOperator<u32, u64, Chain> =
+            ProcessOperator::new("chain", Chain { step, chain });
         let mut emit = Emit::new();
         op.on_watermark(0, &mut emit);
         for (k, ts) in records {
@@ -708,7 +714,8 @@ mod tests {
 
     #[test]
     fn expired_state_leaves_the_checkpoint() {
-        let mut op: ProcessOperator<u32, u64, Remember> = ProcessOperator::new(Remember);
+        let mut op: ProcessOperator<u32, u64, Remember> =
+            ProcessOperator::new("remember", Remember);
         op.track_changes(true);
         let mut emit = Emit::new();
         let mut changes = Vec::new();
