@@ -220,42 +220,52 @@ impl ProcessFunction<u64, Transaction> for ManyCountries {
     }
 }
 
-/// The distinct countries of a window, kept inline (no allocation per
-/// card and window): up to eight two-letter codes, which is plenty for a
-/// rule that fires at two.
+/// The distinct countries of a window: one bit per possible code (two ASCII
+/// uppercase letters, as the source validates), so adding, merging and
+/// comparing cost the same however many countries a card uses, with no
+/// allocation, and the order they were seen in never shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Countries {
-    codes: [[u8; 2]; 8],
-    len: u8,
+    bits: [u64; 11],
 }
 
 impl Countries {
+    /// The bit of a code, if it is two ASCII uppercase letters.
+    fn bit(code: Code) -> Option<usize> {
+        let [a, b] = code;
+        (a.is_ascii_uppercase() && b.is_ascii_uppercase())
+            .then(|| usize::from(a - b'A') * 26 + usize::from(b - b'A'))
+    }
+
     fn add(&mut self, country: &str) {
-        let code = code(country);
-        let seen = &self.codes[..self.len as usize];
-        if !seen.contains(&code) && (self.len as usize) < self.codes.len() {
-            self.codes[self.len as usize] = code;
-            self.len += 1;
+        if let Some(i) = Self::bit(code(country)) {
+            self.bits[i / 64] |= 1 << (i % 64);
         }
     }
 
     fn merge(&mut self, other: Countries) {
-        for code in &other.codes[..other.len as usize] {
-            self.add(&String::from_utf8_lossy(code));
+        for (mine, theirs) in self.bits.iter_mut().zip(other.bits) {
+            *mine |= theirs;
         }
     }
 
     fn len(&self) -> usize {
-        self.len as usize
+        self.bits.iter().map(|w| w.count_ones() as usize).sum()
     }
 
+    /// The codes, `|`-separated, in alphabetical order.
     fn joined(&self) -> String {
-        let mut names: Vec<String> = self.codes[..self.len()]
-            .iter()
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect();
-        names.sort();
-        names.join("|")
+        let mut out = String::new();
+        for i in 0..26 * 26 {
+            if self.bits[i / 64] & (1 << (i % 64)) != 0 {
+                if !out.is_empty() {
+                    out.push('|');
+                }
+                out.push(char::from(b'A' + (i / 26) as u8));
+                out.push(char::from(b'A' + (i % 26) as u8));
+            }
+        }
+        out
     }
 }
 
@@ -298,7 +308,7 @@ fn job(args: Args) -> anyhow::Result<()> {
             (
                 Count,
                 Sum::of(|t: &Transaction| t.amount_cents),
-                // The distinct countries, as a small sorted list.
+                // The distinct countries.
                 Fold::new(
                     Countries::default(),
                     |seen: &mut Countries, t: &Transaction| seen.add(&t.country),
