@@ -29,6 +29,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use weir::config::parse_duration;
 use weir::Watermarks;
+use weir_connectors::fields::CountryCode;
 use weir_connectors::Transaction;
 use weir_operators::process::{Context, ProcessExt, ProcessFunction};
 use weir_operators::{Count, Fold, Sum, WindowExt, Windows};
@@ -82,14 +83,6 @@ struct Alert {
 
 /// A country code (validated at the source: two ASCII uppercase letters).
 type Code = [u8; 2];
-
-fn code(country: &str) -> Code {
-    let b = country.as_bytes();
-    [
-        b.first().copied().unwrap_or(b'?'),
-        b.get(1).copied().unwrap_or(b'?'),
-    ]
-}
 
 /// A card's state for the many-countries rule. Each transaction costs the
 /// same whatever the card's history: it is added once, counted once and
@@ -152,8 +145,12 @@ impl Recent {
             if ts < time && !self.countries.iter().any(|(c, _)| *c == country) {
                 before += 1;
             }
-            let at = self.span.partition_point(|(t, _, _)| *t <= ts);
-            self.span.insert(at, (ts, country, cents));
+            if self.span.back().is_none_or(|(last, _, _)| *last <= ts) {
+                self.span.push_back((ts, country, cents));
+            } else {
+                let at = self.span.partition_point(|(t, _, _)| *t <= ts);
+                self.span.insert(at, (ts, country, cents));
+            }
             self.count(country, 1);
             self.spend_cents += u128::from(cents);
         }
@@ -196,7 +193,7 @@ impl ProcessFunction<u64, Transaction> for ManyCountries {
         }
         state
             .pending
-            .push((t.ts_ms, code(&t.country), t.amount_cents));
+            .push((t.ts_ms, t.country.bytes(), t.amount_cents));
         ctx.register_event_timer(t.ts_ms);
     }
 
@@ -237,8 +234,8 @@ impl Countries {
             .then(|| usize::from(a - b'A') * 26 + usize::from(b - b'A'))
     }
 
-    fn add(&mut self, country: &str) {
-        if let Some(i) = Self::bit(code(country)) {
+    fn add(&mut self, country: CountryCode) {
+        if let Some(i) = Self::bit(country.bytes()) {
             self.bits[i / 64] |= 1 << (i % 64);
         }
     }
@@ -256,8 +253,11 @@ impl Countries {
     /// The codes, `|`-separated, in alphabetical order.
     fn joined(&self) -> String {
         let mut out = String::new();
-        for i in 0..26 * 26 {
-            if self.bits[i / 64] & (1 << (i % 64)) != 0 {
+        for (w, &word) in self.bits.iter().enumerate() {
+            let mut rest = word;
+            while rest != 0 {
+                let i = w * 64 + rest.trailing_zeros() as usize;
+                rest &= rest - 1;
                 if !out.is_empty() {
                     out.push('|');
                 }
@@ -311,7 +311,7 @@ fn job(args: Args) -> anyhow::Result<()> {
                 // The distinct countries.
                 Fold::new(
                     Countries::default(),
-                    |seen: &mut Countries, t: &Transaction| seen.add(&t.country),
+                    |seen: &mut Countries, t: &Transaction| seen.add(t.country),
                     |seen: &mut Countries, other: Countries| seen.merge(other),
                 ),
             ),

@@ -88,21 +88,83 @@ pub fn finite<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<f64, D::Er
 }
 
 /// An ISO 3166-1 alpha-2 country code by shape: exactly two ASCII uppercase
-/// letters (`US`, `GB`). `USA`, `us`, `U|S`, `U` and the empty string are
-/// refused; whether the code is assigned is not checked.
-pub fn country_code<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<String, D::Error> {
-    let code: String = plain(d, field)?;
-    if code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) {
-        Ok(code)
-    } else {
-        Err(named(
-            field,
-            format_args!(
-                "expected an ISO 3166-1 alpha-2 country code (two ASCII uppercase letters), found {}",
-                shown(&code)
-            ),
-        ))
+/// letters (`US`, `GB`), held inline (no allocation per record). Whether the
+/// code is assigned is not checked. It serializes as its two letters, and
+/// deserializes only from two ASCII uppercase letters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CountryCode([u8; 2]);
+
+impl CountryCode {
+    /// The code `code`, if it is two ASCII uppercase letters.
+    pub fn new(code: &str) -> Option<CountryCode> {
+        match code.as_bytes() {
+            &[a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => {
+                Some(CountryCode([a, b]))
+            }
+            _ => None,
+        }
     }
+
+    /// A code known to be two ASCII uppercase letters (the generator's).
+    pub(crate) const fn known(code: [u8; 2]) -> CountryCode {
+        CountryCode(code)
+    }
+
+    /// The two letters.
+    pub fn bytes(self) -> [u8; 2] {
+        self.0
+    }
+
+    /// The two letters, as text.
+    pub fn as_str(&self) -> &str {
+        // Two ASCII letters are UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or("??")
+    }
+}
+
+impl Display for CountryCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for CountryCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl serde::Serialize for CountryCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for CountryCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Code;
+        impl serde::de::Visitor<'_> for Code {
+            type Value = CountryCode;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an ISO 3166-1 alpha-2 country code (two ASCII uppercase letters)")
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<CountryCode, E> {
+                CountryCode::new(v).ok_or_else(|| {
+                    E::custom(format_args!(
+                        "expected an ISO 3166-1 alpha-2 country code (two ASCII uppercase letters), found {}",
+                        shown(v)
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(Code)
+    }
+}
+
+/// An ISO 3166-1 alpha-2 country code by shape ([`CountryCode`]): `USA`,
+/// `us`, `U|S`, `U` and the empty string are refused.
+pub fn country_code<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<CountryCode, D::Error> {
+    plain(d, field)
 }
 
 /// An HTTP status code in [`HTTP_STATUS`].

@@ -4,7 +4,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use weir::rng::SplitMix64;
 
 use super::Keys;
-use crate::fields;
+use crate::fields::{self, CountryCode};
 
 /// What the generator needs from a record type.
 pub trait Generated: weir::Data {
@@ -48,12 +48,21 @@ pub struct Transaction {
     /// ISO 3166-1 alpha-2 country code of the merchant (two ASCII uppercase
     /// letters when decoded).
     #[serde(deserialize_with = "country")]
-    pub country: String,
+    pub country: CountryCode,
     /// Event time (ms).
     pub ts_ms: u64,
 }
 
-const COUNTRIES: [&str; 8] = ["US", "GB", "DE", "FR", "NL", "JP", "BR", "IN"];
+const COUNTRIES: [CountryCode; 8] = [
+    CountryCode::known(*b"US"),
+    CountryCode::known(*b"GB"),
+    CountryCode::known(*b"DE"),
+    CountryCode::known(*b"FR"),
+    CountryCode::known(*b"NL"),
+    CountryCode::known(*b"JP"),
+    CountryCode::known(*b"BR"),
+    CountryCode::known(*b"IN"),
+];
 
 impl Generated for Transaction {
     const HEADER: &'static str = "card,merchant,amount_cents,country,ts_ms";
@@ -76,7 +85,7 @@ impl Generated for Transaction {
             card,
             merchant: rng.below(5_000) as u32,
             amount_cents,
-            country: country.to_string(),
+            country,
             ts_ms,
         }
     }
@@ -199,7 +208,7 @@ fn amount_cents<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     fields::amount_cents(d, "amount_cents")
 }
 
-fn country<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+fn country<'de, D: Deserializer<'de>>(d: D) -> Result<CountryCode, D::Error> {
     fields::country_code(d, "country")
 }
 

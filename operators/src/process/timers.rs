@@ -8,35 +8,53 @@
 //! fire in `(due, key, time)` order, so per key in timestamp order, and in
 //! key order among keys due together.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use weir::{FastMap, Key};
 
 /// The timers of every key of one operator instance.
+///
+/// Registering and firing cost `O(log n)` in the number of timers, with no
+/// allocation per timer: the firing order is a binary heap, and a deleted
+/// timer stays in it until it reaches the top, where it is skipped (its
+/// key's own map no longer has it at that due point). The top of the heap
+/// is always a live timer.
 pub(crate) struct Timers<K> {
-    /// Every timer as (due, key, time): the firing order.
-    queue: BTreeSet<(u64, K, u64)>,
-    /// Per key: time → due.
+    /// Every timer as (due, key, time), and deleted ones below the top.
+    queue: BinaryHeap<Reverse<(u64, K, u64)>>,
+    /// Per key: time → due. A key whose timers all fired keeps its (empty)
+    /// map until `empty` says enough of them wait to be swept, so a key that
+    /// sets a timer at every record does not allocate one map per record.
     by_key: FastMap<K, BTreeMap<u64, u64>>,
+    /// How many maps of `by_key` are empty.
+    empty: usize,
 }
 
 impl<K: Key> Timers<K> {
     pub(crate) fn new() -> Self {
         Timers {
-            queue: BTreeSet::new(),
+            queue: BinaryHeap::new(),
             by_key: FastMap::default(),
+            empty: 0,
         }
     }
 
     /// Registers `(key, time)` to fire at `due`; false if it was already
     /// registered (it keeps its due point).
     pub(crate) fn register(&mut self, key: &K, time: u64, due: u64) -> bool {
-        let times = self.by_key.entry(key.clone()).or_default();
+        let times = match self.by_key.get_mut(key) {
+            Some(times) => times,
+            None => self.by_key.entry(key.clone()).or_default(),
+        };
         if times.contains_key(&time) {
             return false;
         }
+        if times.is_empty() {
+            self.empty = self.empty.saturating_sub(1);
+        }
         times.insert(time, due);
-        self.queue.insert((due, key.clone(), time));
+        self.queue.push(Reverse((due, key.clone(), time)));
         true
     }
 
@@ -45,13 +63,13 @@ impl<K: Key> Timers<K> {
         let Some(times) = self.by_key.get_mut(key) else {
             return false;
         };
-        let Some(due) = times.remove(&time) else {
+        if times.remove(&time).is_none() {
             return false;
-        };
-        if times.is_empty() {
-            self.by_key.remove(key);
         }
-        self.queue.remove(&(due, key.clone(), time));
+        if times.is_empty() {
+            self.emptied();
+        }
+        self.skip_deleted();
         true
     }
 
@@ -62,7 +80,7 @@ impl<K: Key> Timers<K> {
 
     /// The earliest due point.
     pub(crate) fn next_due(&self) -> Option<u64> {
-        self.queue.first().map(|(due, _, _)| *due)
+        self.queue.peek().map(|Reverse((due, _, _))| *due)
     }
 
     /// Removes and returns the first timer due at or before `upto`:
@@ -71,13 +89,14 @@ impl<K: Key> Timers<K> {
         if self.next_due()? > upto {
             return None;
         }
-        let (due, key, time) = self.queue.pop_first()?;
+        let Reverse((due, key, time)) = self.queue.pop()?;
         if let Some(times) = self.by_key.get_mut(&key) {
             times.remove(&time);
             if times.is_empty() {
-                self.by_key.remove(&key);
+                self.emptied();
             }
         }
+        self.skip_deleted();
         Some((due, key, time))
     }
 
@@ -92,6 +111,30 @@ impl<K: Key> Timers<K> {
             .get(key)
             .map(|times| times.iter().map(|(t, d)| (*t, *d)).collect())
             .unwrap_or_default()
+    }
+
+    /// Pops deleted timers off the top, so that the top is a live one.
+    fn skip_deleted(&mut self) {
+        while let Some(Reverse((due, key, time))) = self.queue.peek() {
+            let live = self
+                .by_key
+                .get(key)
+                .and_then(|times| times.get(time))
+                .is_some_and(|d| d == due);
+            if live {
+                break;
+            }
+            self.queue.pop();
+        }
+    }
+
+    /// A key's map became empty: sweep the empty ones once they are half.
+    fn emptied(&mut self) {
+        self.empty += 1;
+        if self.empty > 1024 && self.empty * 2 > self.by_key.len() {
+            self.by_key.retain(|_, times| !times.is_empty());
+            self.empty = 0;
+        }
     }
 }
 
