@@ -30,7 +30,9 @@
 //!
 //! Run: `cargo bench -p weir-benches --bench fraud` (it builds the release
 //! `fraud` example first). Optional: `-- --events N` (default 1 000 000),
-//! `--runs R` (default 3), `--scenario uniform|skewed|wide`.
+//! `--runs R` (default 3), `--scenario uniform|skewed|wide`, `--only
+//! baseline` (one baseline run and nothing else, for profiling: run the
+//! example itself under the profiler for the other side).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -406,7 +408,11 @@ fn main() {
     let only = arg_str("--scenario");
     let dir = std::env::temp_dir().join("weir-bench-input");
     std::fs::create_dir_all(&dir).expect("input directory");
-    let binary = fraud_binary();
+    let binary = if arg_str("--only").is_some() {
+        PathBuf::new()
+    } else {
+        fraud_binary()
+    };
     for s in SCENARIOS
         .iter()
         .filter(|s| only.as_deref().is_none_or(|o| o == s.name))
@@ -414,6 +420,10 @@ fn main() {
         let path = dir.join(format!("transactions-{}-{events}.csv", s.name));
         write_input(&path, s, events).expect("writing the input");
         let expected = baseline(&path);
+        if arg_str("--only").as_deref() == Some("baseline") {
+            println!("{} {} alerts", s.name, expected.len());
+            continue;
+        }
         println!(
             "fraud {}: {} cards, {events} transactions, {} alerts, {runs} runs each",
             s.name,

@@ -171,7 +171,9 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
     fn apply_batch(&mut self, emit: &mut Emit<Emitted<F::Out, F::Side>, DeadLetter>) {
         let stamp = self.batch_stamp;
         let mut batch = std::mem::take(&mut self.batch);
-        batch.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        // Unstable is enough: ties are ordered by encoding below, and records
+        // that encode the same are the same.
+        batch.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         for run in batch.chunk_by_mut(|a, b| a.0 == b.0 && a.1 == b.1) {
             if run.len() > 1 {
                 // Records of one key at one event time: by their encoding,
@@ -339,12 +341,14 @@ where
             self.batch_stamp
         );
         let Some(dirty) = &mut self.dirty else { return };
+        let mut event_of = self.event.of_keys(|k| dirty.contains(k));
+        let mut processing_of = self.processing.of_keys(|k| dirty.contains(k));
         for key in dirty.drain() {
             let keyed = self.keys.get(&key);
-            let event_timers = self.event.of(&key);
-            let processing_timers: Vec<u64> = self
-                .processing
-                .of(&key)
+            let event_timers = event_of.remove(&key).unwrap_or_default();
+            let processing_timers: Vec<u64> = processing_of
+                .remove(&key)
+                .unwrap_or_default()
                 .into_iter()
                 .map(|(t, _)| t)
                 .collect();

@@ -9,7 +9,7 @@
 //! key order among keys due together.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 
 use weir::{FastMap, Key};
 
@@ -17,57 +17,41 @@ use weir::{FastMap, Key};
 ///
 /// Registering and firing cost `O(log n)` in the number of timers, with no
 /// allocation per timer: the firing order is a binary heap, and a deleted
-/// timer stays in it until it reaches the top, where it is skipped (its
-/// key's own map no longer has it at that due point). The top of the heap
-/// is always a live timer.
+/// timer stays in it until it reaches the top, where it is skipped (`live`
+/// no longer has it at that due point). The top of the heap is always a
+/// live timer.
 pub(crate) struct Timers<K> {
     /// Every timer as (due, key, time), and deleted ones below the top.
     queue: BinaryHeap<Reverse<(u64, K, u64)>>,
-    /// Per key: time → due. A key whose timers all fired keeps its (empty)
-    /// map until `empty` says enough of them wait to be swept, so a key that
-    /// sets a timer at every record does not allocate one map per record.
-    by_key: FastMap<K, BTreeMap<u64, u64>>,
-    /// How many maps of `by_key` are empty.
-    empty: usize,
+    /// Every live timer: (key, time) → due.
+    live: FastMap<(K, u64), u64>,
 }
 
 impl<K: Key> Timers<K> {
     pub(crate) fn new() -> Self {
         Timers {
             queue: BinaryHeap::new(),
-            by_key: FastMap::default(),
-            empty: 0,
+            live: FastMap::default(),
         }
     }
 
     /// Registers `(key, time)` to fire at `due`; false if it was already
     /// registered (it keeps its due point).
     pub(crate) fn register(&mut self, key: &K, time: u64, due: u64) -> bool {
-        let times = match self.by_key.get_mut(key) {
-            Some(times) => times,
-            None => self.by_key.entry(key.clone()).or_default(),
-        };
-        if times.contains_key(&time) {
-            return false;
+        match self.live.entry((key.clone(), time)) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(due);
+                self.queue.push(Reverse((due, key.clone(), time)));
+                true
+            }
         }
-        if times.is_empty() {
-            self.empty = self.empty.saturating_sub(1);
-        }
-        times.insert(time, due);
-        self.queue.push(Reverse((due, key.clone(), time)));
-        true
     }
 
     /// Deletes `(key, time)`; false if there was no such timer.
     pub(crate) fn delete(&mut self, key: &K, time: u64) -> bool {
-        let Some(times) = self.by_key.get_mut(key) else {
+        if self.live.remove(&(key.clone(), time)).is_none() {
             return false;
-        };
-        if times.remove(&time).is_none() {
-            return false;
-        }
-        if times.is_empty() {
-            self.emptied();
         }
         self.skip_deleted();
         true
@@ -75,7 +59,7 @@ impl<K: Key> Timers<K> {
 
     /// Whether `(key, time)` is registered.
     pub(crate) fn contains(&self, key: &K, time: u64) -> bool {
-        self.by_key.get(key).is_some_and(|t| t.contains_key(&time))
+        self.live.contains_key(&(key.clone(), time))
     }
 
     /// The earliest due point.
@@ -90,14 +74,10 @@ impl<K: Key> Timers<K> {
             return None;
         }
         let Reverse((due, key, time)) = self.queue.pop()?;
-        if let Some(times) = self.by_key.get_mut(&key) {
-            times.remove(&time);
-            if times.is_empty() {
-                self.emptied();
-            }
-        }
+        let key_time = (key, time);
+        self.live.remove(&key_time);
         self.skip_deleted();
-        Some((due, key, time))
+        Some((due, key_time.0, time))
     }
 
     /// Whether no timer is registered.
@@ -105,35 +85,37 @@ impl<K: Key> Timers<K> {
         self.queue.is_empty()
     }
 
+    /// The timers of every key `wanted` picks, as (time, due) in time order
+    /// per key: one pass over all timers (for a checkpoint's changed keys).
+    pub(crate) fn of_keys(&self, wanted: impl Fn(&K) -> bool) -> FastMap<K, Vec<(u64, u64)>> {
+        let mut out: FastMap<K, Vec<(u64, u64)>> = FastMap::default();
+        for ((key, time), due) in &self.live {
+            if wanted(key) {
+                out.entry(key.clone()).or_default().push((*time, *due));
+            }
+        }
+        for times in out.values_mut() {
+            times.sort_unstable();
+        }
+        out
+    }
+
     /// The timers of `key`, as (time, due), in time order.
+    #[cfg(test)]
     pub(crate) fn of(&self, key: &K) -> Vec<(u64, u64)> {
-        self.by_key
-            .get(key)
-            .map(|times| times.iter().map(|(t, d)| (*t, *d)).collect())
-            .unwrap_or_default()
+        self.of_keys(|k| k == key).remove(key).unwrap_or_default()
     }
 
     /// Pops deleted timers off the top, so that the top is a live one.
     fn skip_deleted(&mut self) {
         while let Some(Reverse((due, key, time))) = self.queue.peek() {
-            let live = self
-                .by_key
-                .get(key)
-                .and_then(|times| times.get(time))
-                .is_some_and(|d| d == due);
+            // A look-up by (key, time) needs the pair owned; most tops are
+            // live, so compare through a clone only here.
+            let live = self.live.get(&(key.clone(), *time)) == Some(due);
             if live {
                 break;
             }
             self.queue.pop();
-        }
-    }
-
-    /// A key's map became empty: sweep the empty ones once they are half.
-    fn emptied(&mut self) {
-        self.empty += 1;
-        if self.empty > 1024 && self.empty * 2 > self.by_key.len() {
-            self.by_key.retain(|_, times| !times.is_empty());
-            self.empty = 0;
         }
     }
 }
