@@ -91,8 +91,8 @@ type Code = [u8; 2];
 #[derive(Default, Serialize, Deserialize)]
 struct Recent {
     /// Transactions whose timer has not fired yet: (event time, country,
-    /// cents), in arrival order.
-    pending: Vec<(u64, Code, u64)>,
+    /// cents), in event-time order.
+    pending: VecDeque<(u64, Code, u64)>,
     /// The transactions of the span that ends at the last timer fired, in
     /// event-time order.
     span: VecDeque<(u64, Code, u64)>,
@@ -134,23 +134,15 @@ impl Recent {
         // Timers fire in time order and on-time records are never behind
         // a fired timer, so what is due is `time`'s own transactions; keep
         // `span` in order anyway.
-        let mut i = 0;
-        while i < self.pending.len() {
-            let (ts, country, cents) = self.pending[i];
+        while let Some(&(ts, country, cents)) = self.pending.front() {
             if ts > time {
-                i += 1;
-                continue;
+                break;
             }
-            self.pending.swap_remove(i);
+            self.pending.pop_front();
             if ts < time && !self.countries.iter().any(|(c, _)| *c == country) {
                 before += 1;
             }
-            if self.span.back().is_none_or(|(last, _, _)| *last <= ts) {
-                self.span.push_back((ts, country, cents));
-            } else {
-                let at = self.span.partition_point(|(t, _, _)| *t <= ts);
-                self.span.insert(at, (ts, country, cents));
-            }
+            insert_in_order(&mut self.span, (ts, country, cents));
             self.count(country, 1);
             self.spend_cents += u128::from(cents);
         }
@@ -165,6 +157,17 @@ impl Recent {
             .collect();
         names.sort_unstable();
         names.join("|")
+    }
+}
+
+/// Inserts `t` into `q` after every entry at or before its time: at the back
+/// unless the input was out of order.
+fn insert_in_order(q: &mut VecDeque<(u64, Code, u64)>, t: (u64, Code, u64)) {
+    if q.back().is_none_or(|(last, _, _)| *last <= t.0) {
+        q.push_back(t);
+    } else {
+        let at = q.partition_point(|(ts, _, _)| *ts <= t.0);
+        q.insert(at, t);
     }
 }
 
@@ -191,9 +194,10 @@ impl ProcessFunction<u64, Transaction> for ManyCountries {
             ctx.dead_letter_late(&t);
             return;
         }
-        state
-            .pending
-            .push((t.ts_ms, t.country.bytes(), t.amount_cents));
+        insert_in_order(
+            &mut state.pending,
+            (t.ts_ms, t.country.bytes(), t.amount_cents),
+        );
         ctx.register_event_timer(t.ts_ms);
     }
 

@@ -168,7 +168,7 @@ struct Pane {
 #[derive(Default)]
 struct Span {
     /// (ts, country index, cents) the rule has not reached yet, by ts.
-    waiting: Vec<(u64, usize, u64)>,
+    waiting: VecDeque<(u64, usize, u64)>,
     /// The last `SPAN_MS` of transactions the rule has reached, oldest first.
     recent: VecDeque<(u64, usize, u64)>,
     /// Transactions per country in `recent`.
@@ -200,14 +200,19 @@ impl Card {
         p.n += 1;
         p.spend += amount;
         p.countries.insert(country);
-        let at = self.span.waiting.partition_point(|(t, _, _)| *t <= ts);
-        self.span.waiting.insert(at, (ts, country, amount));
+        let w = &mut self.span.waiting;
+        if w.back().is_none_or(|(t, _, _)| *t <= ts) {
+            w.push_back((ts, country, amount));
+        } else {
+            let at = w.partition_point(|(t, _, _)| *t <= ts);
+            w.insert(at, (ts, country, amount));
+        }
     }
 
     /// Emits what is due at watermark `w`: the rule at every time before
     /// it, every window ending at or before it.
     fn catch_up(&mut self, card: u64, w: u64, alerts: &mut Vec<String>) {
-        while let Some(&(t, _, _)) = self.span.waiting.first() {
+        while let Some(&(t, _, _)) = self.span.waiting.front() {
             if t >= w {
                 break;
             }
