@@ -218,10 +218,7 @@ impl Card {
             }
             self.rule_at(card, t, alerts);
         }
-        loop {
-            let Some(&(first, _)) = self.panes.front() else {
-                break;
-            };
+        while let Some(&(first, _)) = self.panes.front() {
             let end = (self.windows_done + SLIDE_MS).max(first + SLIDE_MS);
             if end > w {
                 break;
