@@ -42,11 +42,12 @@ fn many_countries(tag: &str, rows: &[&str], workers: &str) -> (Vec<String>, Vec<
         .iter()
         .filter_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("a dead letter is JSON");
-            let origin = &v["origin"]["late_record"];
-            if origin.is_null() {
+            // A process function's late record: late, and for no window.
+            let origin = &v["origin"]["operator"];
+            if origin["kind"] != "late" || origin["details"] != serde_json::json!({}) {
                 return None;
             }
-            assert_eq!(origin["operator"], "many_countries", "{l}");
+            assert_eq!(origin["name"], "many_countries", "{l}");
             assert_eq!(v["source"], "many_countries", "{l}");
             assert!(
                 v["reason"].as_str().is_some_and(|r| r.starts_with("late")),

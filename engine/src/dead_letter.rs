@@ -1,8 +1,8 @@
 //! Dead letters: records weir could not use, with the reason and their origin.
 //!
 //! Bad data is data. A record that fails to decode, lacks a timestamp, is too
-//! large, arrives after its window closed, or has an event time its window
-//! operator cannot represent is never dropped: it becomes a
+//! large, or is refused by an operator (late for a window that closed, with an
+//! event time the operator cannot represent) is never dropped: it becomes a
 //! [`DeadLetter`] on a second stream, which the job sends to a dead-letter sink.
 //!
 //! A dead letter keeps the record's exact bytes ([`Raw`]), up to
@@ -21,14 +21,21 @@
 //! `raw_len` is the length of the original record in bytes, larger than the
 //! kept bytes only when the record exceeded the cap.
 //!
-//! `origin` is one of (see [`Origin`]):
+//! `origin` says where the record came from, in fields the engine does not
+//! interpret (see [`Origin`], and [`origin`] for how a connector or an
+//! operator adds its own): a connector's coordinates under the connector's
+//! name, or an operator's name, reason, event time, watermark and details:
 //!
 //! ```json
 //! {"file": {"path": "in.csv", "line": 7, "offset": 312}}
 //! {"split": {"split": 0, "offset": 4}}
-//! {"late": {"operator": "per_second", "window_start": 0, "window_end": 1000, "watermark": 1200}}
-//! {"out_of_range": {"operator": "per_second", "event_time": 18446744073709551615}}
+//! {"operator": {"name": "per_second", "kind": "late", "event_time": null, "watermark": 1200, "details": {"window_start": 0, "window_end": 1000}}}
+//! {"operator": {"name": "per_second", "kind": "out_of_range", "event_time": 18446744073709551615, "watermark": null, "details": {}}}
 //! ```
+
+pub mod origin;
+
+pub use origin::{FieldValue, Fields, Origin};
 
 use std::fmt;
 
@@ -224,92 +231,6 @@ impl TryFrom<Wire> for DeadLetter {
     }
 }
 
-/// Where a dead letter came from.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    /// A line of a file (1-based), with the byte offset of its start.
-    File {
-        /// The file's path.
-        path: String,
-        /// The 1-based line number.
-        line: u64,
-        /// The byte offset of the line's start.
-        offset: u64,
-    },
-    /// A record of a split of a generated or external source.
-    Split {
-        /// The split.
-        split: u32,
-        /// The record's offset within the split.
-        offset: u64,
-    },
-    /// A record that arrived after the window it belonged to had closed.
-    Late {
-        /// The window operator's name.
-        operator: String,
-        /// The start of the missed window (ms).
-        window_start: u64,
-        /// The end of the missed window (ms, exclusive).
-        window_end: u64,
-        /// The watermark the record was stamped with when read (ms).
-        watermark: u64,
-    },
-    /// A record whose event time was behind the watermark it was stamped
-    /// with, refused by a keyed process function (which may have fired the
-    /// timers of its time already; see `weir_operators::process`).
-    LateRecord {
-        /// The process step's name.
-        operator: String,
-        /// The record's event time (ms).
-        event_time: u64,
-        /// The watermark the record was stamped with when read (ms).
-        watermark: u64,
-    },
-    /// A record whose event time the operator cannot represent (its window or
-    /// session would end past `u64::MAX` ms, the end of time). Not late: the
-    /// record was refused whatever the watermark.
-    OutOfRange {
-        /// The window operator's name.
-        operator: String,
-        /// The record's event time (ms).
-        event_time: u64,
-    },
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::File { path, line, .. } => write!(f, "{path}:{line}"),
-            Origin::Split { split, offset } => write!(f, "split {split} offset {offset}"),
-            Origin::Late {
-                operator,
-                window_start,
-                window_end,
-                watermark,
-            } => write!(
-                f,
-                "late for window [{window_start}, {window_end}) of {operator} (watermark {watermark})"
-            ),
-            Origin::LateRecord {
-                operator,
-                event_time,
-                watermark,
-            } => write!(
-                f,
-                "late at event time {event_time} ms for {operator} (watermark {watermark})"
-            ),
-            Origin::OutOfRange {
-                operator,
-                event_time,
-            } => write!(
-                f,
-                "event time {event_time} ms out of range for {operator}"
-            ),
-        }
-    }
-}
-
 impl fmt::Display for DeadLetter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} at {}: {}", self.source, self.origin, self.reason)
@@ -378,11 +299,13 @@ mod tests {
     fn letter(raw: Raw) -> DeadLetter {
         DeadLetter {
             source: "in".into(),
-            origin: Origin::File {
-                path: "a.csv".into(),
-                line: 3,
-                offset: 17,
-            },
+            origin: Origin::source(
+                "file",
+                Fields::new()
+                    .with("path", "a.csv")
+                    .with("line", 3u64)
+                    .with("offset", 17u64),
+            ),
             reason: "bad".into(),
             raw,
         }
@@ -438,21 +361,27 @@ mod tests {
     #[test]
     fn out_of_range_is_its_own_origin_not_a_late_one() {
         let d = DeadLetter {
-            origin: Origin::OutOfRange {
-                operator: "per_minute".into(),
-                event_time: u64::MAX,
+            origin: Origin::Operator {
+                name: "per_minute".into(),
+                kind: "out_of_range".into(),
+                event_time: Some(u64::MAX),
+                watermark: None,
+                details: Fields::new(),
             },
             ..letter(Raw::text("[1,18446744073709551615]"))
         };
         let json = serde_json::to_value(&d).expect("json");
         assert_eq!(
             json["origin"],
-            serde_json::json!({"out_of_range": {
-                "operator": "per_minute",
+            serde_json::json!({"operator": {
+                "name": "per_minute",
+                "kind": "out_of_range",
                 "event_time": 18_446_744_073_709_551_615u64,
+                "watermark": null,
+                "details": {},
             }})
         );
-        assert!(json["origin"].get("late").is_none());
+        assert_ne!(json["origin"]["operator"]["kind"], "late");
         let back: DeadLetter =
             serde_json::from_str(&serde_json::to_string(&d).expect("json")).expect("back");
         assert_eq!(back, d);
@@ -460,8 +389,20 @@ mod tests {
         assert_eq!(bincode::deserialize::<DeadLetter>(&wire).expect("back"), d);
         assert_eq!(
             d.to_string(),
-            "in at event time 18446744073709551615 ms out of range for per_minute: bad"
+            "in at out_of_range in per_minute (event time 18446744073709551615 ms): bad"
         );
+    }
+
+    #[test]
+    fn a_file_origin_keeps_its_json_and_reads_back() {
+        let d = letter(Raw::text("x"));
+        let json = serde_json::to_string(&d).expect("json");
+        assert!(
+            json.contains(r#""origin":{"file":{"path":"a.csv","line":3,"offset":17}}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<DeadLetter>(&json).expect("back"), d);
+        assert_eq!(d.to_string(), "in at file path=a.csv line=3 offset=17: bad");
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub mod watermark;
 
 pub use config::RunArgs;
 pub use data::{Data, Key};
-pub use dead_letter::{DeadLetter, Origin, Raw};
+pub use dead_letter::{DeadLetter, FieldValue, Fields, Origin, Raw};
 pub use error::{ConfigError, JobError};
 pub use ids::{FastMap, KeyGroup, SplitId, WorkerIndex};
 pub use metrics::Summary;

@@ -253,10 +253,7 @@ where
                                             stamp,
                                             DeadLetter {
                                                 source: name.clone(),
-                                                origin: Origin::Split {
-                                                    split: split.id.0,
-                                                    offset,
-                                                },
+                                                origin: Origin::split(split.id.0, offset),
                                                 reason: "the record has no event timestamp".into(),
                                                 raw,
                                             },

@@ -235,10 +235,7 @@ impl<T: Clone> SplitReader<T> for ScriptReader<T> {
                 Step::Malformed(raw, reason) => {
                     out.push(ReadItem::Bad(Box::new(DeadLetter {
                         source: String::new(),
-                        origin: Origin::Split {
-                            split: self.split.0,
-                            offset: self.offset,
-                        },
+                        origin: Origin::split(self.split.0, self.offset),
                         reason: reason.clone(),
                         raw: raw.as_str().into(),
                     })));

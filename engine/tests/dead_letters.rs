@@ -4,7 +4,7 @@
 //! and the good records around them are unaffected.
 
 use weir::testing::{run_workers, Script};
-use weir::{DeadLetter, Origin, Watermarks};
+use weir::{DeadLetter, FieldValue, Origin, Watermarks};
 
 /// (key, event time ms)
 type Rec = (u32, u64);
@@ -12,7 +12,7 @@ type Rec = (u32, u64);
 fn dead(split: u32, offset: u64, reason: &str, raw: &str) -> DeadLetter {
     DeadLetter {
         source: "input".into(),
-        origin: Origin::Split { split, offset },
+        origin: Origin::split(split, offset),
         reason: reason.into(),
         raw: raw.into(),
     }
@@ -95,22 +95,8 @@ fn dead_letters_from_two_sources_name_their_source() {
         assert_eq!(
             got,
             vec![
-                (
-                    "a".to_string(),
-                    "bad a".to_string(),
-                    Origin::Split {
-                        split: 0,
-                        offset: 0
-                    }
-                ),
-                (
-                    "b".to_string(),
-                    "bad b".to_string(),
-                    Origin::Split {
-                        split: 0,
-                        offset: 1
-                    }
-                ),
+                ("a".to_string(), "bad a".to_string(), Origin::split(0, 0)),
+                ("b".to_string(), "bad b".to_string(), Origin::split(0, 1)),
             ],
             "{workers} workers"
         );
@@ -164,16 +150,16 @@ fn a_record_without_event_time_is_a_dead_letter_with_its_origin() {
         assert_eq!(d.source, "input");
         assert_eq!(d.reason, "the record has no event timestamp");
         assert_eq!(d.raw, "[3,null]");
-        assert!(
-            matches!(d.origin, Origin::Split { split: 1, .. }),
+        assert_eq!(
+            d.origin
+                .coordinate("split", "split")
+                .and_then(FieldValue::as_u64),
+            Some(1),
             "{workers} workers: {d:?}"
         );
         assert_eq!(
             d.origin,
-            Origin::Split {
-                split: 1,
-                offset: 2
-            },
+            Origin::split(1, 2),
             "{workers} workers: the dead letter should name the record's offset within its split"
         );
     }

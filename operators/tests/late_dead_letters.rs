@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use weir::testing::{run_workers, Script};
-use weir::{DeadLetter, Origin, Watermarks};
+use weir::{DeadLetter, Fields, Origin, Watermarks};
 use weir_operators::{Count, WindowExt, Windows};
 
 /// (key, event time ms)
@@ -42,11 +42,14 @@ fn late_records_become_dead_letters() {
             Ok((1, 1_000, 2)),
             Err(DeadLetter {
                 source: "per_second".into(),
-                origin: Origin::Late {
-                    operator: "per_second".into(),
-                    window_start: 0,
-                    window_end: 1_000,
-                    watermark: 1_200,
+                origin: Origin::Operator {
+                    name: "per_second".into(),
+                    kind: "late".into(),
+                    event_time: None,
+                    watermark: Some(1_200),
+                    details: Fields::new()
+                        .with("window_start", 0u64)
+                        .with("window_end", 1_000u64),
                 },
                 reason:
                     "late: the watermark (1200 ms) had passed the window's end plus allowed lateness"
@@ -55,10 +58,7 @@ fn late_records_become_dead_letters() {
             }),
             Err(DeadLetter {
                 source: "input".into(),
-                origin: Origin::Split {
-                    split: 0,
-                    offset: 4,
-                },
+                origin: Origin::split(0, 4),
                 reason: "cannot parse".into(),
                 raw: "garbage".into(),
             }),

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use support::{ids_fold, stamp_all, to_script, Id};
 use weir::rng::SplitMix64;
 use weir::testing::Capture;
-use weir::{Origin, RunArgs, Summary, Watermarks};
+use weir::{Fields, Origin, RunArgs, Summary, Watermarks};
 use weir_operators::process::{Context, ListState, ProcessExt, ProcessFunction};
 use weir_operators::{Window, WindowExt, Windows};
 
@@ -260,13 +260,16 @@ fn run_job(
                     // Out of range at the record's own time, not late.
                     assert_eq!(
                         d.origin,
-                        Origin::OutOfRange {
-                            operator: d.source.clone(),
-                            event_time: record.1,
+                        Origin::Operator {
+                            name: d.source.clone(),
+                            kind: "out_of_range".into(),
+                            event_time: Some(record.1),
+                            watermark: None,
+                            details: Fields::new(),
                         }
                     );
-                    assert_eq!(json["origin"]["out_of_range"]["event_time"], record.1);
-                    assert!(json["origin"].get("late").is_none(), "{json}");
+                    assert_eq!(json["origin"]["operator"]["event_time"], record.1);
+                    assert_eq!(json["origin"]["operator"]["kind"], "out_of_range", "{json}");
                     Out::Dead(d.source.clone(), record.2)
                 })
                 .sink("dead", capture.sink());

@@ -17,7 +17,8 @@
 //!
 //! Malformed lines, unparsable or missing timestamps and oversized records
 //! become dead letters naming the file, line and byte offset, with the
-//! record's exact bytes.
+//! record's exact bytes: their origin is the connector `file`'s coordinates
+//! `path`, `line` (1-based) and `offset` (of the line's first byte).
 //!
 //! A [`FileSink`] writes records to one file from worker 0 (at-least-once
 //! across a restore); [`crate::PartsSink`] writes a directory of per-epoch
@@ -31,12 +32,25 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use weir::source::{position_of, position_word};
-use weir::{ReadItem, ReadStatus, Source, SplitId, SplitReader};
+use weir::{Fields, Origin, ReadItem, ReadStatus, Source, SplitId, SplitReader};
 
 use crate::format::Format;
 use reader::{FileReader, Ranges};
 pub(crate) use sink::Writer;
 pub use sink::{FileSink, StdoutSink};
+
+/// The origin of a dead letter from line `line` (1-based) of the file shown
+/// as `path`, starting at byte `offset` of it: in JSON,
+/// `{"file": {"path": "in.csv", "line": 7, "offset": 312}}`.
+pub(crate) fn origin(path: &str, line: u64, offset: u64) -> Origin {
+    Origin::source(
+        "file",
+        Fields::new()
+            .with("path", path)
+            .with("line", line)
+            .with("offset", offset),
+    )
+}
 
 /// Reads records of type `T` from a file or a directory of files.
 #[derive(Clone, Debug)]
@@ -219,7 +233,7 @@ mod tests {
     use super::*;
     use crate::format::MAX_RECORD_BYTES;
     use serde::{Deserialize, Serialize};
-    use weir::{DeadLetter, Origin, Raw, Sink, WorkerIndex};
+    use weir::{DeadLetter, FieldValue, Raw, Sink, WorkerIndex};
 
     #[derive(Debug, Deserialize, Serialize, PartialEq, Clone)]
     struct Rec {
@@ -269,10 +283,11 @@ mod tests {
         let bad: Vec<(u64, String)> = items
             .iter()
             .filter_map(|i| match i {
-                ReadItem::Bad(d) => match &d.origin {
-                    Origin::File { line, .. } => Some((*line, d.reason.clone())),
-                    _ => None,
-                },
+                ReadItem::Bad(d) => d
+                    .origin
+                    .coordinate("file", "line")
+                    .and_then(FieldValue::as_u64)
+                    .map(|line| (line, d.reason.clone())),
                 _ => None,
             })
             .collect();
@@ -377,12 +392,10 @@ mod tests {
         items
             .iter()
             .filter_map(|i| match i {
-                ReadItem::Bad(d) => match &d.origin {
-                    Origin::File { line, offset, .. } => {
-                        Some((*line, *offset, d.raw.as_bytes().to_vec()))
-                    }
-                    _ => None,
-                },
+                ReadItem::Bad(d) => {
+                    let at = |name| d.origin.coordinate("file", name)?.as_u64();
+                    Some((at("line")?, at("offset")?, d.raw.as_bytes().to_vec()))
+                }
                 _ => None,
             })
             .collect()
@@ -566,11 +579,7 @@ mod tests {
             let first_line = if format == Format::Csv { 3 } else { 2 };
             assert_eq!(
                 bad[0].origin,
-                Origin::File {
-                    path: path.display().to_string(),
-                    line: first_line,
-                    offset: garbage_at
-                }
+                origin(&path.display().to_string(), first_line, garbage_at)
             );
             // The exact bytes, less the line end, survive JSON and back.
             let json = serde_json::to_string(&bad[0]).expect("json");
@@ -584,10 +593,10 @@ mod tests {
             assert!(bad[1].reason.contains("exceeds"), "{}", bad[1].reason);
             assert_eq!(bad[1].raw.original_len(), huge_len as u64, "{format}");
             assert_eq!(bad[1].raw.as_bytes(), &huge[..Raw::CAP]);
-            assert!(matches!(
+            assert_eq!(
                 bad[1].origin,
-                Origin::File { line, offset, .. } if line == first_line + 1 && offset == huge_at
-            ));
+                origin(&path.display().to_string(), first_line + 1, huge_at)
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -23,7 +23,7 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use weir::{DeadLetter, Origin, Raw, ReadItem, ReadStatus};
+use weir::{DeadLetter, Raw, ReadItem, ReadStatus};
 
 use super::describe_io;
 use crate::csv_de;
@@ -620,11 +620,7 @@ impl<T: DeserializeOwned> FileReader<T> {
         };
         Ok(ReadItem::Bad(Box::new(DeadLetter {
             source: String::new(),
-            origin: Origin::File {
-                path: self.display.clone(),
-                line: lines_before + found.line,
-                offset: found.offset,
-            },
+            origin: super::origin(&self.display, lines_before + found.line, found.offset),
             reason,
             raw,
         })))

@@ -267,10 +267,7 @@ impl<T: Generated> SplitReader<T> for GeneratorSplit<T> {
                 Generation::Record(r) => ReadItem::Record(r),
                 Generation::Malformed(raw, reason) => ReadItem::Bad(Box::new(DeadLetter {
                     source: String::new(),
-                    origin: Origin::Split {
-                        split: self.split as u32,
-                        offset: self.produced,
-                    },
+                    origin: Origin::split(self.split as u32, self.produced),
                     reason,
                     raw: raw.into(),
                 })),

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use weir::stateful::Emit;
-use weir::{DeadLetter, Origin, Raw};
+use weir::{DeadLetter, Fields, Origin, Raw};
 
 use super::timers::Timers;
 
@@ -88,10 +88,12 @@ impl<K: weir::Key, O, X> Context<'_, K, O, X> {
                 "late: event time {} ms is behind the watermark ({} ms) it was read at, and {} takes no late records",
                 self.timestamp, self.watermark, self.operator
             ),
-            origin: Origin::LateRecord {
-                operator: self.operator.to_string(),
-                event_time: self.timestamp,
-                watermark: self.watermark,
+            origin: Origin::Operator {
+                name: self.operator.to_string(),
+                kind: "late".into(),
+                event_time: Some(self.timestamp),
+                watermark: Some(self.watermark),
+                details: Fields::new(),
             },
         };
         self.emit.late(self.watermark, self.timestamp, letter);

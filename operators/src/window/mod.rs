@@ -29,9 +29,10 @@
 //!   `end + lateness` would pass `u64::MAX` fires when the watermark reaches
 //!   `u64::MAX`, that is, when the input ends.
 //!
-//! Such a dead letter's origin is [`Origin::OutOfRange`], naming the operator
-//! and the record's event time (as JSON `{"out_of_range": {"operator": …,
-//! "event_time": …}}`), not `late`: the record is refused whatever the
+//! Such a dead letter's origin is an [`Origin::Operator`] of kind
+//! `out_of_range`, naming the operator and the record's event time (as JSON
+//! `{"operator": {"name": …, "kind": "out_of_range", "event_time": …, …}}`),
+//! not `late`: the record is refused whatever the
 //! watermark, so this refusal is neither on the `late` stream nor in the
 //! job's late count (a sliding record late for windows of it that do exist is
 //! late for those). Its reason starts with `event time <ts> ms:` and names the
@@ -70,7 +71,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use weir::watermark::millis;
-use weir::{Data, DeadLetter, FastMap, Key, KeyedStream, Origin, Stream};
+use weir::{Data, DeadLetter, FastMap, Fields, Key, KeyedStream, Origin, Stream};
 
 pub use assign::{sliding_windows, Window};
 
@@ -110,11 +111,14 @@ impl<K, T: Serialize> Late<K, T> {
                 "late: the watermark ({} ms) had passed the window's end plus allowed lateness",
                 self.watermark
             ),
-            origin: Origin::Late {
-                operator: operator.to_string(),
-                window_start: self.window.start,
-                window_end: self.window.end,
-                watermark: self.watermark,
+            origin: Origin::Operator {
+                name: operator.to_string(),
+                kind: "late".into(),
+                event_time: None,
+                watermark: Some(self.watermark),
+                details: Fields::new()
+                    .with("window_start", self.window.start)
+                    .with("window_end", self.window.end),
             },
         }
     }
@@ -201,9 +205,12 @@ impl<T: Serialize> Beyond<T> {
             source: operator.to_string(),
             reason: self.reason(),
             raw: weir::Raw::json(&self.record),
-            origin: Origin::OutOfRange {
-                operator: operator.to_string(),
-                event_time: self.event_time,
+            origin: Origin::Operator {
+                name: operator.to_string(),
+                kind: "out_of_range".into(),
+                event_time: Some(self.event_time),
+                watermark: None,
+                details: Fields::new(),
             },
         }
     }
@@ -591,7 +598,7 @@ mod end_of_time_tests {
     use std::marker::PhantomData;
 
     use weir::stateful::{Emit, KeyedLogic};
-    use weir::{DeadLetter, Origin};
+    use weir::{DeadLetter, Fields, Origin};
 
     use super::fixed::FixedWindows;
     use super::session::SessionWindows;
@@ -650,15 +657,18 @@ mod end_of_time_tests {
                 assert_eq!(d.source, "w");
                 assert_eq!(
                     d.origin,
-                    Origin::OutOfRange {
-                        operator: "w".into(),
-                        event_time: *ts,
+                    Origin::Operator {
+                        name: "w".into(),
+                        kind: "out_of_range".into(),
+                        event_time: Some(*ts),
+                        watermark: None,
+                        details: Fields::new(),
                     }
                 );
                 assert_eq!(d.raw, ts.to_string().as_str());
                 let json = serde_json::to_value(d).expect("a dead letter serializes");
-                assert_eq!(json["origin"]["out_of_range"]["event_time"], *ts);
-                assert!(json["origin"].get("late").is_none(), "{json}");
+                assert_eq!(json["origin"]["operator"]["event_time"], *ts);
+                assert_eq!(json["origin"]["operator"]["kind"], "out_of_range", "{json}");
             }
         }
     }
@@ -804,7 +814,7 @@ mod end_of_time_tests {
         out.assert_out_of_range();
         assert_eq!(
             serde_json::to_string(&out.dead[1].origin).expect("json"),
-            r#"{"out_of_range":{"operator":"w","event_time":18446744073709551615}}"#
+            r#"{"operator":{"name":"w","kind":"out_of_range","event_time":18446744073709551615,"watermark":null,"details":{}}}"#
         );
     }
 
