@@ -33,9 +33,11 @@
 //! {"operator": {"name": "per_second", "kind": "out_of_range", "event_time": 18446744073709551615, "watermark": null, "details": {}}}
 //! ```
 
+mod fields;
 pub mod origin;
 
-pub use origin::{FieldValue, Fields, Origin};
+pub use fields::{FieldValue, Fields};
+pub use origin::Origin;
 
 use std::fmt;
 
