@@ -246,7 +246,7 @@ const UTF8: &str = "utf8";
 const BASE64: &str = "base64";
 
 /// In JSON (a human-readable format) a number, a string, or bytes as a map
-/// of one entry; in the engine's own wire format, the tagged [`Repr`].
+/// of one entry; in the engine's own wire format, a tagged form.
 impl Serialize for FieldValue {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if !serializer.is_human_readable() {
