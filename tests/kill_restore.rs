@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weir::checkpoint::{manifest, staged};
+use weir::checkpoint::manifest;
 use weir::rng::SplitMix64;
+use weir_connectors::staged;
 
 mod support;
 use support::{args, example, free_port, temp_dir};

@@ -12,6 +12,7 @@ pub mod file;
 pub mod format;
 pub mod generator;
 pub mod parts;
+pub mod staged;
 
 pub use file::{FileSink, FileSource, StdoutSink};
 pub use format::Format;

@@ -3,7 +3,8 @@
 //! In a job with checkpoints, [`PartsSink`] stages the records of epoch `e`
 //! in `DIR/.pending/part-<e>.<ext>`, syncs the part when the job's input has
 //! passed `e`, and renames it to `DIR/part-<e>.<ext>` once the checkpoint of
-//! `e` is complete (the protocol is in [`weir::checkpoint::staged`]). A job
+//! `e` is complete: weir's two-phase commit ([`weir::sink_protocol`]) on
+//! the files of [`crate::staged`]. A job
 //! killed at any moment and restored leaves every record in exactly one
 //! published part: read the parts in name order (`cat DIR/part-*`). Each CSV
 //! part has its own header row.
@@ -16,8 +17,9 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use weir::checkpoint::staged;
-use weir::{Sink, WorkerIndex};
+use weir::{Fault, Recovery, Sink, WorkerIndex};
+
+use crate::staged;
 
 use crate::file::Writer;
 use crate::format::Format;
@@ -67,8 +69,8 @@ impl<T> PartsSink<T> {
 }
 
 impl<T: Serialize + 'static> Sink<T> for PartsSink<T> {
-    fn open(&mut self, _worker: WorkerIndex) -> Result<(), String> {
-        staged::prepare_dir(&self.dir)
+    fn open(&mut self, _worker: WorkerIndex) -> Result<(), Fault> {
+        Ok(staged::prepare_dir(&self.dir)?)
     }
 
     fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
@@ -80,7 +82,7 @@ impl<T: Serialize + 'static> Sink<T> for PartsSink<T> {
         writer.write(path, records)
     }
 
-    fn flush(&mut self) -> Result<(), String> {
+    fn end_epoch(&mut self, _through: u64) -> Result<(), Fault> {
         for (path, writer) in self.open.values_mut() {
             writer.flush(path, false)?;
         }
@@ -91,28 +93,24 @@ impl<T: Serialize + 'static> Sink<T> for PartsSink<T> {
         true
     }
 
-    fn recover(&mut self, restored: Option<u64>) -> Result<(), String> {
+    fn recover(&mut self, recovery: &Recovery) -> Result<(), Fault> {
         self.staged = true;
-        match restored {
-            // Parts through the restored epoch are covered by a complete
-            // checkpoint; later ones are replayed.
-            Some(epoch) => {
-                staged::discard_after(&self.dir, Some(epoch))?;
-                staged::unpublish_after(&self.dir, epoch)?;
-                staged::publish_through(&self.dir, epoch)?;
-            }
-            // A fresh start: the old run's output goes.
-            None => staged::clear(&self.dir)?,
-        }
+        // Parts through the restored epoch are covered by a complete
+        // checkpoint; later ones are replayed; a fresh start replaces the
+        // old run's output.
+        staged::resolve(&self.dir, recovery.restored)?;
         Ok(())
     }
 
-    fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), String> {
+    fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), Fault> {
+        if !self.staged {
+            return Ok(self.write(records)?);
+        }
         let (path, writer) = self.part(epoch)?;
-        writer.write(path, records)
+        Ok(writer.write(path, records)?)
     }
 
-    fn prepare(&mut self, through: u64) -> Result<(), String> {
+    fn prepare(&mut self, through: u64) -> Result<(), Fault> {
         let later = match through.checked_add(1) {
             Some(next) => self.open.split_off(&next),
             None => BTreeMap::new(),
@@ -128,12 +126,9 @@ impl<T: Serialize + 'static> Sink<T> for PartsSink<T> {
         Ok(())
     }
 
-    fn publish(&mut self, through: u64) -> Result<(), String> {
-        staged::publish_through(&self.dir, through).map(|_| ())
-    }
-
-    fn staged_dir(&self) -> Option<PathBuf> {
-        Some(self.dir.clone())
+    fn commit(&mut self, through: u64) -> Result<(), Fault> {
+        staged::publish_through(&self.dir, through)?;
+        Ok(())
     }
 }
 
@@ -145,6 +140,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("weir-parts-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    fn recovery(restored: Option<u64>) -> Recovery {
+        Recovery {
+            restored,
+            worker: 0,
+            workers: 1,
+        }
     }
 
     fn published_text(dir: &std::path::Path) -> String {
@@ -160,7 +163,7 @@ mod tests {
         let dir = temp("publish");
         let mut sink = PartsSink::<u64>::new(&dir, Format::Jsonl);
         sink.open(WorkerIndex(0)).expect("open");
-        sink.recover(None).expect("recover");
+        sink.recover(&recovery(None)).expect("recover");
         for epoch in 1..=3 {
             sink.write_epoch(epoch, &mut vec![epoch * 10, epoch * 10 + 1])
                 .expect("write");
@@ -171,18 +174,18 @@ mod tests {
             "",
             "nothing visible before a checkpoint"
         );
-        sink.publish(1).expect("publish");
+        sink.commit(1).expect("publish");
         assert_eq!(published_text(&dir), "10\n11\n");
         // A kill now: epoch 2 was prepared, epoch 3 was being written. The
         // restore from epoch 2 publishes 2 and discards 3.
         drop(sink);
         let mut restored = PartsSink::<u64>::new(&dir, Format::Jsonl);
         restored.open(WorkerIndex(0)).expect("open");
-        restored.recover(Some(2)).expect("recover");
+        restored.recover(&recovery(Some(2))).expect("recover");
         assert_eq!(published_text(&dir), "10\n11\n20\n21\n");
         restored.write_epoch(3, &mut vec![30]).expect("write");
         restored.prepare(u64::MAX).expect("prepare all");
-        restored.publish(3).expect("publish");
+        restored.commit(3).expect("publish");
         assert_eq!(published_text(&dir), "10\n11\n20\n21\n30\n");
         let _ = std::fs::remove_dir_all(&dir);
     }

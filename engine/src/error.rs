@@ -45,3 +45,99 @@ pub enum JobError {
     #[error("runtime: {0}")]
     Runtime(String),
 }
+
+/// Whether a connector's or backend's fault may pass if the call is tried
+/// again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// It may pass (a broker that is down, a timeout): the engine retries
+    /// the call with backoff, shows the fault in the status line and counts
+    /// it.
+    Transient,
+    /// It will not pass (an unreadable file, a bad position, a rejected
+    /// write): the job stops with the message.
+    Fatal,
+}
+
+/// A fault a source, split reader, sink or state backend reports: what went
+/// wrong, and whether trying again may help.
+///
+/// A `String` (or `&str`) converts into a fatal fault, so `?` on the
+/// helpers that return `Result<_, String>` keeps working in a connector.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{message}")]
+pub struct Fault {
+    /// Transient or fatal.
+    pub kind: FaultKind,
+    /// What went wrong, one line.
+    pub message: String,
+}
+
+impl Fault {
+    /// A fault that will not pass: the job stops.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Fault {
+            kind: FaultKind::Fatal,
+            message: message.into(),
+        }
+    }
+
+    /// A fault that may pass: the engine tries again later.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Fault {
+            kind: FaultKind::Transient,
+            message: message.into(),
+        }
+    }
+
+    /// Whether trying again may help.
+    pub fn is_transient(&self) -> bool {
+        self.kind == FaultKind::Transient
+    }
+}
+
+impl From<String> for Fault {
+    fn from(message: String) -> Self {
+        Fault::fatal(message)
+    }
+}
+
+impl From<&str> for Fault {
+    fn from(message: &str) -> Self {
+        Fault::fatal(message)
+    }
+}
+
+impl From<Fault> for String {
+    fn from(fault: Fault) -> Self {
+        fault.message
+    }
+}
+
+/// How long the engine waits before trying a call that failed with a
+/// transient fault again, after `attempt` failures in a row (1, 2, …):
+/// doubling from 50 ms, at most 5 s.
+pub fn retry_delay(attempt: u32) -> std::time::Duration {
+    let ms = 50u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(10));
+    std::time::Duration::from_millis(ms.min(5_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn strings_are_fatal_and_backoff_doubles_to_a_cap() {
+        let f: Fault = "disk gone".into();
+        assert!(!f.is_transient());
+        assert!(Fault::transient("broker down").is_transient());
+        assert_eq!(String::from(f), "disk gone");
+        let delays: Vec<u64> = [1, 2, 3, 4, 8, 30]
+            .iter()
+            .map(|a| retry_delay(*a).as_millis() as u64)
+            .collect();
+        assert_eq!(delays, vec![50, 100, 200, 400, 5_000, 5_000]);
+        assert_eq!(retry_delay(0), Duration::from_millis(50));
+    }
+}

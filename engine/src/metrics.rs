@@ -28,6 +28,10 @@ pub struct JobShared {
     pub checkpoints: AtomicU64,
     /// One more than the newest complete checkpoint's epoch (0: none).
     pub last_checkpoint: AtomicU64,
+    /// Calls retried after a transient fault (connectors and backends).
+    pub retries: AtomicU64,
+    /// The newest transient fault still being retried, for the status line.
+    retrying: Mutex<Option<String>>,
     /// Each local worker's source watermark (ms; `u64::MAX` before any).
     watermarks: Vec<AtomicU64>,
     /// The highest final watermark of a source whose input ended (`None`
@@ -48,11 +52,62 @@ impl JobShared {
             records_out: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             last_checkpoint: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            retrying: Mutex::new(None),
             watermarks: (0..local_workers)
                 .map(|_| AtomicU64::new(u64::MAX))
                 .collect(),
             final_watermark: Mutex::new(None),
         })
+    }
+
+    /// Counts a retry after a transient fault of `step`, and shows it in
+    /// the status line until [`JobShared::clear_fault`].
+    pub fn note_retry(&self, step: &str, message: &str) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut slot) = self.retrying.lock() {
+            *slot = Some(format!("`{step}`: {message}"));
+        }
+    }
+
+    /// Calls `f` until it succeeds, fails fatally, or the job stops; a
+    /// transient fault is counted, shown in the status line, and tried
+    /// again after [`crate::error::retry_delay`]. (The calling worker waits
+    /// meanwhile.)
+    pub fn retrying<T>(
+        &self,
+        step: &str,
+        mut f: impl FnMut() -> Result<T, crate::error::Fault>,
+    ) -> Result<T, crate::error::Fault> {
+        let mut attempt = 0;
+        loop {
+            match f() {
+                Ok(value) => {
+                    if attempt > 0 {
+                        self.clear_fault();
+                    }
+                    return Ok(value);
+                }
+                Err(fault) if fault.is_transient() && !self.stop_requested() => {
+                    attempt += 1;
+                    self.note_retry(step, &fault.message);
+                    std::thread::sleep(crate::error::retry_delay(attempt));
+                }
+                Err(fault) => return Err(fault),
+            }
+        }
+    }
+
+    /// A retried call succeeded: the status line stops showing its fault.
+    pub fn clear_fault(&self) {
+        if let Ok(mut slot) = self.retrying.lock() {
+            *slot = None;
+        }
+    }
+
+    /// The transient fault being retried, if any.
+    pub fn current_fault(&self) -> Option<String> {
+        self.retrying.lock().ok().and_then(|s| s.clone())
     }
 
     /// Asks every source to finish as if its input had ended (Ctrl-C, or an error).
@@ -142,6 +197,7 @@ impl JobShared {
             watermark: self.watermark(),
             checkpoints: self.checkpoints.load(Ordering::Relaxed),
             last_checkpoint: self.last_checkpoint.load(Ordering::Relaxed).checked_sub(1),
+            retries: self.retries.load(Ordering::Relaxed),
         }
     }
 }
@@ -169,6 +225,8 @@ pub struct Summary {
     pub checkpoints: u64,
     /// The epoch of the newest of them.
     pub last_checkpoint: Option<u64>,
+    /// Calls retried after a transient fault.
+    pub retries: u64,
 }
 
 impl fmt::Display for Summary {
@@ -189,6 +247,9 @@ impl fmt::Display for Summary {
         }
         if let Some(epoch) = self.last_checkpoint {
             write!(f, ", {} checkpoints (last epoch {epoch})", self.checkpoints)?;
+        }
+        if self.retries > 0 {
+            write!(f, ", {} retries", self.retries)?;
         }
         Ok(())
     }
@@ -227,15 +288,20 @@ pub(crate) fn spawn_status_thread(
                     .last_checkpoint
                     .map(|e| format!("  checkpoint {e}"))
                     .unwrap_or_default();
+                let retrying = shared
+                    .current_fault()
+                    .map(|fault| format!("  retrying {fault} ({} retries)", now.retries))
+                    .unwrap_or_default();
                 eprintln!(
-                    "weir: {:>6.1}s  {:>10.0} events/s  watermark {}  late {}  dead letters {}  out {}{}",
+                    "weir: {:>6.1}s  {:>10.0} events/s  watermark {}  late {}  dead letters {}  out {}{}{}",
                     now.elapsed.as_secs_f64(),
                     rate,
                     watermark,
                     now.late,
                     now.dead_letters,
                     now.records_out,
-                    checkpoint
+                    checkpoint,
+                    retrying
                 );
                 last = now;
             }

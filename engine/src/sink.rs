@@ -1,16 +1,18 @@
-//! The sink interface and the operator that drives it.
+//! The sink interface and the operator that drives an at-least-once sink.
 //!
 //! A sink value is built on every worker. Non-parallel sinks (a file, stdout)
 //! receive every record on worker 0, which is the only one that opens them;
 //! parallel sinks are opened on every worker and get that worker's records.
 //!
-//! Delivery across a crash and restore: a plain sink is at-least-once (what it
-//! wrote after the last complete checkpoint is written again). A sink that
-//! says [`Sink::exactly_once`] takes part in checkpoints when the job has
-//! them: it stages each epoch's records, reports the epoch flushed once its
-//! input has passed it (a checkpoint is complete only with that report), and
-//! publishes staged output when the checkpoint is complete, so a kill never
-//! leaves doubled or torn output (see [`crate::checkpoint::staged`]).
+//! Which methods the engine calls, and when, is the sink protocol: its rules
+//! live in one place, [`crate::sink_protocol`] (a pure state machine tested
+//! as tables). In short: an at-least-once sink gets its records
+//! ([`Sink::write_epoch`], by default [`Sink::write`]) and an epoch-end hook
+//! ([`Sink::end_epoch`]) when the input passes an epoch and at its end; an
+//! exactly-once sink in a checkpointing job, parallel or not, stages each
+//! epoch, prepares it when the input has passed it, commits it when the
+//! epoch's checkpoint is complete, and at a restore resolves what earlier
+//! runs staged ([`Sink::recover`]).
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
@@ -20,91 +22,144 @@ use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange as ExchangePact, Pipeline as Local};
 use timely::dataflow::operators::generic::{InputHandleCore, Operator, OutputBuilderSession};
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 
 use crate::data::Data;
 use crate::dead_letter::DeadLetter;
-use crate::error::JobError;
+use crate::error::{Fault, JobError};
 use crate::flow::Consumer;
 use crate::ids::WorkerIndex;
 use crate::metrics::JobShared;
+use crate::sink_exactly_once::retrying;
+use crate::sink_protocol::{self, Action, Delivery, Event, SinkMachine};
 use crate::stream::Stream;
-use crate::time::{watermark_of, Time};
+use crate::time::{lowest_open_epoch, watermark_of, Time};
+
+/// What a restore tells an exactly-once sink: the epoch restored, and
+/// which earlier workers' output this worker resolves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// The epoch the job resumes after (`None`: a fresh start).
+    pub restored: Option<u64>,
+    /// This worker's index among the sink's writers (0 for a
+    /// non-parallel sink).
+    pub worker: usize,
+    /// How many workers write the sink in this run (1 unless parallel).
+    pub workers: usize,
+}
+
+impl Recovery {
+    /// What to do with the output an earlier run left for `epoch`, staged
+    /// or already `committed` ([`sink_protocol::resolve`]).
+    pub fn resolve(&self, epoch: u64, committed: bool) -> sink_protocol::Resolve {
+        sink_protocol::resolve(self.restored, epoch, committed)
+    }
+
+    /// Whether this worker resolves what an earlier run's worker
+    /// `previous` left ([`sink_protocol::resolves`]).
+    pub fn resolves(&self, previous: usize) -> bool {
+        sink_protocol::resolves(previous, self.worker, self.workers)
+    }
+}
 
 /// Where records leave the job.
+///
+/// The least a sink implements is [`Sink::write`]. Errors are [`Fault`]s:
+/// a transient one is retried with backoff, a fatal one stops the job
+/// (a `String` converts into a fatal one).
 pub trait Sink<T>: 'static {
     /// Opens the sink on a worker that will write to it (worker 0 only,
     /// unless [`Sink::parallel`]).
-    fn open(&mut self, worker: WorkerIndex) -> Result<(), String> {
+    fn open(&mut self, worker: WorkerIndex) -> Result<(), Fault> {
         let _ = worker;
         Ok(())
     }
-    /// Writes a batch of records.
+
+    /// Writes a batch of records (the simplest sinks implement only this;
+    /// an `Err` is fatal).
     fn write(&mut self, records: &mut Vec<T>) -> Result<(), String>;
-    /// Makes written records durable/visible (called when the input frontier
-    /// advances and at the end).
-    fn flush(&mut self) -> Result<(), String> {
+
+    /// Writes records that belong to `epoch`. At-least-once: they may be
+    /// visible at once. Exactly-once: staged, not visible before
+    /// [`Sink::commit`]. By default, [`Sink::write`].
+    fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), Fault> {
+        let _ = epoch;
+        self.write(records).map_err(Fault::fatal)
+    }
+
+    /// At-least-once: every record of epochs `<= through` has been written
+    /// (`u64::MAX`: the input ended); flush what is buffered.
+    fn end_epoch(&mut self, through: u64) -> Result<(), Fault> {
+        let _ = through;
         Ok(())
     }
+
     /// Whether every worker writes its own records (`true`), or all records
     /// go to worker 0 (`false`, the default).
     fn parallel(&self) -> bool {
         false
     }
 
-    /// Whether the sink stages output per epoch and publishes it when the
-    /// epoch's checkpoint is complete. When the job checkpoints, the engine
-    /// then calls [`Sink::recover`], [`Sink::write_epoch`], [`Sink::prepare`]
-    /// and [`Sink::publish`] instead of `write` and `flush`. Only
-    /// non-parallel sinks can be exactly-once.
+    /// Whether the sink stages output per epoch and commits it when the
+    /// epoch's checkpoint is complete (two-phase commit). In a job that
+    /// checkpoints, the engine then calls [`Sink::recover`],
+    /// [`Sink::write_epoch`], [`Sink::prepare`] and [`Sink::commit`], on
+    /// every worker that writes the sink.
     fn exactly_once(&self) -> bool {
         false
     }
 
-    /// Called after `open` when the job checkpoints: `restored` is the epoch
-    /// the job resumes after (`None`: a fresh start). Publish what was
-    /// staged through it; discard what was staged after it.
-    fn recover(&mut self, restored: Option<u64>) -> Result<(), String> {
-        let _ = restored;
+    /// Whether the sink can deliver exactly once only through checkpoints
+    /// (a transactional producer): a job without them is then refused at
+    /// start instead of running at-least-once.
+    fn needs_checkpoints(&self) -> bool {
+        false
+    }
+
+    /// Called after `open` when the job checkpoints, before any write:
+    /// resolve what earlier runs left, each epoch by
+    /// [`Recovery::resolve`], for the earlier workers
+    /// [`Recovery::resolves`] names.
+    fn recover(&mut self, recovery: &Recovery) -> Result<(), Fault> {
+        let _ = recovery;
         Ok(())
     }
 
-    /// Writes records that belong to `epoch` (staged, not yet published).
-    fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), String> {
-        let _ = epoch;
-        self.write(records)
-    }
-
-    /// Every record of epochs `<= through` has been written: make them
-    /// durable, still unpublished.
-    fn prepare(&mut self, through: u64) -> Result<(), String> {
-        let _ = through;
-        self.flush()
-    }
-
-    /// The checkpoint of `through` is complete: publish what was staged for
-    /// epochs `<= through`.
-    fn publish(&mut self, through: u64) -> Result<(), String> {
+    /// Every record of epochs `<= through` has been written (`u64::MAX`:
+    /// all of them): make them durable, still not visible.
+    fn prepare(&mut self, through: u64) -> Result<(), Fault> {
         let _ = through;
         Ok(())
     }
 
-    /// The directory whose staged parts the engine publishes when the run
-    /// finishes (after recording it as finished).
-    fn staged_dir(&self) -> Option<std::path::PathBuf> {
-        None
+    /// The checkpoint covering epochs `<= through` is complete (`u64::MAX`:
+    /// the run is recorded finished): make what was staged for them
+    /// visible.
+    fn commit(&mut self, through: u64) -> Result<(), Fault> {
+        let _ = through;
+        Ok(())
     }
 }
 
 pub(crate) fn build_sink<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl Sink<D>) {
-    if sink.exactly_once() && !sink.parallel() {
-        if let Some(checkpoint) = stream.state.ctx.checkpoint.clone() {
+    let checkpoint = stream.state.ctx.checkpoint.clone();
+    let delivery = sink_protocol::delivery(
+        name,
+        sink.exactly_once(),
+        sink.needs_checkpoints(),
+        checkpoint.is_some(),
+    );
+    match (delivery, checkpoint) {
+        (Err(e), _) => stream.state.ctx.shared.fail(e.into()),
+        (Ok(Delivery::ExactlyOnce), Some(checkpoint)) => {
             crate::sink_exactly_once::build(stream, name, sink, checkpoint);
-            return;
         }
+        (Ok(_), _) => build_at_least_once(stream, name, sink),
     }
+}
+
+fn build_at_least_once<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl Sink<D>) {
     let consumer = (!stream.held).then(|| stream.state.ctx.flow.register());
     let input = stream.inner;
     let driver = SinkDriver {
@@ -114,13 +169,13 @@ pub(crate) fn build_sink<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl 
         failed: false,
         worker: WorkerIndex(input.scope().index()),
         consumer,
+        machine: SinkMachine::new(Delivery::AtLeastOnce),
     };
     let operator = format!("Sink({name})");
-    let input = input.map(|(_, d)| d);
     let _: StreamVec<'_, Time, ()> = if driver.sink.parallel() {
         input.unary_frontier(Local, &operator, |_, _| driver.logic())
     } else {
-        input.unary_frontier(ExchangePact::new(|_: &D| 0u64), &operator, |_, _| {
+        input.unary_frontier(ExchangePact::new(|_: &(u64, D)| 0u64), &operator, |_, _| {
             driver.logic()
         })
     };
@@ -128,7 +183,7 @@ pub(crate) fn build_sink<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl 
 
 /// What a sink operator reads: its input and the input's frontier.
 type SinkInput<'a, 'b, D, P> = (
-    &'a mut InputHandleCore<Time, Vec<D>, P>,
+    &'a mut InputHandleCore<Time, Vec<(u64, D)>, P>,
     &'b MutableAntichain<Time>,
 );
 
@@ -142,15 +197,16 @@ struct SinkDriver<S> {
     failed: bool,
     worker: WorkerIndex,
     consumer: Option<Consumer>,
+    machine: SinkMachine,
 }
 
 impl<S> SinkDriver<S> {
-    fn check(&mut self, result: Result<(), String>) -> bool {
-        if let Err(message) = result {
+    fn check(&mut self, result: Result<(), Fault>) -> bool {
+        if let Err(fault) = result {
             self.failed = true;
             self.shared.fail(JobError::Sink {
                 sink: self.name.clone(),
-                message,
+                message: fault.message,
             });
         }
         !self.failed
@@ -160,37 +216,49 @@ impl<S> SinkDriver<S> {
     where
         S: Sink<D>,
         D: Data,
-        P: timely::communication::Pull<timely::dataflow::channels::Message<Time, Vec<D>>>,
+        P: timely::communication::Pull<timely::dataflow::channels::Message<Time, Vec<(u64, D)>>>,
     {
         let mut opened = false;
+        let writes = sink_protocol::writes_on(self.sink.parallel(), self.worker.0);
+        let mut records: Vec<D> = Vec::new();
         move |(input, frontier), _output| {
             if let Some(consumer) = &self.consumer {
                 consumer.consumed_below(watermark_of(frontier.frontier()));
             }
             if !opened {
                 opened = true;
-                if self.sink.parallel() || self.worker.0 == 0 {
-                    let result = self.sink.open(self.worker);
+                if writes {
+                    let worker = self.worker;
+                    let result = retrying(&self.shared, &self.name, || self.sink.open(worker));
                     self.check(result);
                 }
             }
-            let mut wrote = false;
-            input.for_each(|_cap, data| {
-                if self.failed {
+            input.for_each(|time, data| {
+                if self.failed || !writes {
                     data.clear();
                     return;
                 }
+                let epoch = time.stamp().iter().map(|t| t.epoch).min().unwrap_or(0);
                 let n = data.len() as u64;
-                let result = self.sink.write(data);
+                records.extend(data.drain(..).map(|(_, d)| d));
+                let result = retrying(&self.shared, &self.name, || {
+                    self.sink.write_epoch(epoch, &mut records)
+                });
+                records.clear();
                 if self.check(result) {
-                    wrote = true;
                     self.shared.records_out.fetch_add(n, Ordering::Relaxed);
                 }
-                data.clear();
             });
-            if wrote {
-                let result = self.sink.flush();
-                self.check(result);
+            if self.failed || !writes {
+                return;
+            }
+            let open = lowest_open_epoch(frontier.frontier());
+            for action in self.machine.on(Event::Passed { open }) {
+                if let Action::EndEpoch(through) = action {
+                    let result =
+                        retrying(&self.shared, &self.name, || self.sink.end_epoch(through));
+                    self.check(result);
+                }
             }
         }
     }
@@ -212,14 +280,17 @@ impl Sink<DeadLetter> for StderrDeadLetters {
 }
 
 impl<T: 'static> Sink<T> for Box<dyn Sink<T>> {
-    fn open(&mut self, worker: WorkerIndex) -> Result<(), String> {
+    fn open(&mut self, worker: WorkerIndex) -> Result<(), Fault> {
         (**self).open(worker)
     }
     fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
         (**self).write(records)
     }
-    fn flush(&mut self) -> Result<(), String> {
-        (**self).flush()
+    fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), Fault> {
+        (**self).write_epoch(epoch, records)
+    }
+    fn end_epoch(&mut self, through: u64) -> Result<(), Fault> {
+        (**self).end_epoch(through)
     }
     fn parallel(&self) -> bool {
         (**self).parallel()
@@ -227,19 +298,16 @@ impl<T: 'static> Sink<T> for Box<dyn Sink<T>> {
     fn exactly_once(&self) -> bool {
         (**self).exactly_once()
     }
-    fn recover(&mut self, restored: Option<u64>) -> Result<(), String> {
-        (**self).recover(restored)
+    fn needs_checkpoints(&self) -> bool {
+        (**self).needs_checkpoints()
     }
-    fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), String> {
-        (**self).write_epoch(epoch, records)
+    fn recover(&mut self, recovery: &Recovery) -> Result<(), Fault> {
+        (**self).recover(recovery)
     }
-    fn prepare(&mut self, through: u64) -> Result<(), String> {
+    fn prepare(&mut self, through: u64) -> Result<(), Fault> {
         (**self).prepare(through)
     }
-    fn publish(&mut self, through: u64) -> Result<(), String> {
-        (**self).publish(through)
-    }
-    fn staged_dir(&self) -> Option<std::path::PathBuf> {
-        (**self).staged_dir()
+    fn commit(&mut self, through: u64) -> Result<(), Fault> {
+        (**self).commit(through)
     }
 }

@@ -1,191 +1,293 @@
-//! The operator that drives an exactly-once sink in a checkpointing job.
+//! The operator that drives an exactly-once sink in a checkpointing job:
+//! two-phase commit on every worker that writes the sink (worker 0, or
+//! every worker of a parallel sink).
 //!
-//! It runs on worker 0 (every record is exchanged there) and is a step of
-//! the checkpoint like a stateful operator:
-//!
-//! 1. records of epoch `e` go to [`Sink::write_epoch`];
-//! 2. when the input frontier has passed `e`, [`Sink::prepare`] makes them
-//!    durable, a marker for `e` goes to the worker's store and a flush record
-//!    to the manifest writer — the checkpoint of `e` is complete only then;
-//! 3. once the manifest records `e` complete, [`Sink::publish`] makes the
-//!    output of epochs `<= e` visible. While output waits for that, the
-//!    operator looks again every few milliseconds.
-//!
-//! At the end of the input everything is prepared; the run publishes the
-//! rest after recording itself finished ([`crate::checkpoint::runtime::Plan::finish`]).
+//! It is a step of the checkpoint like a stateful operator, and does what
+//! [`SinkMachine`] decides — the rules are in [`crate::sink_protocol`]. It
+//! stages records with [`Sink::write_epoch`]; when its input has passed an
+//! epoch it prepares it and reports it (a marker in the worker's store and
+//! a flush record to the manifest writer); when the manifest writer
+//! announces a complete checkpoint or the finished run (broadcast to every
+//! worker, which activates this operator: it never polls), it commits.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline as Local};
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use crate::checkpoint::manifest::StepKind;
 use crate::checkpoint::runtime::{FlushRecord, WorkerCheckpoint};
 use crate::checkpoint::store::write_epoch;
 use crate::data::Data;
-use crate::error::JobError;
+use crate::error::{Fault, JobError};
+use crate::flow::Consumer;
 use crate::ids::WorkerIndex;
-use crate::sink::Sink;
+use crate::metrics::JobShared;
+use crate::sink::{Recovery, Sink};
+use crate::sink_protocol::{self, Action, Delivery, Event, SinkMachine, FINAL_EPOCH};
 use crate::stream::Stream;
 use crate::time::{lowest_open_epoch, watermark_of, Time};
-
-/// How often a sink with prepared, unpublished output looks for the
-/// checkpoint that publishes it.
-const PUBLISH_POLL: Duration = Duration::from_millis(10);
 
 pub(crate) fn build<D: Data, S: Sink<D>>(
     stream: Stream<'_, D>,
     name: &str,
-    mut sink: S,
+    sink: S,
     checkpoint: Rc<WorkerCheckpoint>,
 ) {
     let state = Rc::clone(&stream.state);
     let consumer = (!stream.held).then(|| state.ctx.flow.register());
-    let shared = Arc::clone(&state.ctx.shared);
-    let counters = Arc::clone(&shared);
-    // The step's name, for fault reports and for flush records.
-    let step = name.to_string();
-    let flush_step = name.to_string();
+    let parallel = sink.parallel();
+    let driver = Driver {
+        sink,
+        name: name.to_string(),
+        shared: Arc::clone(&state.ctx.shared),
+        checkpoint,
+        consumer,
+        parallel,
+    };
     let input = stream.inner;
-    let scope = input.scope();
-    let worker = WorkerIndex(scope.index());
-    let operator = format!("Sink({name})");
-    let flushes: StreamVec<'_, Time, FlushRecord> = input
-        .unary_frontier::<CapacityContainerBuilder<Vec<FlushRecord>>, _, _, _>(
-            Exchange::new(|_: &(u64, D)| 0u64),
+    let flushes = if parallel {
+        driver.build(input, Local)
+    } else {
+        driver.build(input, Exchange::new(|_: &(u64, D)| 0u64))
+    };
+    state.register_step(name, step_kind(parallel), 1, flushes);
+}
+
+/// How the checkpoint counts a sink's flushes: once, or on every worker.
+fn step_kind(parallel: bool) -> StepKind {
+    if parallel {
+        StepKind::ParallelSink
+    } else {
+        StepKind::Sink
+    }
+}
+
+struct Driver<S> {
+    sink: S,
+    name: String,
+    shared: Arc<JobShared>,
+    checkpoint: Rc<WorkerCheckpoint>,
+    consumer: Option<Consumer>,
+    parallel: bool,
+}
+
+impl<S> Driver<S> {
+    fn build<'s, D, P>(
+        self,
+        input: StreamVec<'s, Time, (u64, D)>,
+        pact: P,
+    ) -> StreamVec<'s, Time, FlushRecord>
+    where
+        S: Sink<D>,
+        D: Data,
+        P: ParallelizationContract<Time, Vec<(u64, D)>>,
+    {
+        let scope = input.scope();
+        let worker = scope.index();
+        let operator = format!("Sink({})", self.name);
+        input.unary_frontier::<CapacityContainerBuilder<Vec<FlushRecord>>, _, _, _>(
+            pact,
             &operator,
             move |initial, info| {
-                let activator = scope.activator_for(Rc::clone(&info.address));
+                let Driver {
+                    mut sink,
+                    name,
+                    shared,
+                    checkpoint,
+                    consumer,
+                    parallel,
+                } = self;
+                checkpoint.listen(scope.activator_for(Rc::clone(&info.address)));
                 let plan = Arc::clone(&checkpoint.plan);
                 let restored = plan.restore.as_ref().map(|r| r.epoch);
-                let writer = worker.0 == 0;
+                let writes = sink_protocol::writes_on(parallel, worker);
+                let kind = step_kind(parallel);
+                let mut machine = SinkMachine::new(Delivery::ExactlyOnce);
                 let mut failed = false;
-                let fail = move |message: String, failed: &mut bool| {
-                    *failed = true;
-                    shared.fail(JobError::Sink {
-                        sink: step.clone(),
-                        message,
-                    });
-                };
-                // The capability for flush records, at the next epoch to flush.
-                let mut cap = None;
-                // Epochs prepared and published so far.
-                let mut prepared: Option<u64> = None;
-                let mut published: Option<u64> = None;
-                // A new store generation needs the restored epoch's marker.
-                let mut flush_restored = false;
-                if writer {
+                // The capability for flush records, at the next epoch to report.
+                let mut cap: Option<Capability<Time>> = None;
+                let mut started = false;
+                if writes {
                     let mut initial = initial;
                     if let Some(epoch) = restored {
                         initial.downgrade(&Time::new(epoch, 0));
-                        prepared = Some(epoch);
-                        published = Some(epoch);
-                        flush_restored = plan.rescaled();
-                    }
-                    let opened = sink.open(worker).and_then(|()| sink.recover(restored));
-                    if let Err(message) = opened {
-                        fail(message, &mut failed);
-                    }
-                    if let Some(dir) = sink.staged_dir() {
-                        plan.register_staged(dir);
                     }
                     cap = Some(initial);
                 }
+                let recovery = Recovery {
+                    restored,
+                    worker: if parallel { worker } else { 0 },
+                    workers: if parallel { scope.peers() } else { 1 },
+                };
+                let mut records: Vec<D> = Vec::new();
                 move |(input, frontier), output| {
                     let frontier = frontier.frontier();
                     if let Some(consumer) = &consumer {
                         consumer.consumed_below(watermark_of(frontier));
                     }
+                    let fail = |fault: Fault, failed: &mut bool| {
+                        *failed = true;
+                        shared.fail(JobError::Sink {
+                            sink: name.clone(),
+                            message: fault.message,
+                        });
+                    };
+                    let mut actions = Vec::new();
+                    if writes && !started {
+                        started = true;
+                        if let Err(fault) =
+                            retrying(&shared, &name, || sink.open(WorkerIndex(worker)))
+                        {
+                            fail(fault, &mut failed);
+                        }
+                        actions = machine.on(Event::Start {
+                            restored,
+                            rescaled: plan.rescaled(),
+                        });
+                    }
+                    // Earlier runs' output is resolved before anything is written.
+                    let mut run = |actions: Vec<Action>,
+                                   cap: &mut Option<Capability<Time>>,
+                                   failed: &mut bool,
+                                   sink: &mut S| {
+                        for action in actions {
+                            if *failed {
+                                return;
+                            }
+                            let done = match action {
+                                Action::Recover(_) => {
+                                    retrying(&shared, &name, || sink.recover(&recovery))
+                                }
+                                Action::Prepare(through) => {
+                                    retrying(&shared, &name, || sink.prepare(through))
+                                }
+                                Action::Commit(through) => {
+                                    retrying(&shared, &name, || sink.commit(through))
+                                }
+                                Action::EndEpoch(through) => {
+                                    retrying(&shared, &name, || sink.end_epoch(through))
+                                }
+                                Action::Report(epoch) => {
+                                    report(&checkpoint, &name, kind, worker, epoch, cap, output)
+                                }
+                                Action::ReportEnd => report(
+                                    &checkpoint,
+                                    &name,
+                                    kind,
+                                    worker,
+                                    FINAL_EPOCH,
+                                    cap,
+                                    output,
+                                ),
+                                Action::Release => {
+                                    *cap = None;
+                                    Ok(())
+                                }
+                            };
+                            if let Err(fault) = done {
+                                fail(fault, failed);
+                            }
+                        }
+                    };
+                    run(actions, &mut cap, &mut failed, &mut sink);
                     input.for_each(|time, data| {
-                        if failed || !writer {
+                        if failed || !writes {
                             data.clear();
                             return;
                         }
                         // weir's operators send every batch under one capability.
-                        let Some(epoch) = time.stamp().iter().map(|t| t.epoch).next() else {
+                        let Some(epoch) = time.stamp().iter().map(|t| t.epoch).min() else {
                             data.clear();
                             return;
                         };
                         let n = data.len() as u64;
-                        let mut records: Vec<D> = data.drain(..).map(|(_, d)| d).collect();
-                        match sink.write_epoch(epoch, &mut records) {
+                        records.extend(data.drain(..).map(|(_, d)| d));
+                        match retrying(&shared, &name, || sink.write_epoch(epoch, &mut records)) {
                             Ok(()) => {
-                                counters.records_out.fetch_add(n, Ordering::Relaxed);
+                                shared.records_out.fetch_add(n, Ordering::Relaxed);
                             }
-                            Err(message) => fail(message, &mut failed),
+                            Err(fault) => fail(fault, &mut failed),
                         }
+                        records.clear();
                     });
-                    if failed || !writer {
+                    if failed || !writes || shared.stop_requested() {
                         cap = None;
                         return;
                     }
                     let open = lowest_open_epoch(frontier);
-                    // Prepare and report every epoch the input has passed.
-                    let due = if flush_restored {
-                        flush_restored = false;
-                        prepared
-                    } else {
-                        let last = open.checked_sub(1).filter(|_| open != u64::MAX);
-                        last.filter(|l| prepared < Some(*l))
-                    };
-                    if let Some(epoch) = due {
-                        let marked = sink.prepare(epoch).and_then(|()| {
-                            let mut store = checkpoint.store.borrow_mut();
-                            write_epoch(store.as_mut(), epoch, &flush_step, &[], &[])
-                                .map_err(|e| format!("checkpointing: {e}"))
-                        });
-                        match (marked, cap.as_mut()) {
-                            (Ok(checksum), Some(cap)) => {
-                                prepared = Some(epoch);
-                                let record = FlushRecord {
-                                    epoch,
-                                    worker: worker.0,
-                                    step: flush_step.clone(),
-                                    kind: StepKind::Sink,
-                                    checksum,
-                                };
-                                output
-                                    .session(&cap.delayed(&Time::new(epoch, 0)))
-                                    .give(record);
-                                cap.downgrade(&Time::new(epoch + 1, 0));
-                            }
-                            (Ok(_), None) => {}
-                            (Err(message), _) => {
-                                fail(message, &mut failed);
-                                cap = None;
-                                return;
-                            }
-                        }
+                    let mut actions = machine.on(Event::Passed { open });
+                    if let Some(complete) = checkpoint.last_complete() {
+                        actions.extend(machine.on(Event::Complete(complete)));
                     }
-                    if open == u64::MAX && cap.is_some() {
-                        // The input ended: make everything durable; the run
-                        // publishes it once it has recorded itself finished.
-                        if let Err(message) = sink.prepare(u64::MAX) {
-                            fail(message, &mut failed);
-                        }
+                    if checkpoint.finished() {
+                        actions.extend(machine.on(Event::Finished));
+                    }
+                    run(actions, &mut cap, &mut failed, &mut sink);
+                    if failed {
                         cap = None;
-                    }
-                    // Publish what complete checkpoints cover.
-                    let complete = plan.last_complete();
-                    let through = complete.min(prepared);
-                    if through > published {
-                        if let Some(through) = through {
-                            match sink.publish(through) {
-                                Ok(()) => published = Some(through),
-                                Err(message) => fail(message, &mut failed),
-                            }
-                        }
-                    }
-                    if prepared > published && !failed && !counters.stop_requested() {
-                        activator.activate_after(PUBLISH_POLL);
                     }
                 }
             },
-        );
-    state.register_step(name, StepKind::Sink, 1, flushes);
+        )
+    }
+}
+
+type FlushSession<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
+    'a,
+    Time,
+    CapacityContainerBuilder<Vec<FlushRecord>>,
+>;
+
+/// Reports `epoch` flushed by this worker: a marker in its store (not for
+/// the end of input, which no restore reads) and a flush record to the
+/// manifest writer; the capability moves past it.
+fn report(
+    checkpoint: &WorkerCheckpoint,
+    step: &str,
+    kind: StepKind,
+    worker: usize,
+    epoch: u64,
+    cap: &mut Option<Capability<Time>>,
+    output: &mut FlushSession<'_>,
+) -> Result<(), Fault> {
+    let Some(held) = cap.as_mut() else {
+        return Ok(());
+    };
+    let checksum = if epoch == FINAL_EPOCH {
+        0
+    } else {
+        let mut store = checkpoint.store.borrow_mut();
+        write_epoch(store.as_mut(), epoch, step, &[], &[])
+            .map_err(|e| Fault::fatal(format!("checkpointing: {e}")))?
+    };
+    let at = Time::new(epoch, 0);
+    output.session(&held.delayed(&at)).give(FlushRecord {
+        epoch,
+        worker,
+        step: step.to_string(),
+        kind,
+        checksum,
+    });
+    let next = if epoch == FINAL_EPOCH {
+        at
+    } else {
+        Time::new(epoch + 1, 0)
+    };
+    held.downgrade(&next);
+    Ok(())
+}
+
+/// [`JobShared::retrying`], for the sink operators.
+pub(crate) fn retrying(
+    shared: &JobShared,
+    step: &str,
+    f: impl FnMut() -> Result<(), Fault>,
+) -> Result<(), Fault> {
+    shared.retrying(step, f)
 }

@@ -1,12 +1,20 @@
 //! The source interface: what a connector implements to feed a pipeline.
 //!
 //! A source is a set of *splits* (generator lanes, files, later Kafka
-//! partitions). The number of splits is fixed by the source, not by the
-//! worker count: split `s` is read by worker `s % workers`, and each split's
-//! watermark depends only on its own records. That is what makes a job's output
-//! the same on 1, 2 or 4 workers.
+//! partitions) with stable identities ([`SplitId`]). The splits are fixed by
+//! the source, not by the worker count: split `s` is read by worker
+//! `s % workers`, and each split's watermark depends only on its own records.
+//! That is what makes a job's output the same on 1, 2 or 4 workers.
+//!
+//! A worker opens the splits it owns together ([`Source::open_splits`]), each
+//! at its checkpointed position on a restore; a split the checkpoint does
+//! not know (one added since) starts at the source's start position, and the
+//! engine says so on stderr. A source hears when a checkpoint is complete
+//! ([`Source::checkpoint_complete`]). Faults are [`Fault`]s: transient ones
+//! are retried with backoff, fatal ones stop the job.
 
 use crate::dead_letter::DeadLetter;
+use crate::error::Fault;
 use crate::ids::SplitId;
 
 /// What one call to [`SplitReader::read`] found.
@@ -40,32 +48,168 @@ pub enum ReadItem<T> {
 pub trait SplitReader<T> {
     /// Appends up to `max` records to `out` and says whether more may follow.
     /// An `Err` is a fault (an unreadable file), not bad data: the job stops
-    /// with the message.
-    fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String>;
+    /// with the message. (The simple form: implement [`SplitReader::poll`]
+    /// instead to tell transient faults from fatal ones.)
+    fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
+        let _ = (max, out);
+        Err("this split reader implements neither read nor poll".into())
+    }
+
+    /// What the engine calls: [`SplitReader::read`], with a typed fault. A
+    /// transient fault (a broker that is down) is retried with backoff,
+    /// shown in the status line and counted; a fatal one stops the job. It
+    /// must not have appended to `out` when it fails.
+    fn poll(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, Fault> {
+        self.read(max, out).map_err(Fault::fatal)
+    }
 
     /// Where reading would continue: the position after the last item
-    /// returned. A checkpoint stores it; [`Source::open_at`] resumes from it.
+    /// returned. A checkpoint stores it; [`Source::open_splits`] resumes
+    /// from it.
     fn position(&self) -> Vec<u8>;
+}
+
+/// A split to open, and where: at a position its reader returned earlier
+/// (a restore), or at the source's start position (`None`: a fresh start,
+/// or a split the checkpoint does not know, such as a partition added since).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitStart<'a> {
+    /// The split.
+    pub split: SplitId,
+    /// Where to resume, if known.
+    pub position: Option<&'a [u8]>,
 }
 
 /// A connector that produces records of type `Item`.
 ///
 /// A `Source` value is built on every worker (the job's build closure runs on
-/// each); [`Source::open`] is called only for the splits that worker owns.
+/// each). Its splits have stable identities ([`Source::split_ids`]): a
+/// checkpoint keys positions by them, and split `s` is read by worker
+/// `s % workers`, so a split keeps its worker (and its position its store)
+/// while splits come and go. [`Source::open_splits`] opens every split a
+/// worker owns at once, so they can share one client.
 pub trait Source: 'static {
     /// The record type.
     type Item: 'static;
-    /// How many splits this source has; the same on every worker.
-    fn splits(&self) -> u32;
-    /// Opens one split for reading from its start.
-    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<Self::Item>>, String>;
 
-    /// Opens one split at a position its reader returned earlier (restore).
+    /// How many splits this source has, numbered `0..splits()` (the simple
+    /// form of [`Source::split_ids`]); the same on every worker.
+    fn splits(&self) -> u32;
+
+    /// The splits' identities, the same on every worker and stable across
+    /// runs (a Kafka partition's number). By default `0..splits()`.
+    fn split_ids(&self) -> Vec<SplitId> {
+        (0..self.splits()).map(SplitId).collect()
+    }
+
+    /// Opens the splits this worker owns, each at its start (one reader per
+    /// split, in order). The one method a source implements to read; by
+    /// default it opens them one by one with `open` and `open_at`.
+    fn open_splits(
+        &mut self,
+        splits: &[SplitStart<'_>],
+    ) -> Result<Vec<Box<dyn SplitReader<Self::Item>>>, Fault> {
+        splits
+            .iter()
+            .map(|s| {
+                let opened = match s.position {
+                    None => self.open(s.split),
+                    Some(position) => self.open_at(s.split, position),
+                };
+                opened.map_err(|e| Fault::fatal(format!("{}: {e}", s.split)))
+            })
+            .collect()
+    }
+
+    /// Opens one split for reading from its start. (Kept for sources
+    /// written before [`Source::open_splits`]; a new source implements
+    /// that instead.)
+    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<Self::Item>>, String> {
+        Err(format!(
+            "this source cannot open {split}: it implements neither open_splits nor open"
+        ))
+    }
+
+    /// Opens one split at a position its reader returned earlier. (Kept,
+    /// like [`Source::open`], for sources written before `open_splits`.)
     fn open_at(
         &mut self,
         split: SplitId,
         position: &[u8],
-    ) -> Result<Box<dyn SplitReader<Self::Item>>, String>;
+    ) -> Result<Box<dyn SplitReader<Self::Item>>, String> {
+        let _ = position;
+        Err(format!(
+            "this source cannot open {split}: it implements neither open_splits nor open_at"
+        ))
+    }
+
+    /// The checkpoint of `epoch` is complete, on every worker: positions
+    /// through it are durable (a Kafka source commits its offsets to the
+    /// group here, for lag monitoring). Called on every worker that reads
+    /// the source.
+    fn checkpoint_complete(&mut self, epoch: u64) -> Result<(), Fault> {
+        let _ = epoch;
+        Ok(())
+    }
+}
+
+impl<T: 'static> Source for Box<dyn Source<Item = T>> {
+    type Item = T;
+    fn splits(&self) -> u32 {
+        (**self).splits()
+    }
+    fn split_ids(&self) -> Vec<SplitId> {
+        (**self).split_ids()
+    }
+    fn open_splits(
+        &mut self,
+        splits: &[SplitStart<'_>],
+    ) -> Result<Vec<Box<dyn SplitReader<T>>>, Fault> {
+        (**self).open_splits(splits)
+    }
+    fn checkpoint_complete(&mut self, epoch: u64) -> Result<(), Fault> {
+        (**self).checkpoint_complete(epoch)
+    }
+}
+
+/// A source that can be cloned to every worker behind a box: what a
+/// function returns that picks one of several sources at run time (the
+/// examples' generator or files). Implemented for every `Clone + Send +
+/// Sync` source; `Box<dyn CloneSource<Item = T>>` is a `Source` and `Clone`.
+pub trait CloneSource: Source + Send + Sync {
+    /// A boxed copy.
+    fn clone_box(&self) -> Box<dyn CloneSource<Item = Self::Item>>;
+}
+
+impl<S: Source + Clone + Send + Sync> CloneSource for S {
+    fn clone_box(&self) -> Box<dyn CloneSource<Item = S::Item>> {
+        Box::new(self.clone())
+    }
+}
+
+impl<T: 'static> Clone for Box<dyn CloneSource<Item = T>> {
+    fn clone(&self) -> Self {
+        (**self).clone_box()
+    }
+}
+
+impl<T: 'static> Source for Box<dyn CloneSource<Item = T>> {
+    type Item = T;
+    fn splits(&self) -> u32 {
+        (**self).splits()
+    }
+    fn split_ids(&self) -> Vec<SplitId> {
+        (**self).split_ids()
+    }
+    fn open_splits(
+        &mut self,
+        splits: &[SplitStart<'_>],
+    ) -> Result<Vec<Box<dyn SplitReader<T>>>, Fault> {
+        (**self).open_splits(splits)
+    }
+    fn checkpoint_complete(&mut self, epoch: u64) -> Result<(), Fault> {
+        (**self).checkpoint_complete(epoch)
+    }
 }
 
 /// Reads a little-endian `u64` at `index` (in 8-byte words) of a position.

@@ -358,3 +358,209 @@ where
     }
     capture.timed()
 }
+
+/// A parallel exactly-once sink for tests: every worker stages each epoch's
+/// records as JSON lines in `DIR/staged/<epoch>-w<worker>.jsonl`, syncs the
+/// file when the input has passed the epoch, and renames it into
+/// `DIR/committed/` when the epoch's checkpoint is complete — the sink
+/// protocol ([`crate::sink_protocol`]) on files, with one file per worker
+/// and epoch so that any worker count can restore any other's.
+///
+/// It has no at-least-once path: [`Sink::write`] fails, so a job that does
+/// not drive it by the protocol fails instead of passing by accident.
+///
+/// `WEIR_TEST_SINK_CRASH=commit:N` makes worker 0 abort the process (as
+/// `kill -9` would) at its `N`-th commit after a complete checkpoint, before
+/// committing: the gap between a complete checkpoint and its commit.
+pub struct StagedFiles<T> {
+    dir: std::path::PathBuf,
+    worker: usize,
+    /// Epochs being written: epoch → file.
+    open: std::collections::BTreeMap<u64, std::io::BufWriter<std::fs::File>>,
+    /// Epochs prepared, not yet committed.
+    prepared: std::collections::BTreeSet<u64>,
+    commits: u64,
+    crash_at_commit: Option<u64>,
+    _record: std::marker::PhantomData<T>,
+}
+
+impl<T> Clone for StagedFiles<T> {
+    fn clone(&self) -> Self {
+        StagedFiles::new(&self.dir)
+    }
+}
+
+impl<T> StagedFiles<T> {
+    /// A sink staging into `dir` (created when the job starts).
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        let crash_at_commit = std::env::var("WEIR_TEST_SINK_CRASH")
+            .ok()
+            .and_then(|v| v.strip_prefix("commit:")?.parse().ok());
+        StagedFiles {
+            dir: dir.into(),
+            worker: 0,
+            open: std::collections::BTreeMap::new(),
+            prepared: std::collections::BTreeSet::new(),
+            commits: 0,
+            crash_at_commit,
+            _record: std::marker::PhantomData,
+        }
+    }
+
+    /// The file name of `worker`'s output of `epoch`.
+    pub fn file_name(epoch: u64, worker: usize) -> String {
+        format!("{epoch:020}-w{worker}.jsonl")
+    }
+
+    /// The (epoch, worker) a file name stands for.
+    pub fn parse_name(name: &str) -> Option<(u64, usize)> {
+        let (epoch, rest) = name.strip_suffix(".jsonl")?.split_once("-w")?;
+        Some((epoch.parse().ok()?, rest.parse().ok()?))
+    }
+
+    /// The (epoch, worker, path) of every file in `DIR/<folder>`.
+    pub fn files(
+        dir: &std::path::Path,
+        folder: &str,
+    ) -> Result<Vec<(u64, usize, std::path::PathBuf)>, String> {
+        let folder = dir.join(folder);
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("reading {}: {e}", folder.display())),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("reading {}: {e}", folder.display()))?;
+            if let Some((epoch, worker)) = entry.file_name().to_str().and_then(Self::parse_name) {
+                files.push((epoch, worker, entry.path()));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Every committed line, sorted: what a reader of the output sees.
+    pub fn committed(dir: &std::path::Path) -> Result<Vec<String>, String> {
+        let mut lines = Vec::new();
+        for (_, _, path) in Self::files(dir, "committed")? {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            lines.extend(text.lines().map(String::from));
+        }
+        lines.sort();
+        Ok(lines)
+    }
+
+    fn path(&self, folder: &str, epoch: u64, worker: usize) -> std::path::PathBuf {
+        self.dir.join(folder).join(Self::file_name(epoch, worker))
+    }
+
+    fn commit_file(&self, epoch: u64, worker: usize) -> Result<(), crate::error::Fault> {
+        let from = self.path("staged", epoch, worker);
+        let to = self.path("committed", epoch, worker);
+        std::fs::rename(&from, &to)
+            .map_err(|e| crate::error::Fault::fatal(format!("committing {}: {e}", from.display())))
+    }
+}
+
+fn remove(path: &std::path::Path) -> Result<(), crate::error::Fault> {
+    std::fs::remove_file(path)
+        .map_err(|e| crate::error::Fault::fatal(format!("removing {}: {e}", path.display())))
+}
+
+impl<T: Data> Sink<T> for StagedFiles<T> {
+    fn open(&mut self, worker: crate::ids::WorkerIndex) -> Result<(), crate::error::Fault> {
+        self.worker = worker.0;
+        for folder in ["staged", "committed"] {
+            let path = self.dir.join(folder);
+            std::fs::create_dir_all(&path)
+                .map_err(|e| format!("creating {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, _records: &mut Vec<T>) -> Result<(), String> {
+        Err("StagedFiles is exactly-once: run it in a job with checkpoints".into())
+    }
+
+    fn parallel(&self) -> bool {
+        true
+    }
+
+    fn exactly_once(&self) -> bool {
+        true
+    }
+
+    fn needs_checkpoints(&self) -> bool {
+        true
+    }
+
+    fn recover(&mut self, recovery: &crate::sink::Recovery) -> Result<(), crate::error::Fault> {
+        use crate::sink_protocol::Resolve;
+        for (folder, committed) in [("staged", false), ("committed", true)] {
+            for (epoch, worker, path) in Self::files(&self.dir, folder)? {
+                if !recovery.resolves(worker) {
+                    continue;
+                }
+                match recovery.resolve(epoch, committed) {
+                    Resolve::Keep => {}
+                    Resolve::Commit => self.commit_file(epoch, worker)?,
+                    Resolve::Abort | Resolve::Withdraw => remove(&path)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), crate::error::Fault> {
+        use std::io::Write;
+        if !self.open.contains_key(&epoch) {
+            let path = self.path("staged", epoch, self.worker);
+            let file = std::fs::File::create(&path)
+                .map_err(|e| format!("creating {}: {e}", path.display()))?;
+            self.open.insert(epoch, std::io::BufWriter::new(file));
+        }
+        let Some(file) = self.open.get_mut(&epoch) else {
+            return Err("weir invariant: a file just opened is open".into());
+        };
+        for record in records.drain(..) {
+            let line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
+            writeln!(file, "{line}").map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn prepare(&mut self, through: u64) -> Result<(), crate::error::Fault> {
+        use std::io::Write;
+        let later = match through.checked_add(1) {
+            Some(next) => self.open.split_off(&next),
+            None => std::collections::BTreeMap::new(),
+        };
+        for (epoch, mut file) in std::mem::replace(&mut self.open, later) {
+            file.flush()
+                .and_then(|()| file.get_ref().sync_all())
+                .map_err(|e| format!("syncing epoch {epoch}: {e}"))?;
+            self.prepared.insert(epoch);
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, through: u64) -> Result<(), crate::error::Fault> {
+        if through != u64::MAX && self.worker == 0 {
+            self.commits += 1;
+            if self.crash_at_commit == Some(self.commits) {
+                eprintln!("weir: WEIR_TEST_SINK_CRASH: aborting before committing {through}");
+                std::process::abort();
+            }
+        }
+        let later = match through.checked_add(1) {
+            Some(next) => self.prepared.split_off(&next),
+            None => std::collections::BTreeSet::new(),
+        };
+        for epoch in std::mem::replace(&mut self.prepared, later) {
+            self.commit_file(epoch, self.worker)?;
+        }
+        Ok(())
+    }
+}

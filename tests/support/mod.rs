@@ -72,7 +72,7 @@ pub fn sorted_lines(path: &Path) -> Vec<String> {
         let pending = path.join(".pending");
         let staged = std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0);
         assert_eq!(staged, 0, "{}: parts left unpublished", pending.display());
-        weir::checkpoint::staged::published(path)
+        weir_connectors::staged::published(path)
             .unwrap_or_else(|e| panic!("{e}"))
             .iter()
             .map(|p| read(p))

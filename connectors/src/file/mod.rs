@@ -372,7 +372,7 @@ mod tests {
             sink.open(WorkerIndex(0)).expect("open");
             let mut batch = vec![Rec { id: 1, ts_ms: 10 }, Rec { id: 2, ts_ms: 20 }];
             sink.write(&mut batch).expect("write");
-            sink.flush().expect("flush");
+            sink.end_epoch(u64::MAX).expect("flush");
             assert_eq!(std::fs::read_to_string(&path).expect("read"), expected);
         }
         let _ = std::fs::remove_dir_all(&dir);

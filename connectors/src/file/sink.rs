@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use weir::{Sink, WorkerIndex};
+use weir::{Fault, Sink, WorkerIndex};
 
 use super::describe_io;
 use crate::format::Format;
@@ -88,7 +88,7 @@ impl<T> FileSink<T> {
 }
 
 impl<T: Serialize + 'static> Sink<T> for FileSink<T> {
-    fn open(&mut self, _worker: WorkerIndex) -> Result<(), String> {
+    fn open(&mut self, _worker: WorkerIndex) -> Result<(), Fault> {
         self.writer = Some(Writer::create(&self.path, self.format)?);
         Ok(())
     }
@@ -103,16 +103,16 @@ impl<T: Serialize + 'static> Sink<T> for FileSink<T> {
         }
     }
 
-    fn flush(&mut self) -> Result<(), String> {
+    fn end_epoch(&mut self, _through: u64) -> Result<(), Fault> {
         match &mut self.writer {
             None => Ok(()),
-            Some(w) => w.flush(&self.path, false),
+            Some(w) => Ok(w.flush(&self.path, false)?),
         }
     }
 }
 
 /// Writes records to stdout as JSON lines or CSV, from worker 0. Output is
-/// flushed as batches complete.
+/// flushed at every epoch end.
 pub struct StdoutSink<T> {
     format: Format,
     csv: Option<csv::Writer<std::io::Stdout>>,
@@ -161,7 +161,7 @@ impl<T: Serialize + 'static> Sink<T> for StdoutSink<T> {
         }
     }
 
-    fn flush(&mut self) -> Result<(), String> {
+    fn end_epoch(&mut self, _through: u64) -> Result<(), Fault> {
         if let Some(w) = &mut self.csv {
             let _ = w.flush();
         }

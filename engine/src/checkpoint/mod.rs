@@ -27,8 +27,10 @@
 //! * **Compaction** folds deltas into the base only below the oldest of the
 //!   last N complete epochs ([`protocol::fold_through`]), so each of those N
 //!   can still be restored.
-//! * **Output** to files is exactly-once: each epoch's records are staged and
-//!   published when the epoch's checkpoint is complete ([`staged`]).
+//! * **Output** is exactly-once through sinks that take part: each epoch's
+//!   records are staged on every worker that writes the sink, and committed
+//!   when the epoch's checkpoint is complete; the sink protocol's rules are
+//!   in [`crate::sink_protocol`].
 //!
 //! Where the rules live, once each:
 //!
@@ -54,7 +56,6 @@ pub mod manifest;
 mod planning;
 pub mod protocol;
 pub mod runtime;
-pub mod staged;
 pub mod store;
 pub mod verify;
 pub(crate) mod writer;

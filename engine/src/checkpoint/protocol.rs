@@ -21,13 +21,17 @@ use serde::{Deserialize, Serialize};
 use super::manifest::{Entry, Step};
 
 /// What kind of checkpointed step flushed, which decides how it counts
-/// toward an epoch's completeness. Stored as `"sink"`, `"source"` or
+/// toward an epoch's completeness. Stored as `"sink"`, `"parallel-sink"`, `"source"` or
 /// `"state"` in the manifest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepKind {
     /// An exactly-once sink: flushes on the one worker that writes it.
     Sink,
+    /// A parallel exactly-once sink: flushes on every worker (stored as
+    /// `"parallel-sink"`).
+    #[serde(rename = "parallel-sink")]
+    ParallelSink,
     /// A source: flushes its splits' positions on every worker that owns
     /// splits, and stops once they end, so it does not count.
     Source,
@@ -40,6 +44,7 @@ impl StepKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::Sink => "sink",
+            StepKind::ParallelSink => "parallel-sink",
             StepKind::Source => "source",
             StepKind::State => "state",
         }
@@ -239,17 +244,19 @@ pub struct Needed<'a> {
     pub step: &'a str,
 }
 
-/// The flushes an epoch needs: every stateful step on every worker, every
-/// exactly-once sink once. Sources do not count (they stop flushing once
+/// The flushes an epoch needs: every stateful step and every parallel
+/// exactly-once sink on every worker, every other exactly-once sink once. Sources do not count (they stop flushing once
 /// their splits end).
 pub fn needed_flushes(steps: &[Step], workers: usize) -> Vec<Needed<'_>> {
     let mut needed = Vec::new();
     for step in steps {
         match step.kind {
-            StepKind::State => needed.extend((0..workers).map(|w| Needed {
-                worker: Some(w),
-                step: &step.name,
-            })),
+            StepKind::State | StepKind::ParallelSink => {
+                needed.extend((0..workers).map(|w| Needed {
+                    worker: Some(w),
+                    step: &step.name,
+                }))
+            }
             StepKind::Sink => needed.push(Needed {
                 worker: None,
                 step: &step.name,
@@ -516,12 +523,42 @@ mod tests {
 
     #[test]
     fn step_kinds_are_stored_as_their_names() {
-        for kind in [StepKind::Sink, StepKind::Source, StepKind::State] {
+        for kind in [
+            StepKind::Sink,
+            StepKind::ParallelSink,
+            StepKind::Source,
+            StepKind::State,
+        ] {
             let json = serde_json::to_string(&kind).expect("serializes");
             assert_eq!(json, format!("\"{kind}\""));
             assert_eq!(serde_json::from_str::<StepKind>(&json).ok(), Some(kind));
         }
         assert!(serde_json::from_str::<StepKind>("\"window\"").is_err());
+    }
+
+    #[test]
+    fn a_parallel_sink_must_flush_on_every_worker() {
+        let steps = [
+            step("read", StepKind::Source),
+            step("out", StepKind::ParallelSink),
+        ];
+        type Case = (&'static str, &'static [(usize, &'static str)], bool);
+        let cases: &[Case] = &[
+            ("every worker", &[(0, "out"), (1, "out"), (2, "out")], true),
+            ("worker 2 missing", &[(0, "out"), (1, "out")], false),
+            (
+                "one worker twice",
+                &[(0, "out"), (0, "out"), (1, "out")],
+                false,
+            ),
+        ];
+        for (name, flushed, expect) in cases {
+            assert_eq!(epoch_complete(&steps, 3, flushed), *expect, "{name}");
+        }
+        assert_eq!(
+            missing_flushes(&steps, 3, &[(0, "out"), (2, "out")]),
+            vec![(Some(1), "out".to_string())]
+        );
     }
 
     #[test]

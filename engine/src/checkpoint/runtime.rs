@@ -21,12 +21,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+use timely::scheduling::Activator;
 
 use super::manifest::{self, Manifest, Step, StepKind};
 use super::protocol::Unusable;
 use super::store::{StateStore, StoreError};
 use super::writer::Completed;
 use crate::ids::{KeyGroup, KEY_GROUPS};
+use crate::sink_protocol::FINAL_EPOCH;
 
 pub use super::planning::{plan, plan_for};
 
@@ -87,10 +89,8 @@ pub struct Plan {
     pub fold_target: AtomicU64,
     /// One more than the newest epoch this process knows complete (0: none
     /// yet): the manifest writer's process records it, the others learn it
-    /// from its broadcast. Exactly-once sinks publish through it.
+    /// from its broadcast.
     completed: AtomicU64,
-    /// Output directories of exactly-once sinks, published at the end.
-    staged_dirs: Mutex<Vec<PathBuf>>,
 }
 
 impl Plan {
@@ -114,7 +114,6 @@ impl Plan {
             skipped,
             fold_target: AtomicU64::new(0),
             completed: AtomicU64::new(0),
-            staged_dirs: Mutex::new(Vec::new()),
         }
     }
 
@@ -141,33 +140,20 @@ impl Plan {
         self.completed.fetch_max(next, Ordering::SeqCst) < next
     }
 
-    /// Registers an exactly-once sink's output directory, published when
-    /// the run finishes.
-    pub(crate) fn register_staged(&self, dir: PathBuf) {
-        let mut dirs = lock(&self.staged_dirs);
-        if !dirs.contains(&dir) {
-            dirs.push(dir);
-        }
-    }
-
-    /// The clean end of a run: records it as finished in the manifest, then
-    /// publishes every staged part (a kill in between leaves parts that the
-    /// finished checkpoint covers; see [`super::staged`]). Process 0 only.
+    /// Records the run as finished in the manifest (a job started on the
+    /// directory again then starts afresh). The manifest writer does it
+    /// when exactly-once sinks report the end of their input, before they
+    /// commit it ([`crate::sink_protocol`]); process 0 does it again at the
+    /// clean end of every run.
     pub fn finish(&self) -> Result<(), String> {
-        {
-            let mut m = lock(&self.manifest);
-            m.finished = true;
-            manifest::write(&self.dir, &m).map_err(|e| {
-                format!(
-                    "recording the finished run in {}: {e}",
-                    manifest::path(&self.dir).display()
-                )
-            })?;
-        }
-        for dir in lock(&self.staged_dirs).iter() {
-            super::staged::publish_through(dir, u64::MAX)?;
-        }
-        Ok(())
+        let mut m = lock(&self.manifest);
+        m.finished = true;
+        manifest::write(&self.dir, &m).map_err(|e| {
+            format!(
+                "recording the finished run in {}: {e}",
+                manifest::path(&self.dir).display()
+            )
+        })
     }
 }
 
@@ -213,6 +199,11 @@ pub struct WorkerCheckpoint {
     /// One more than the newest epoch the manifest writer announced
     /// complete to this worker (0: none yet).
     learned: Cell<u64>,
+    /// Whether the manifest writer announced the run finished.
+    finished: Cell<bool>,
+    /// Operators to activate when an announcement arrives (exactly-once
+    /// sinks, sources).
+    listeners: RefCell<Vec<Activator>>,
 }
 
 /// How many epochs of deltas a fold takes at least.
@@ -248,6 +239,8 @@ impl WorkerCheckpoint {
             folded: Cell::new(0),
             announced: Cell::new(0),
             learned: Cell::new(0),
+            finished: Cell::new(false),
+            listeners: RefCell::new(Vec::new()),
         })
     }
 
@@ -257,13 +250,33 @@ impl WorkerCheckpoint {
     }
 
     /// Records what the manifest writer announced: an epoch recorded
-    /// complete, and how far to fold. Returns whether this worker's process
-    /// learned of the epoch now (it had not recorded or heard of it).
+    /// complete (or, at [`FINAL_EPOCH`], the run finished), and how far to
+    /// fold; wakes the listeners. Returns whether this worker's process
+    /// learned of a complete epoch now (it had not recorded or heard of it).
     pub(crate) fn learn_complete(&self, done: Completed) -> bool {
         self.allow_fold(done.fold_target);
+        for listener in self.listeners.borrow().iter() {
+            listener.activate();
+        }
+        if done.epoch == FINAL_EPOCH {
+            self.finished.set(true);
+            return false;
+        }
         self.learned
             .set(self.learned.get().max(done.epoch.saturating_add(1)));
         self.plan.mark_complete(done.epoch)
+    }
+
+    /// Activates `listener` whenever the manifest writer announces an epoch
+    /// complete or the run finished.
+    pub(crate) fn listen(&self, listener: Activator) {
+        self.listeners.borrow_mut().push(listener);
+    }
+
+    /// Whether the manifest writer announced the run finished (every
+    /// exactly-once sink has reported the end of its input).
+    pub fn finished(&self) -> bool {
+        self.finished.get()
     }
 
     /// The newest epoch this worker knows complete: announced to it by the

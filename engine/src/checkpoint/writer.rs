@@ -33,6 +33,7 @@ use super::protocol::{epoch_complete, fold_through, retained};
 use super::runtime::{FlushRecord, WorkerCheckpoint};
 use crate::error::JobError;
 use crate::metrics::JobShared;
+use crate::sink_protocol::FINAL_EPOCH;
 use crate::time::{lowest_open_epoch, Time};
 
 /// What the manifest writer tells every worker once it recorded an epoch
@@ -81,7 +82,7 @@ pub(crate) fn manifest_writer(
                     }
                     let open = lowest_open_epoch(frontier.frontier());
                     while let Some(entry) = pending.first_entry() {
-                        if *entry.key() >= open {
+                        if *entry.key() >= open.min(FINAL_EPOCH) {
                             break;
                         }
                         let (epoch, records) = entry.remove_entry();
@@ -115,6 +116,22 @@ pub(crate) fn manifest_writer(
                         if let Some(cap) = held.first() {
                             output.session(cap).give(Completed {
                                 epoch,
+                                fold_target: checkpoint.plan.fold_target.load(Ordering::SeqCst),
+                            });
+                        }
+                    }
+                    // Every exactly-once sink reported the end of its input
+                    // (they hold the frontier at FINAL_EPOCH until told):
+                    // record the run finished, then let them commit it.
+                    if open >= FINAL_EPOCH && pending.remove(&FINAL_EPOCH).is_some() {
+                        if let Err(e) = checkpoint.plan.finish() {
+                            shared.fail(JobError::Checkpoint(e));
+                            held = CapabilitySet::new();
+                            return;
+                        }
+                        if let Some(cap) = held.first() {
+                            output.session(cap).give(Completed {
+                                epoch: FINAL_EPOCH,
                                 fold_target: checkpoint.plan.fold_target.load(Ordering::SeqCst),
                             });
                         }

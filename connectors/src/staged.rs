@@ -1,21 +1,21 @@
-//! Exactly-once output to files: each epoch's records are staged in a
-//! pending part file and published (renamed into place) only once that
-//! epoch's checkpoint is complete.
+//! Staged part files: the file-only half of exactly-once output, which
+//! [`crate::PartsSink`] drives through weir's sink protocol
+//! ([`weir::sink_protocol`]).
 //!
 //! An output directory holds published parts `part-<epoch>.<ext>` (the
 //! epoch zero-padded to 20 digits, so name order is epoch order) and a
 //! `.pending/` folder of staged ones. The sink writes records of epoch `e` to
-//! `.pending/part-<e>.<ext>`; when its input has passed `e` it syncs the part
-//! and reports `e` flushed, which the checkpoint needs to be complete. When
-//! the manifest records `e` complete, parts through `e` are renamed out of
-//! `.pending/` — a rename is atomic, so a reader sees a whole part or none.
+//! `.pending/part-<e>.<ext>` (stage); when its input has passed `e` it syncs
+//! the part (prepare); when the checkpoint of `e` is complete, parts through
+//! `e` are renamed out of `.pending/` (commit) — a rename is atomic, so a
+//! reader sees a whole part or none.
 //!
-//! On restore from epoch `r`: staged parts through `r` belong to a complete
-//! checkpoint and are published (a crash may have come between the manifest
-//! and the rename); staged parts after `r` are deleted, since the restored
-//! job produces them again. So a kill never leaves doubled or torn output.
-//! At the clean end of a job, the manifest first records the run as
-//! finished, then every staged part is published.
+//! On restore from epoch `r`, each part is resolved by the protocol's rule
+//! ([`weir::sink_protocol::resolve`]): staged parts through `r` are
+//! published (a crash may have come between the manifest and the rename),
+//! staged parts after `r` deleted, and published parts after `r` (a restore
+//! older than the newest checkpoint, or a fresh start) withdrawn. So a kill
+//! never leaves doubled or torn output.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -144,6 +144,46 @@ pub fn clear(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Resolves every part an earlier run left in `dir`, staged or published,
+/// by the sink protocol's rule for a restore from `restored` (`None`: a
+/// fresh start). Returns how many parts it published, deleted and withdrew.
+pub fn resolve(dir: &Path, restored: Option<u64>) -> Result<(usize, usize, usize), String> {
+    use weir::sink_protocol::{resolve, Resolve};
+    let (mut published_n, mut aborted, mut withdrawn) = (0, 0, 0);
+    for (epoch, path) in staged(dir)? {
+        match resolve(restored, epoch, false) {
+            Resolve::Commit => {
+                let Some(name) = path.file_name() else {
+                    continue;
+                };
+                let target = dir.join(name);
+                fs::rename(&path, &target).map_err(|e| io("cannot publish", &target, e))?;
+                published_n += 1;
+            }
+            _ => {
+                fs::remove_file(&path).map_err(|e| io("cannot remove", &path, e))?;
+                aborted += 1;
+            }
+        }
+    }
+    for part in published(dir)? {
+        let epoch = part
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(epoch_of_part);
+        if let Some(epoch) = epoch {
+            if resolve(restored, epoch, true) == Resolve::Withdraw {
+                fs::remove_file(&part).map_err(|e| io("cannot remove", &part, e))?;
+                withdrawn += 1;
+            }
+        }
+    }
+    if published_n + withdrawn > 0 {
+        sync_dir(dir)?;
+    }
+    Ok((published_n, aborted, withdrawn))
+}
+
 /// Makes renames in `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<(), String> {
     fs::File::open(dir)
@@ -212,6 +252,31 @@ mod tests {
         assert_eq!(unpublish_after(&dir, 3).expect("unpublish"), 2);
         assert_eq!(epochs(&published(&dir).expect("list")), vec![3]);
         clear(&dir).expect("clear");
+        assert!(published(&dir).expect("list").is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn resolve_follows_the_sink_protocol() {
+        let dir = temp("resolve");
+        prepare_dir(&dir).expect("prepare");
+        for e in [1, 2, 3, 4, 5] {
+            stage(&dir, e);
+        }
+        publish_through(&dir, 2).expect("publish");
+        // Published 1, 2; staged 3, 4, 5. Restore from 1: withdraw 2,
+        // publish nothing staged (3.. are after it), delete 3, 4, 5.
+        assert_eq!(resolve(&dir, Some(1)).expect("resolve"), (0, 3, 1));
+        assert_eq!(epochs(&published(&dir).expect("list")), vec![1]);
+        for e in [2, 3] {
+            stage(&dir, e);
+        }
+        // Restore from 2: publish staged 2, delete staged 3.
+        assert_eq!(resolve(&dir, Some(2)).expect("resolve"), (1, 1, 0));
+        assert_eq!(epochs(&published(&dir).expect("list")), vec![1, 2]);
+        // A fresh start withdraws everything.
+        stage(&dir, 3);
+        assert_eq!(resolve(&dir, None).expect("resolve"), (0, 1, 2));
         assert!(published(&dir).expect("list").is_empty());
         let _ = fs::remove_dir_all(&dir);
     }
