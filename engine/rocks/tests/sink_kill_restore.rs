@@ -157,7 +157,20 @@ fn killed_on_three_workers_and_restored_on_two_commits_everything_once() {
     let (checkpoints, out) = temp("kill");
     let mut child = spawn(3, &checkpoints, &out, None);
     let started = Instant::now();
-    while complete_epochs(&checkpoints).len() < 3 {
+    // Watch while it runs: nothing is visible before its checkpoint is
+    // complete (committed files are listed before the manifest is read, so
+    // a file committed in time has its epoch in the manifest read after).
+    loop {
+        let files = StagedFiles::<String>::files(&out, "committed").expect("list");
+        let complete = complete_epochs(&checkpoints);
+        let newest = complete.last().copied();
+        if let Some(early) = files.iter().find(|(e, _, _)| Some(*e) > newest) {
+            let _ = child.kill();
+            panic!("committed before its checkpoint ({newest:?}): {early:?}");
+        }
+        if complete.len() >= 3 {
+            break;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "no checkpoints in time"
@@ -169,6 +182,13 @@ fn killed_on_three_workers_and_restored_on_two_commits_everything_once() {
     }
     child.kill().expect("kill -9");
     let _ = child.wait();
+    // Nothing is visible before its checkpoint is complete.
+    let newest = complete_epochs(&checkpoints).last().copied();
+    let files = StagedFiles::<String>::files(&out, "committed").expect("list");
+    assert!(
+        files.iter().all(|(e, _, _)| Some(*e) <= newest),
+        "committed past checkpoint {newest:?}: {files:?}"
+    );
     let committed = StagedFiles::<String>::committed(&out).expect("read");
     assert!(
         committed.len() < expected().len(),
