@@ -124,9 +124,11 @@ impl<T: Clone> Script<T> {
     }
 
     /// The first `n` steps of every split, each followed by a pause of
-    /// 300 ms and a failure: the input a job saw before it crashed. (The
+    /// 1.5 s and a failure: the input a job saw before it crashed. (The
     /// pause lets the other workers reach their own crash point, so the
-    /// epochs every split closed can complete before the job stops.)
+    /// epochs every split closed can complete before the job stops, also
+    /// on a loaded machine: with 300 ms, 4 workers on 2 busy cores sometimes
+    /// crashed before any checkpoint completed.)
     pub fn crash_after(&self, n: usize) -> Self {
         Script {
             splits: self
@@ -134,7 +136,7 @@ impl<T: Clone> Script<T> {
                 .iter()
                 .map(|steps| {
                     let mut cut: Vec<Step<T>> = steps.iter().take(n).cloned().collect();
-                    cut.push(Step::Idle(Duration::from_millis(300)));
+                    cut.push(Step::Idle(Duration::from_millis(1_500)));
                     cut.push(Step::Fail("simulated crash".into()));
                     cut
                 })

@@ -200,9 +200,10 @@ fn list_inspect_and_verify_describe_a_crashed_job() {
         "generation 0, {WORKERS} workers, {} complete epochs",
         m.complete.len()
     )));
+    // Fixed windows store panes: state version 2.
     for step in [
         "records (source v1)",
-        "counts (state v1)",
+        "counts (state v2)",
         "sessions (state v1)",
     ] {
         assert!(list.stdout.contains(step), "{step}");

@@ -65,7 +65,7 @@ mod assign;
 mod fixed;
 mod session;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -390,17 +390,7 @@ impl<'s, K: Key, T: Data> WindowExt<'s, K, T> for KeyedStream<'s, K, T> {
         let (fired, rejected) = match windows.kind {
             Kind::Sliding { size, slide } => self.stateful(
                 name,
-                fixed::FixedWindows {
-                    size,
-                    slide,
-                    lateness: windows.lateness,
-                    aggregator,
-                    pending: BTreeMap::new(),
-                    scratch: Vec::new(),
-                    dirty: None,
-                    restored_watermark: 0,
-                    _record: PhantomData,
-                },
+                fixed::FixedWindows::new(size, slide, windows.lateness, aggregator),
             ),
             Kind::Session { gap } => self.stateful(
                 name,
@@ -531,21 +521,16 @@ mod snapshot_tests {
         fn value(r: &Rec) -> u64 {
             r.1
         }
-        FixedWindows {
-            size: 1_000,
-            slide: 500,
-            lateness: 200,
-            aggregator: (
+        FixedWindows::new(
+            1_000,
+            500,
+            200,
+            (
                 Count,
                 Sum::of(value as fn(&Rec) -> u64),
                 Percentiles::of(value as fn(&Rec) -> u64),
             ),
-            pending: BTreeMap::new(),
-            scratch: Vec::new(),
-            dirty: None,
-            restored_watermark: 0,
-            _record: PhantomData,
-        }
+        )
     }
 
     fn sessions() -> SessionLogic {
@@ -594,7 +579,7 @@ mod end_of_time_tests {
     //! Window logics driven directly at the edges of time: what fires, what
     //! is rejected, and with which reason.
 
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeSet;
     use std::marker::PhantomData;
 
     use weir::stateful::{Emit, KeyedLogic};
@@ -611,17 +596,7 @@ mod end_of_time_tests {
     const LAST_MINUTE: u64 = 18_446_744_073_709_500_000;
 
     fn fixed(size: u64, slide: u64, lateness: u64) -> FixedWindows<u32, u64, Count> {
-        FixedWindows {
-            size,
-            slide,
-            lateness,
-            aggregator: Count,
-            pending: BTreeMap::new(),
-            scratch: Vec::new(),
-            dirty: None,
-            restored_watermark: 0,
-            _record: PhantomData,
-        }
+        FixedWindows::new(size, slide, lateness, Count)
     }
 
     fn session(gap: u64, lateness: u64) -> SessionWindows<u32, u64, Count> {
