@@ -256,7 +256,7 @@ where
             }
             // Every window starting before the next one has fired; at the
             // end of time no next one exists.
-            let next = window.start.checked_add(self.slide).unwrap_or(u64::MAX);
+            let next = window.start.saturating_add(self.slide);
             self.next_start = next;
             self.drop_panes_before(next);
         }
