@@ -35,10 +35,13 @@ use std::time::{Duration, Instant};
 use crate::config::RunArgs;
 use crate::data::Data;
 use crate::dead_letter::{DeadLetter, Origin};
+use crate::error::Fault;
 use crate::ids::SplitId;
 use crate::pipeline::{run, Pipeline};
 use crate::sink::Sink;
-use crate::source::{position_of, position_word, ReadItem, ReadStatus, Source, SplitReader};
+use crate::source::{
+    position_of, position_word, ReadItem, ReadStatus, Source, SplitReader, SplitStart,
+};
 
 /// One step of a scripted split.
 #[derive(Clone, Debug)]
@@ -158,27 +161,30 @@ impl<T: Clone + 'static> Source for Script<T> {
         self.splits.len() as u32
     }
 
-    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<T>>, String> {
-        self.open_at(split, &position_of(&[0, 0]))
-    }
-
-    fn open_at(
+    fn open_splits(
         &mut self,
-        split: SplitId,
-        position: &[u8],
-    ) -> Result<Box<dyn SplitReader<T>>, String> {
-        let steps = self
-            .splits
-            .get(split.0 as usize)
-            .cloned()
-            .ok_or_else(|| format!("the script has no {split}"))?;
-        Ok(Box::new(ScriptReader {
-            split,
-            steps,
-            next: position_word(position, 0)? as usize,
-            offset: position_word(position, 1)?,
-            idle_until: None,
-        }))
+        splits: &[SplitStart<'_>],
+    ) -> Result<Vec<Box<dyn SplitReader<T>>>, Fault> {
+        let mut readers: Vec<Box<dyn SplitReader<T>>> = Vec::with_capacity(splits.len());
+        for start in splits {
+            let split = start.split;
+            let steps = self
+                .splits
+                .get(split.0 as usize)
+                .cloned()
+                .ok_or_else(|| Fault::fatal(format!("the script has no {split}")))?;
+            let position = start
+                .position
+                .map_or_else(|| position_of(&[0, 0]), <[u8]>::to_vec);
+            readers.push(Box::new(ScriptReader {
+                split,
+                steps,
+                next: position_word(&position, 0)? as usize,
+                offset: position_word(&position, 1)?,
+                idle_until: None,
+            }));
+        }
+        Ok(readers)
     }
 }
 
@@ -196,7 +202,7 @@ impl<T: Clone> SplitReader<T> for ScriptReader<T> {
         position_of(&[self.next as u64, self.offset])
     }
 
-    fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
+    fn poll(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, Fault> {
         let mut produced = 0;
         while produced < max {
             let Some(step) = self.steps.get(self.next) else {
@@ -220,7 +226,7 @@ impl<T: Clone> SplitReader<T> for ScriptReader<T> {
                     if produced > 0 {
                         return Ok(ReadStatus::Ready);
                     }
-                    return Err(message.clone());
+                    return Err(Fault::fatal(message.clone()));
                 }
                 Step::Record(r) => {
                     self.offset += 1;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 use weir::config::parse_duration;
-use weir::{DeadLetter, RunArgs, Sink, Source, SplitId, SplitReader};
+use weir::source::CloneSource;
+use weir::{DeadLetter, RunArgs, Sink};
 use weir_connectors::{
     FileSink, FileSource, Format, Generated, Generator, GeneratorConfig, PartsSink, StdoutSink,
 };
@@ -103,7 +104,7 @@ pub struct JobArgs {
 
 impl JobArgs {
     /// The input, checked before the job starts (a missing file fails here).
-    pub fn input<T: Generated>(&self, default_keys: u64) -> anyhow::Result<Input<T>> {
+    pub fn input<T: Generated + Send + Sync>(&self, default_keys: u64) -> anyhow::Result<Input<T>> {
         if self.file_chunk < 1024 {
             bail!(
                 "--file-chunk must be at least 1K (got {} bytes); below 1M reading only gets slower",
@@ -119,7 +120,7 @@ impl JobArgs {
                 .map_err(anyhow::Error::msg)?
                 .splits_per_file(self.file_splits)
                 .chunk_bytes(self.file_chunk);
-            return Ok(Input::File(source));
+            return Ok(Box::new(source));
         }
         let config = GeneratorConfig {
             seed: self.seed,
@@ -135,7 +136,7 @@ impl JobArgs {
             ..GeneratorConfig::default()
         };
         let generator = Generator::new(config).map_err(|e| anyhow::anyhow!("generator: {e}"))?;
-        Ok(Input::Generator(generator))
+        Ok(Box::new(generator))
     }
 
     /// Checks output paths and sets up checkpoints before the job starts
@@ -215,40 +216,9 @@ impl JobArgs {
     }
 }
 
-/// Records from the generator or from files.
-#[derive(Clone, Debug)]
-pub enum Input<T> {
-    /// The embedded generator.
-    Generator(Generator<T>),
-    /// A file or directory.
-    File(FileSource<T>),
-}
-
-impl<T: Generated> Source for Input<T> {
-    type Item = T;
-    fn splits(&self) -> u32 {
-        match self {
-            Input::Generator(g) => g.splits(),
-            Input::File(f) => f.splits(),
-        }
-    }
-    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<T>>, String> {
-        match self {
-            Input::Generator(g) => g.open(split),
-            Input::File(f) => f.open(split),
-        }
-    }
-    fn open_at(
-        &mut self,
-        split: SplitId,
-        position: &[u8],
-    ) -> Result<Box<dyn SplitReader<T>>, String> {
-        match self {
-            Input::Generator(g) => g.open_at(split, position),
-            Input::File(f) => f.open_at(split, position),
-        }
-    }
-}
+/// Records from the generator or from files: any source, boxed (a boxed
+/// source is a source, and this one clones to every worker).
+pub type Input<T> = Box<dyn CloneSource<Item = T>>;
 
 /// Turns a job's result into the process's exit: 0, or one line on stderr
 /// saying what went wrong and exit code 1 (no backtrace: bad input is not a bug).

@@ -32,8 +32,8 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use weir::source::{position_of, position_word};
-use weir::{Fields, Origin, ReadItem, ReadStatus, Source, SplitId, SplitReader};
+use weir::source::{position_of, position_word, SplitStart};
+use weir::{Fault, Fields, Origin, ReadItem, ReadStatus, Source, SplitId, SplitReader};
 
 use crate::format::Format;
 use ranges::Ranges;
@@ -171,32 +171,37 @@ impl<T: DeserializeOwned + 'static> Source for FileSource<T> {
         (self.files.len() as u32).saturating_mul(self.splits_per_file)
     }
 
-    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<T>>, String> {
-        self.open_stripe(split, None)
-    }
-
-    fn open_at(
+    fn open_splits(
         &mut self,
-        split: SplitId,
-        position: &[u8],
-    ) -> Result<Box<dyn SplitReader<T>>, String> {
-        let offset = position_word(position, 0)?;
-        let line = position_word(position, 1)?;
-        // Positions from before splits had several ranges have two words.
-        let range = position_word(position, 2).unwrap_or(0) as usize;
-        self.open_stripe(split, Some((offset, line, range)))
+        splits: &[SplitStart<'_>],
+    ) -> Result<Vec<Box<dyn SplitReader<T>>>, Fault> {
+        splits
+            .iter()
+            .map(|s| self.open_split(s.split, s.position))
+            .collect()
     }
 }
 
 impl<T: DeserializeOwned + 'static> FileSource<T> {
-    fn open_stripe(
+    /// Opens one split at its start, or at a position its reader returned.
+    pub fn open_split(
         &self,
         split: SplitId,
-        resume: Option<(u64, u64, usize)>,
-    ) -> Result<Box<dyn SplitReader<T>>, String> {
+        position: Option<&[u8]>,
+    ) -> Result<Box<dyn SplitReader<T>>, Fault> {
+        let resume = match position {
+            None => None,
+            Some(position) => {
+                let offset = position_word(position, 0)?;
+                let line = position_word(position, 1)?;
+                // Positions from before splits had several ranges have two words.
+                let range = position_word(position, 2).unwrap_or(0) as usize;
+                Some((offset, line, range))
+            }
+        };
         let (path, ranges) = self
             .stripe(split)
-            .ok_or_else(|| format!("no file split {split}"))?;
+            .ok_or_else(|| Fault::fatal(format!("no file split {split}")))?;
         if ranges.len() == 0 {
             // A file shorter than this split's first chunk.
             return Ok(Box::new(Empty));
@@ -214,7 +219,7 @@ impl<T> SplitReader<T> for Empty {
         position_of(&[0, 1, 0])
     }
 
-    fn read(&mut self, _max: usize, _out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
+    fn poll(&mut self, _max: usize, _out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, Fault> {
         Ok(ReadStatus::Done)
     }
 }
@@ -225,8 +230,8 @@ impl<T: DeserializeOwned> SplitReader<T> for FileReader<T> {
         position_of(&[offset, line, range as u64])
     }
 
-    fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
-        FileReader::read(self, max, out)
+    fn poll(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, Fault> {
+        Ok(FileReader::read(self, max, out)?)
     }
 }
 

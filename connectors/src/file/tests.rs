@@ -21,9 +21,9 @@ fn temp(tag: &str) -> PathBuf {
 }
 
 fn read_split(source: &mut FileSource<Rec>, split: u32) -> Vec<ReadItem<Rec>> {
-    let mut reader = Source::open(source, SplitId(split)).expect("opens");
+    let mut reader = source.open_split(SplitId(split), None).expect("opens");
     let mut out = Vec::new();
-    while reader.read(3, &mut out).expect("reads") != ReadStatus::Done {}
+    while reader.poll(3, &mut out).expect("reads") != ReadStatus::Done {}
     out
 }
 
@@ -83,12 +83,14 @@ fn a_csv_file_resumes_mid_file_from_its_position() {
     std::fs::write(&path, text).expect("write");
     let mut source = FileSource::<Rec>::open(&path, Format::Csv).expect("exists");
     let straight = read_split(&mut source, 0);
-    let mut reader = Source::open(&mut source, SplitId(0)).expect("opens");
+    let mut reader = source.open_split(SplitId(0), None).expect("opens");
     let mut resumed = Vec::new();
-    reader.read(25, &mut resumed).expect("reads");
+    reader.poll(25, &mut resumed).expect("reads");
     let position = reader.position();
-    let mut reader = source.open_at(SplitId(0), &position).expect("reopens");
-    while reader.read(7, &mut resumed).expect("reads") != ReadStatus::Done {}
+    let mut reader = source
+        .open_split(SplitId(0), Some(&position))
+        .expect("reopens");
+    while reader.poll(7, &mut resumed).expect("reads") != ReadStatus::Done {}
     // Same records, and the dead letter after the resume names the same line.
     assert_eq!(resumed, straight);
     let _ = std::fs::remove_dir_all(&dir);
@@ -152,8 +154,8 @@ fn file_sink_writes_csv_and_jsonl() {
 fn read_all(source: &mut FileSource<Rec>, batch: usize) -> Vec<ReadItem<Rec>> {
     let mut out = Vec::new();
     for split in 0..source.splits() {
-        let mut reader = Source::open(source, SplitId(split)).expect("opens");
-        while reader.read(batch, &mut out).expect("reads") != ReadStatus::Done {}
+        let mut reader = source.open_split(SplitId(split), None).expect("opens");
+        while reader.poll(batch, &mut out).expect("reads") != ReadStatus::Done {}
     }
     out
 }
@@ -263,10 +265,10 @@ fn quoted_line_breaks_are_one_record_and_a_split_through_one_fails_loudly() {
     let path = dir.join("in.csv");
     let text = "id,text\n1,\"two\nlines\"\n2,\"say \"\"hi\"\"\"\n3,x\n4,\"a,b\"\n";
     std::fs::write(&path, text).expect("write");
-    let mut source = FileSource::<Note>::open(&path, Format::Csv).expect("exists");
-    let mut reader = Source::open(&mut source, SplitId(0)).expect("opens");
+    let source = FileSource::<Note>::open(&path, Format::Csv).expect("exists");
+    let mut reader = source.open_split(SplitId(0), None).expect("opens");
     let mut items = Vec::new();
-    while reader.read(10, &mut items).expect("reads") != ReadStatus::Done {}
+    while reader.poll(10, &mut items).expect("reads") != ReadStatus::Done {}
     let notes: Vec<Note> = items
         .into_iter()
         .filter_map(|i| match i {
@@ -291,20 +293,20 @@ fn quoted_line_breaks_are_one_record_and_a_split_through_one_fails_loudly() {
     // the record fails the job instead of letting the next one decode
     // half of it.
     let boundary = text.find("lines").expect("in text") as u64;
-    let mut source = FileSource::<Note>::open(&path, Format::Csv)
+    let source = FileSource::<Note>::open(&path, Format::Csv)
         .expect("exists")
         .splits_per_file(2)
         .chunk_bytes(boundary);
-    let mut reader = Source::open(&mut source, SplitId(0)).expect("opens");
+    let mut reader = source.open_split(SplitId(0), None).expect("opens");
     let mut items = Vec::new();
     let error = loop {
-        match reader.read(10, &mut items) {
+        match reader.poll(10, &mut items) {
             Ok(ReadStatus::Done) => panic!("split 0 ended without noticing"),
             Ok(_) => {}
             Err(e) => break e,
         }
     };
-    assert!(error.contains("--file-splits 1"), "{error}");
+    assert!(error.message.contains("--file-splits 1"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -378,20 +380,22 @@ fn a_split_resumes_from_any_position_within_and_across_its_chunks() {
         let (text, _) = mixed_file(format, 200);
         let path = dir.join(format!("in.{format}"));
         std::fs::write(&path, &text).expect("write");
-        let mut source = FileSource::<Rec>::open(&path, format)
+        let source = FileSource::<Rec>::open(&path, format)
             .expect("exists")
             .splits_per_file(3)
             .chunk_bytes(300);
         for split in 0..source.splits() {
             let mut straight = Vec::new();
-            let mut reader = Source::open(&mut source, SplitId(split)).expect("opens");
-            while reader.read(4096, &mut straight).expect("reads") != ReadStatus::Done {}
+            let mut reader = source.open_split(SplitId(split), None).expect("opens");
+            while reader.poll(4096, &mut straight).expect("reads") != ReadStatus::Done {}
             // Reopen from the position after every read.
             let mut resumed = Vec::new();
-            let mut reader = Source::open(&mut source, SplitId(split)).expect("opens");
-            while reader.read(3, &mut resumed).expect("reads") != ReadStatus::Done {
+            let mut reader = source.open_split(SplitId(split), None).expect("opens");
+            while reader.poll(3, &mut resumed).expect("reads") != ReadStatus::Done {
                 let position = reader.position();
-                reader = source.open_at(SplitId(split), &position).expect("reopens");
+                reader = source
+                    .open_split(SplitId(split), Some(&position))
+                    .expect("reopens");
             }
             assert_eq!(resumed, straight, "{format} split {split}");
         }
@@ -453,12 +457,12 @@ fn plain_lines_decode_as_the_csv_parser_decodes_them_quoted() {
     let read = |name: &str, text: &str| -> Vec<Result<Row, String>> {
         let path = dir.join(name);
         std::fs::write(&path, text).expect("write");
-        let mut source = FileSource::<Row>::open(&path, Format::Csv)
+        let source = FileSource::<Row>::open(&path, Format::Csv)
             .expect("exists")
             .splits_per_file(1);
-        let mut reader = Source::open(&mut source, SplitId(0)).expect("opens");
+        let mut reader = source.open_split(SplitId(0), None).expect("opens");
         let mut items = Vec::new();
-        while reader.read(100, &mut items).expect("reads") != ReadStatus::Done {}
+        while reader.poll(100, &mut items).expect("reads") != ReadStatus::Done {}
         items
             .into_iter()
             .map(|item| match item {

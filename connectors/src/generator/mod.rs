@@ -17,8 +17,8 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use weir::rng::SplitMix64;
-use weir::source::{position_of, position_word};
-use weir::{DeadLetter, Origin, ReadItem, ReadStatus, Source, SplitId, SplitReader};
+use weir::source::{position_of, position_word, SplitStart};
+use weir::{DeadLetter, Fault, Origin, ReadItem, ReadStatus, Source, SplitId, SplitReader};
 
 use crate::format::decode_csv_line;
 pub use records::{Bid, Generated, Reading, Request, Transaction};
@@ -211,16 +211,28 @@ impl<T: Generated> Source for Generator<T> {
         self.config.splits
     }
 
-    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<T>>, String> {
-        self.open_at(split, &position_of(&[0]))
-    }
-
-    fn open_at(
+    fn open_splits(
         &mut self,
+        splits: &[SplitStart<'_>],
+    ) -> Result<Vec<Box<dyn SplitReader<T>>>, Fault> {
+        splits
+            .iter()
+            .map(|s| self.open_split(s.split, s.position))
+            .collect()
+    }
+}
+
+impl<T: Generated> Generator<T> {
+    /// Opens one split at its start, or at a position its reader returned.
+    pub fn open_split(
+        &self,
         split: SplitId,
-        position: &[u8],
-    ) -> Result<Box<dyn SplitReader<T>>, String> {
-        let produced = position_word(position, 0)?;
+        position: Option<&[u8]>,
+    ) -> Result<Box<dyn SplitReader<T>>, Fault> {
+        let produced = match position {
+            None => 0,
+            Some(position) => position_word(position, 0)?,
+        };
         Ok(Box::new(GeneratorSplit {
             config: self.config.clone(),
             keys: Keys::new(self.config.keys, self.config.skew),
@@ -250,7 +262,7 @@ impl<T: Generated> SplitReader<T> for GeneratorSplit<T> {
         position_of(&[self.produced])
     }
 
-    fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
+    fn poll(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, Fault> {
         let splits = self.config.splits as u64;
         let mut budget = max as u64;
         if let Some(rate) = self.config.rate {
@@ -301,9 +313,9 @@ mod tests {
     fn read_all(g: &mut Generator<Transaction>) -> Vec<ReadItem<Transaction>> {
         let mut all = Vec::new();
         for s in 0..g.splits() {
-            let mut reader = g.open(SplitId(s)).expect("opens");
+            let mut reader = g.open_split(SplitId(s), None).expect("opens");
             loop {
-                let status = reader.read(777, &mut all).expect("reads");
+                let status = reader.poll(777, &mut all).expect("reads");
                 if status == ReadStatus::Done {
                     break;
                 }
@@ -381,19 +393,19 @@ mod tests {
 
     #[test]
     fn a_split_resumes_from_its_position() {
-        let mut g = Generator::<Transaction>::new(config()).expect("valid");
+        let g = Generator::<Transaction>::new(config()).expect("valid");
         let mut straight = Vec::new();
-        let mut reader = g.open(SplitId(1)).expect("opens");
-        while reader.read(100, &mut straight).expect("reads") != ReadStatus::Done {}
+        let mut reader = g.open_split(SplitId(1), None).expect("opens");
+        while reader.poll(100, &mut straight).expect("reads") != ReadStatus::Done {}
         let mut resumed = Vec::new();
-        let mut first = g.open(SplitId(1)).expect("opens");
-        first.read(333, &mut resumed).expect("reads");
+        let mut first = g.open_split(SplitId(1), None).expect("opens");
+        first.poll(333, &mut resumed).expect("reads");
         let position = first.position();
-        let mut second = g.open_at(SplitId(1), &position).expect("reopens");
-        while second.read(100, &mut resumed).expect("reads") != ReadStatus::Done {}
+        let mut second = g.open_split(SplitId(1), Some(&position)).expect("reopens");
+        while second.poll(100, &mut resumed).expect("reads") != ReadStatus::Done {}
         assert_eq!(format!("{resumed:?}"), format!("{straight:?}"));
         assert!(
-            g.open_at(SplitId(0), &[1, 2]).is_err(),
+            g.open_split(SplitId(0), Some(&[1, 2])).is_err(),
             "a short position is refused"
         );
     }
