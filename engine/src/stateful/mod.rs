@@ -1,11 +1,11 @@
 //! The keyed-state primitive every stateful operator sits on.
 //!
-//! An operator implements [`KeyedLogic`] ([`logic`]): what to do with one
+//! An operator implements [`KeyedLogic`] (in `stateful/logic.rs`): what to do with one
 //! record of a key (`on_record`), what to fire when the watermark moves
 //! (`on_watermark`), and when it next needs to fire (`next_fire`). The
 //! primitive owns the hard parts, once. Its decisions — apply or buffer by
 //! epoch, order by stamp, release and fire, flush completed epochs, hold
-//! capabilities — are the pure state machine in [`core`](self::core),
+//! capabilities — are the pure state machine in `stateful/core.rs`,
 //! tested there as tables; this module is the timely operator around it,
 //! which carries out the core's steps by calling the logic and the
 //! checkpointer, and emits at the times the core says to hold.
