@@ -114,6 +114,15 @@ impl From<Fault> for String {
     }
 }
 
+/// A state backend's failure, as a connector-style fault: fatal (the
+/// store traits still return [`StoreError`](crate::checkpoint::store::StoreError),
+/// which says nothing about whether it may pass).
+impl From<crate::checkpoint::store::StoreError> for Fault {
+    fn from(e: crate::checkpoint::store::StoreError) -> Self {
+        Fault::fatal(e.0)
+    }
+}
+
 /// How long the engine waits before trying a call that failed with a
 /// transient fault again, after `attempt` failures in a row (1, 2, …):
 /// doubling from 50 ms, at most 5 s.

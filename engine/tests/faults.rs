@@ -168,3 +168,26 @@ fn a_fatal_fault_stops_the_job_with_its_message() {
         "{error}"
     );
 }
+
+#[test]
+fn a_sink_exactly_once_only_through_checkpoints_is_refused_without_them() {
+    let dir = std::env::temp_dir().join(format!("weir-faults-refused-{}", std::process::id()));
+    let mut args = RunArgs::threads(2);
+    args.quiet = true;
+    let sink = weir::testing::StagedFiles::<Rec>::new(&dir);
+    let result = weir::run(&args, move |p| {
+        p.source("numbers", script())
+            .event_time(|r: &Rec| r.1, Watermarks::ascending())
+            .sink("out", sink.clone());
+    });
+    let error = result.expect_err("refused at start").to_string();
+    assert!(
+        error.contains("sink `out`") && error.contains("--checkpoint-dir"),
+        "{error}"
+    );
+    assert!(!error.contains('\n'), "one line: {error}");
+    assert!(
+        !dir.join("committed").exists(),
+        "nothing was written: the sink never opened"
+    );
+}
