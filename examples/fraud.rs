@@ -184,6 +184,11 @@ impl ProcessFunction<u64, Transaction> for ManyCountries {
     type Out = Alert;
     type Side = ();
 
+    fn is_fresh(&self, state: &Recent) -> Option<bool> {
+        // Counts and spend follow the span: empty queues are a fresh state.
+        Some(state.pending.is_empty() && state.span.is_empty())
+    }
+
     fn on_record(
         &mut self,
         ctx: &mut Context<'_, u64, Alert, ()>,

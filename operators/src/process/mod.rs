@@ -207,6 +207,17 @@ pub trait ProcessFunction<K, D>: 'static {
         Self::State::default()
     }
 
+    /// Whether `state` is back at a fresh one (equal to
+    /// [`new_state`](Self::new_state)), so the operator can drop it. The
+    /// default compares encodings, which costs a partial encoding per
+    /// callback; a function on a hot path can answer from its fields (it
+    /// must say `true` only for a state that equals a fresh one, or that
+    /// key's state is lost).
+    fn is_fresh(&self, state: &Self::State) -> Option<bool> {
+        let _ = state;
+        None
+    }
+
     /// Handles one record of `ctx.key()`.
     fn on_record(
         &mut self,

@@ -142,7 +142,11 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
                 self.expiries.insert((at, key.clone()));
             }
         }
-        if state::is_default(&keyed.state, &self.default) {
+        let fresh = self
+            .function
+            .is_fresh(&keyed.state)
+            .unwrap_or_else(|| state::is_default(&keyed.state, &self.default));
+        if fresh {
             // Back to fresh: the same as no state at all.
             if let Some(at) = keyed.expires {
                 self.expiries.remove(&(at, key.clone()));
@@ -158,7 +162,12 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
     /// are the same thing).
     fn drop_if_default(&mut self, key: &K) {
         if let Entry::Occupied(keyed) = self.keys.entry(key.clone()) {
-            if state::is_default(&keyed.get().state, &self.default) {
+            let state = &keyed.get().state;
+            let fresh = self
+                .function
+                .is_fresh(state)
+                .unwrap_or_else(|| state::is_default(state, &self.default));
+            if fresh {
                 let keyed = keyed.remove();
                 if let Some(at) = keyed.expires {
                     self.expiries.remove(&(at, key.clone()));

@@ -355,3 +355,39 @@ fn expired_state_leaves_the_checkpoint() {
     assert_eq!(changes, vec![(2, None)]);
     assert!(op.keys.is_empty() && op.expiries.is_empty());
 }
+
+/// Keeps a running count per key, and says itself when its state is fresh:
+/// an even count is "fresh" (a wrong answer on purpose, to show whose answer
+/// the operator uses).
+struct SaysFresh;
+
+impl ProcessFunction<u32, u64> for SaysFresh {
+    type State = Expiring;
+    type Out = ();
+    type Side = ();
+
+    fn is_fresh(&self, s: &Expiring) -> Option<bool> {
+        Some(s.value.get().is_some_and(|n| n % 2 == 0))
+    }
+
+    fn on_record(&mut self, _: &mut Context<'_, u32, (), ()>, s: &mut Expiring, _: u64) {
+        let n = s.value.get().copied().unwrap_or(0);
+        s.value.set(n + 1);
+    }
+}
+
+#[test]
+fn a_function_that_tells_fresh_states_is_believed() {
+    let mut op: ProcessOperator<u32, u64, SaysFresh> = ProcessOperator::new("fresh", SaysFresh);
+    let mut emit = Emit::new();
+    op.on_watermark(1_000, &mut emit);
+    op.on_record(1, 1_000, 0, 1_000, &mut emit);
+    op.on_watermark(1_001, &mut emit);
+    assert_eq!(op.keys.len(), 1, "a count of 1 is not fresh: kept");
+    op.on_record(1, 1_001, 0, 1_001, &mut emit);
+    op.on_watermark(1_002, &mut emit);
+    assert!(
+        op.keys.is_empty(),
+        "a count of 2 is fresh by its word: dropped"
+    );
+}
