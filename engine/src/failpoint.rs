@@ -2,12 +2,16 @@
 //!
 //! `WEIR_FAILPOINT=torn-flush:W:E` makes worker `W` stop the whole process
 //! (`abort`, as `kill -9` would) when it is about to flush epoch `E` of a
-//! stateful step, after giving the other workers time to flush theirs: the
-//! checkpoint of `E` is then torn, held by some workers and not others.
+//! stateful step, once epoch `E - 1` is recorded complete (waiting at most
+//! 20 s, so a loaded machine cannot make the test see an older checkpoint)
+//! and after giving the other workers time to flush theirs: the checkpoint
+//! of `E` is then torn, held by some workers and not others.
 //! Unset (always, outside such tests), every check is one relaxed load.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::checkpoint::runtime::Plan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TornFlush {
@@ -38,8 +42,14 @@ fn configured() -> Option<TornFlush> {
 }
 
 /// Called by a stateful step before it flushes `epoch` on `worker`.
-pub(crate) fn before_state_flush(worker: usize, epoch: u64) {
+pub(crate) fn before_state_flush(worker: usize, epoch: u64, plan: &Plan) {
     if configured() == Some(TornFlush { worker, epoch }) {
+        let started = Instant::now();
+        while plan.last_complete() < epoch.checked_sub(1)
+            && started.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         std::thread::sleep(Duration::from_millis(500));
         eprintln!("weir: failpoint: worker {worker} dies before flushing epoch {epoch}");
         std::process::abort();

@@ -169,7 +169,7 @@ impl KeyedCheckpointer {
         buffered: &BTreeMap<Time, Vec<(u64, D)>>,
         key_of: &dyn Fn(&D) -> K,
     ) -> Result<u64, String> {
-        crate::failpoint::before_state_flush(self.worker.worker, epoch);
+        crate::failpoint::before_state_flush(self.worker.worker, epoch, &self.worker.plan);
         let mut changed = Vec::new();
         logic.take_changes(&mut changed);
         // Buffered records of finished epochs, by (key group, time).
