@@ -63,6 +63,14 @@ enum Call<D> {
     Processing(SystemTime),
 }
 
+/// Whether `state` is back at a fresh one: by the function's word if it
+/// gives one, else by comparing its encoding with a fresh one's (`fresh`).
+fn is_fresh<K, D, F: ProcessFunction<K, D>>(function: &F, state: &F::State, fresh: &[u8]) -> bool {
+    function
+        .is_fresh(state)
+        .unwrap_or_else(|| state::is_default(state, fresh))
+}
+
 pub(crate) struct ProcessOperator<K, D, F: ProcessFunction<K, D>> {
     function: F,
     /// The step's name, for dead letters.
@@ -142,11 +150,7 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
                 self.expiries.insert((at, key.clone()));
             }
         }
-        let fresh = self
-            .function
-            .is_fresh(&keyed.state)
-            .unwrap_or_else(|| state::is_default(&keyed.state, &self.default));
-        if fresh {
+        if is_fresh(&self.function, &keyed.state, &self.default) {
             // Back to fresh: the same as no state at all.
             if let Some(at) = keyed.expires {
                 self.expiries.remove(&(at, key.clone()));
@@ -162,12 +166,7 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
     /// are the same thing).
     fn drop_if_default(&mut self, key: &K) {
         if let Entry::Occupied(keyed) = self.keys.entry(key.clone()) {
-            let state = &keyed.get().state;
-            let fresh = self
-                .function
-                .is_fresh(state)
-                .unwrap_or_else(|| state::is_default(state, &self.default));
-            if fresh {
+            if is_fresh(&self.function, &keyed.get().state, &self.default) {
                 let keyed = keyed.remove();
                 if let Some(at) = keyed.expires {
                     self.expiries.remove(&(at, key.clone()));

@@ -78,6 +78,8 @@ pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
     /// checkpointed: a window firing at or before it is not emitted again.
     /// Emptied once no window left can fire that early.
     restored: FastMap<K, u64>,
+    /// The highest watermark in `restored`.
+    restored_until: u64,
     _record: PhantomData<T>,
 }
 
@@ -98,6 +100,7 @@ impl<K: Key, T, A: Aggregator<T>> FixedWindows<K, T, A> {
             dirty: None,
             restoring_watermark: 0,
             restored: FastMap::default(),
+            restored_until: 0,
             _record: PhantomData,
         }
     }
@@ -270,11 +273,8 @@ where
                 }
             }
         }
-        if !self.restored.is_empty() {
-            let latest = self.restored.values().copied().max().unwrap_or(0);
-            if self.next_fire().is_none_or(|fire| fire > latest) {
-                self.restored = FastMap::default();
-            }
+        if !self.restored.is_empty() && self.next_fire().is_none_or(|f| f > self.restored_until) {
+            self.restored = FastMap::default();
         }
     }
 
@@ -346,6 +346,7 @@ where
         }
         if self.restoring_watermark > 0 {
             self.restored.insert(key.clone(), self.restoring_watermark);
+            self.restored_until = self.restored_until.max(self.restoring_watermark);
         }
         if let Some(dirty) = &mut self.dirty {
             dirty.insert(key);
