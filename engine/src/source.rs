@@ -153,24 +153,31 @@ pub trait Source: 'static {
     }
 }
 
-impl<T: 'static> Source for Box<dyn Source<Item = T>> {
-    type Item = T;
-    fn splits(&self) -> u32 {
-        (**self).splits()
-    }
-    fn split_ids(&self) -> Vec<SplitId> {
-        (**self).split_ids()
-    }
-    fn open_splits(
-        &mut self,
-        splits: &[SplitStart<'_>],
-    ) -> Result<Vec<Box<dyn SplitReader<T>>>, Fault> {
-        (**self).open_splits(splits)
-    }
-    fn checkpoint_complete(&mut self, epoch: u64) -> Result<(), Fault> {
-        (**self).checkpoint_complete(epoch)
-    }
+/// A boxed source is a source: every method goes to the box's content.
+macro_rules! boxed_source {
+    ($boxed:ty) => {
+        impl<T: 'static> Source for $boxed {
+            type Item = T;
+            fn splits(&self) -> u32 {
+                (**self).splits()
+            }
+            fn split_ids(&self) -> Vec<SplitId> {
+                (**self).split_ids()
+            }
+            fn open_splits(
+                &mut self,
+                splits: &[SplitStart<'_>],
+            ) -> Result<Vec<Box<dyn SplitReader<T>>>, Fault> {
+                (**self).open_splits(splits)
+            }
+            fn checkpoint_complete(&mut self, epoch: u64) -> Result<(), Fault> {
+                (**self).checkpoint_complete(epoch)
+            }
+        }
+    };
 }
+
+boxed_source!(Box<dyn Source<Item = T>>);
 
 /// A source that can be cloned to every worker behind a box: what a
 /// function returns that picks one of several sources at run time (the
@@ -193,24 +200,7 @@ impl<T: 'static> Clone for Box<dyn CloneSource<Item = T>> {
     }
 }
 
-impl<T: 'static> Source for Box<dyn CloneSource<Item = T>> {
-    type Item = T;
-    fn splits(&self) -> u32 {
-        (**self).splits()
-    }
-    fn split_ids(&self) -> Vec<SplitId> {
-        (**self).split_ids()
-    }
-    fn open_splits(
-        &mut self,
-        splits: &[SplitStart<'_>],
-    ) -> Result<Vec<Box<dyn SplitReader<T>>>, Fault> {
-        (**self).open_splits(splits)
-    }
-    fn checkpoint_complete(&mut self, epoch: u64) -> Result<(), Fault> {
-        (**self).checkpoint_complete(epoch)
-    }
-}
+boxed_source!(Box<dyn CloneSource<Item = T>>);
 
 /// Reads a little-endian `u64` at `index` (in 8-byte words) of a position.
 pub fn position_word(position: &[u8], index: usize) -> Result<u64, String> {
