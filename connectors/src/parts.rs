@@ -73,13 +73,13 @@ impl<T: Serialize + 'static> Sink<T> for PartsSink<T> {
         Ok(staged::prepare_dir(&self.dir)?)
     }
 
-    fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
+    fn write(&mut self, records: &mut Vec<T>) -> Result<(), Fault> {
         if self.open.is_empty() {
             // No checkpoints: this run's output replaces the directory's.
             staged::clear(&self.dir)?;
         }
         let (path, writer) = self.part(0)?;
-        writer.write(path, records)
+        Ok(writer.write(path, records)?)
     }
 
     fn end_epoch(&mut self, _through: u64) -> Result<(), Fault> {
@@ -104,7 +104,7 @@ impl<T: Serialize + 'static> Sink<T> for PartsSink<T> {
 
     fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), Fault> {
         if !self.staged {
-            return Ok(self.write(records)?);
+            return self.write(records);
         }
         let (path, writer) = self.part(epoch)?;
         Ok(writer.write(path, records)?)

@@ -67,7 +67,7 @@ impl Recovery {
 ///
 /// The least a sink implements is [`Sink::write`]. Errors are [`Fault`]s:
 /// a transient one is retried with backoff, a fatal one stops the job
-/// (a `String` converts into a fatal one).
+/// (a `String` converts into a fatal one, so `?` works on one).
 pub trait Sink<T>: 'static {
     /// Opens the sink on a worker that will write to it (worker 0 only,
     /// unless [`Sink::parallel`]).
@@ -76,16 +76,15 @@ pub trait Sink<T>: 'static {
         Ok(())
     }
 
-    /// Writes a batch of records (the simplest sinks implement only this;
-    /// an `Err` is fatal).
-    fn write(&mut self, records: &mut Vec<T>) -> Result<(), String>;
+    /// Writes a batch of records (the simplest sinks implement only this).
+    fn write(&mut self, records: &mut Vec<T>) -> Result<(), Fault>;
 
     /// Writes records that belong to `epoch`. At-least-once: they may be
     /// visible at once. Exactly-once: staged, not visible before
     /// [`Sink::commit`]. By default, [`Sink::write`].
     fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), Fault> {
         let _ = epoch;
-        self.write(records).map_err(Fault::fatal)
+        self.write(records)
     }
 
     /// At-least-once: every record of epochs `<= through` has been written
@@ -268,12 +267,12 @@ impl<S> SinkDriver<S> {
 pub(crate) struct StderrDeadLetters;
 
 impl Sink<DeadLetter> for StderrDeadLetters {
-    fn write(&mut self, records: &mut Vec<DeadLetter>) -> Result<(), String> {
+    fn write(&mut self, records: &mut Vec<DeadLetter>) -> Result<(), Fault> {
         let stderr = std::io::stderr();
         let mut lock = stderr.lock();
         for record in records.drain(..) {
-            let line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
-            writeln!(lock, "dead letter: {line}").map_err(|e| e.to_string())?;
+            let line = serde_json::to_string(&record).map_err(|e| Fault::fatal(e.to_string()))?;
+            writeln!(lock, "dead letter: {line}").map_err(|e| Fault::fatal(e.to_string()))?;
         }
         Ok(())
     }
@@ -283,7 +282,7 @@ impl<T: 'static> Sink<T> for Box<dyn Sink<T>> {
     fn open(&mut self, worker: WorkerIndex) -> Result<(), Fault> {
         (**self).open(worker)
     }
-    fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
+    fn write(&mut self, records: &mut Vec<T>) -> Result<(), Fault> {
         (**self).write(records)
     }
     fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), Fault> {

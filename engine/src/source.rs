@@ -17,7 +17,7 @@ use crate::dead_letter::DeadLetter;
 use crate::error::Fault;
 use crate::ids::SplitId;
 
-/// What one call to [`SplitReader::read`] found.
+/// What one call to [`SplitReader::poll`] found.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ReadStatus {
     /// Records may be waiting: call again soon.
@@ -46,22 +46,12 @@ pub enum ReadItem<T> {
 
 /// Reads the records of one split, in order.
 pub trait SplitReader<T> {
-    /// Appends up to `max` records to `out` and says whether more may follow.
-    /// An `Err` is a fault (an unreadable file), not bad data: the job stops
-    /// with the message. (The simple form: implement [`SplitReader::poll`]
-    /// instead to tell transient faults from fatal ones.)
-    fn read(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, String> {
-        let _ = (max, out);
-        Err("this split reader implements neither read nor poll".into())
-    }
-
-    /// What the engine calls: [`SplitReader::read`], with a typed fault. A
-    /// transient fault (a broker that is down) is retried with backoff,
-    /// shown in the status line and counted; a fatal one stops the job. It
-    /// must not have appended to `out` when it fails.
-    fn poll(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, Fault> {
-        self.read(max, out).map_err(Fault::fatal)
-    }
+    /// Appends up to `max` records to `out` and says whether more may
+    /// follow. An `Err` is a fault (an unreadable file, a broker that is
+    /// down), not bad data: a transient one is retried with backoff, shown
+    /// in the status line and counted; a fatal one stops the job. It must
+    /// not have appended to `out` when it fails.
+    fn poll(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, Fault>;
 
     /// Where reading would continue: the position after the last item
     /// returned. A checkpoint stores it; [`Source::open_splits`] resumes
@@ -103,45 +93,11 @@ pub trait Source: 'static {
     }
 
     /// Opens the splits this worker owns, each at its start (one reader per
-    /// split, in order). The one method a source implements to read; by
-    /// default it opens them one by one with `open` and `open_at`.
+    /// split, in order). The one method a source implements to read.
     fn open_splits(
         &mut self,
         splits: &[SplitStart<'_>],
-    ) -> Result<Vec<Box<dyn SplitReader<Self::Item>>>, Fault> {
-        splits
-            .iter()
-            .map(|s| {
-                let opened = match s.position {
-                    None => self.open(s.split),
-                    Some(position) => self.open_at(s.split, position),
-                };
-                opened.map_err(|e| Fault::fatal(format!("{}: {e}", s.split)))
-            })
-            .collect()
-    }
-
-    /// Opens one split for reading from its start. (Kept for sources
-    /// written before [`Source::open_splits`]; a new source implements
-    /// that instead.)
-    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<Self::Item>>, String> {
-        Err(format!(
-            "this source cannot open {split}: it implements neither open_splits nor open"
-        ))
-    }
-
-    /// Opens one split at a position its reader returned earlier. (Kept,
-    /// like [`Source::open`], for sources written before `open_splits`.)
-    fn open_at(
-        &mut self,
-        split: SplitId,
-        position: &[u8],
-    ) -> Result<Box<dyn SplitReader<Self::Item>>, String> {
-        let _ = position;
-        Err(format!(
-            "this source cannot open {split}: it implements neither open_splits nor open_at"
-        ))
-    }
+    ) -> Result<Vec<Box<dyn SplitReader<Self::Item>>>, Fault>;
 
     /// The checkpoint of `epoch` is complete, on every worker: positions
     /// through it are durable (a Kafka source commits its offsets to the

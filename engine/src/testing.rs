@@ -314,9 +314,13 @@ pub struct CaptureSink<T> {
 }
 
 impl<T: Data> Sink<T> for CaptureSink<T> {
-    fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
+    fn write(&mut self, records: &mut Vec<T>) -> Result<(), Fault> {
         let at = self.capture.started.elapsed();
-        let mut all = self.capture.records.lock().map_err(|e| e.to_string())?;
+        let mut all = self
+            .capture
+            .records
+            .lock()
+            .map_err(|e| Fault::fatal(e.to_string()))?;
         all.extend(records.drain(..).map(|r| (at, r)));
         Ok(())
     }
@@ -488,8 +492,10 @@ impl<T: Data> Sink<T> for StagedFiles<T> {
         Ok(())
     }
 
-    fn write(&mut self, _records: &mut Vec<T>) -> Result<(), String> {
-        Err("StagedFiles is exactly-once: run it in a job with checkpoints".into())
+    fn write(&mut self, _records: &mut Vec<T>) -> Result<(), Fault> {
+        Err(Fault::fatal(
+            "StagedFiles is exactly-once: run it in a job with checkpoints",
+        ))
     }
 
     fn parallel(&self) -> bool {

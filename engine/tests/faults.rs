@@ -100,7 +100,7 @@ impl Sink<Rec> for FlakySink {
     fn open(&mut self, worker: WorkerIndex) -> Result<(), Fault> {
         self.inner.open(worker)
     }
-    fn write(&mut self, records: &mut Vec<Rec>) -> Result<(), String> {
+    fn write(&mut self, records: &mut Vec<Rec>) -> Result<(), Fault> {
         self.inner.write(records)
     }
     fn write_epoch(&mut self, epoch: u64, records: &mut Vec<Rec>) -> Result<(), Fault> {

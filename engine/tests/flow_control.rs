@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use weir::source::SplitStart;
 use weir::stateful::{Emit, KeyedLogic};
 use weir::testing::run_with;
-use weir::{KeyGroup, ReadItem, ReadStatus, RunArgs, Source, SplitId, SplitReader, Watermarks};
+use weir::{Fault, KeyGroup, ReadItem, ReadStatus, RunArgs, Source, SplitReader, Watermarks};
 
 const RECORDS: u64 = 300_000;
 const MAX_IN_FLIGHT: usize = 32 * 1024;
@@ -34,19 +35,24 @@ impl Source for Counting {
     fn splits(&self) -> u32 {
         1
     }
-    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<u64>>, String> {
-        self.open_at(split, &0u64.to_le_bytes())
-    }
-    fn open_at(
+    fn open_splits(
         &mut self,
-        _: SplitId,
-        position: &[u8],
-    ) -> Result<Box<dyn SplitReader<u64>>, String> {
-        Ok(Box::new(CountingSplit {
-            next: weir::source::position_word(position, 0)?,
-            end: RECORDS,
-            read: Arc::clone(&self.read),
-        }))
+        splits: &[SplitStart<'_>],
+    ) -> Result<Vec<Box<dyn SplitReader<u64>>>, Fault> {
+        splits
+            .iter()
+            .map(|s| {
+                let next = match s.position {
+                    None => 0,
+                    Some(position) => weir::source::position_word(position, 0)?,
+                };
+                Ok(Box::new(CountingSplit {
+                    next,
+                    end: RECORDS,
+                    read: Arc::clone(&self.read),
+                }) as Box<dyn SplitReader<u64>>)
+            })
+            .collect()
     }
 }
 
@@ -54,7 +60,7 @@ impl SplitReader<u64> for CountingSplit {
     fn position(&self) -> Vec<u8> {
         self.next.to_le_bytes().to_vec()
     }
-    fn read(&mut self, max: usize, out: &mut Vec<ReadItem<u64>>) -> Result<ReadStatus, String> {
+    fn poll(&mut self, max: usize, out: &mut Vec<ReadItem<u64>>) -> Result<ReadStatus, Fault> {
         let n = (max as u64).min(self.end - self.next);
         out.extend((self.next..self.next + n).map(ReadItem::Record));
         self.next += n;

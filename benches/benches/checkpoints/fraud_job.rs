@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir::config::BackendHandle;
-use weir::{RunArgs, Sink, Watermarks};
+use weir::{Fault, RunArgs, Sink, Watermarks};
 use weir_connectors::{Generator, GeneratorConfig, Transaction};
 use weir_operators::{Count, Sum, WindowExt, Windows};
 
@@ -41,7 +41,7 @@ pub(crate) fn transactions(
 pub(crate) struct Counting(Arc<AtomicU64>);
 
 impl<T> Sink<T> for Counting {
-    fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
+    fn write(&mut self, records: &mut Vec<T>) -> Result<(), Fault> {
         self.0.fetch_add(records.len() as u64, Ordering::Relaxed);
         records.clear();
         Ok(())

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use weir::checkpoint::manifest;
 use weir::config::BackendHandle;
 use weir::rng::SplitMix64;
+use weir::source::SplitStart;
 use weir::source::{position_of, position_word};
 use weir::stateful::{Emit, KeyedLogic};
-use weir::{ReadItem, ReadStatus, RunArgs, Source, SplitId, SplitReader, Watermarks};
+use weir::{Fault, ReadItem, ReadStatus, RunArgs, Source, SplitId, SplitReader, Watermarks};
 
 /// Keys `0..keys` over `splits` splits (key `k` on split `k % splits`), an
 /// epoch every `per_epoch` records. After the last record it waits until
@@ -63,15 +64,23 @@ impl Source for KeysSource {
         self.splits
     }
 
-    fn open(&mut self, split: SplitId) -> Result<Box<dyn SplitReader<u64>>, String> {
-        self.open_at(split, &position_of(&[0]))
+    fn open_splits(
+        &mut self,
+        splits: &[SplitStart<'_>],
+    ) -> Result<Vec<Box<dyn SplitReader<u64>>>, Fault> {
+        splits
+            .iter()
+            .map(|s| self.open_split(s.split, s.position.unwrap_or(&position_of(&[0]))))
+            .collect()
     }
+}
 
-    fn open_at(
+impl KeysSource {
+    fn open_split(
         &mut self,
         split: SplitId,
         position: &[u8],
-    ) -> Result<Box<dyn SplitReader<u64>>, String> {
+    ) -> Result<Box<dyn SplitReader<u64>>, Fault> {
         let mut reader = KeysSplit {
             source: self.clone(),
             split: split.0 as u64,
@@ -90,7 +99,7 @@ impl Source for KeysSource {
 }
 
 impl SplitReader<u64> for KeysSplit {
-    fn read(&mut self, max: usize, out: &mut Vec<ReadItem<u64>>) -> Result<ReadStatus, String> {
+    fn poll(&mut self, max: usize, out: &mut Vec<ReadItem<u64>>) -> Result<ReadStatus, Fault> {
         let total = self.total();
         if self.restored_at_end {
             return Err("stop (the bench ends its runs this way)".into());

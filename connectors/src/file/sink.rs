@@ -93,13 +93,13 @@ impl<T: Serialize + 'static> Sink<T> for FileSink<T> {
         Ok(())
     }
 
-    fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
+    fn write(&mut self, records: &mut Vec<T>) -> Result<(), Fault> {
         match &mut self.writer {
-            None => Err(format!(
+            None => Err(Fault::fatal(format!(
                 "writing {}: the file is not open",
                 self.path.display()
-            )),
-            Some(w) => w.write(&self.path, records),
+            ))),
+            Some(w) => Ok(w.write(&self.path, records)?),
         }
     }
 
@@ -131,19 +131,20 @@ impl<T> StdoutSink<T> {
 }
 
 impl<T: Serialize + 'static> Sink<T> for StdoutSink<T> {
-    fn write(&mut self, records: &mut Vec<T>) -> Result<(), String> {
+    fn write(&mut self, records: &mut Vec<T>) -> Result<(), Fault> {
         match self.format {
             Format::Jsonl => {
                 let stdout = std::io::stdout();
                 let mut lock = stdout.lock();
                 for r in records.drain(..) {
-                    let line = serde_json::to_string(&r).map_err(|e| e.to_string())?;
+                    let line =
+                        serde_json::to_string(&r).map_err(|e| Fault::fatal(e.to_string()))?;
                     if let Err(e) = writeln!(lock, "{line}") {
                         // A closed pipe (`| head`) ends output quietly.
                         if e.kind() == std::io::ErrorKind::BrokenPipe {
                             return Ok(());
                         }
-                        return Err(format!("writing stdout: {e}"));
+                        return Err(Fault::fatal(format!("writing stdout: {e}")));
                     }
                 }
                 Ok(())
@@ -155,7 +156,7 @@ impl<T: Serialize + 'static> Sink<T> for StdoutSink<T> {
                 records.drain(..).try_for_each(|r| {
                     writer
                         .serialize(r)
-                        .map_err(|e| format!("writing stdout: {e}"))
+                        .map_err(|e| Fault::fatal(format!("writing stdout: {e}")))
                 })
             }
         }
