@@ -11,9 +11,11 @@ use std::fmt;
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 
-/// A decode failure: the column it happened in (if any) and why.
-#[derive(Debug)]
-pub(crate) struct Error(String);
+/// Why a CSV record could not be decoded, naming the column where there is
+/// one (`field `ts_ms`: invalid digit found in string`): bad data, the
+/// reason its dead letter carries, not a fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub(crate) String);
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -37,9 +39,9 @@ pub(crate) fn decode<T: DeserializeOwned, H: AsRef<str>>(
     fields: &[u8],
     ends: &[usize],
     gap: usize,
-) -> Result<T, String> {
+) -> Result<T, Error> {
     if ends.len() != headers.len() {
-        return Err(format!(
+        return Err(Error(format!(
             "expected {} fields ({}), found {}",
             headers.len(),
             headers
@@ -48,7 +50,7 @@ pub(crate) fn decode<T: DeserializeOwned, H: AsRef<str>>(
                 .collect::<Vec<_>>()
                 .join(","),
             ends.len()
-        ));
+        )));
     }
     let mut record = Record {
         headers,
@@ -58,7 +60,7 @@ pub(crate) fn decode<T: DeserializeOwned, H: AsRef<str>>(
         next: 0,
         start: 0,
     };
-    T::deserialize(&mut record).map_err(|Error(message)| message)
+    T::deserialize(&mut record)
 }
 
 struct Record<'a, H> {
@@ -420,17 +422,23 @@ mod tests {
             let mut values = vec!["true", "?", "1", "x", "5", "", "0", "1"];
             values[at] = bad;
             let (b, e) = fields(&values);
-            let err = decode::<Row, _>(&h, &b, &e, 0).expect_err(bad);
+            let err = decode::<Row, _>(&h, &b, &e, 0).expect_err(bad).to_string();
             assert!(err.starts_with(expected), "{bad}: {err}");
         }
         let (b, e) = fields(&["1", "2"]);
-        let err = decode::<Row, _>(&h, &b, &e, 0).expect_err("short");
+        let err = decode::<Row, _>(&h, &b, &e, 0)
+            .expect_err("short")
+            .to_string();
         assert!(err.starts_with("expected 8 fields"), "{err}");
         let h = headers(&["id", "value"]);
-        let err = decode::<Row, _>(&h, &b, &e, 0).expect_err("missing columns");
+        let err = decode::<Row, _>(&h, &b, &e, 0)
+            .expect_err("missing columns")
+            .to_string();
         assert!(err.starts_with("missing field"), "{err}");
         let (b, e) = (vec![0xff, b'1'], vec![1, 2]);
-        let err = decode::<(String, u64), _>(&h, &b, &e, 0).expect_err("binary");
+        let err = decode::<(String, u64), _>(&h, &b, &e, 0)
+            .expect_err("binary")
+            .to_string();
         assert!(err.starts_with("field `id`: invalid UTF-8"), "{err}");
     }
 

@@ -217,7 +217,7 @@ mod tests {
     /// does, with the reason it would give.
     fn csv<T: DeserializeOwned>(header: &str, line: &str) -> Result<T, String> {
         let headers: Vec<&str> = header.split(',').collect();
-        crate::format::decode_csv_line(&headers, line)
+        crate::format::decode_csv_line(&headers, line).map_err(|e| e.to_string())
     }
 
     fn json<T: DeserializeOwned>(line: &str) -> Result<T, String> {

@@ -4,6 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::de::DeserializeOwned;
+use weir::ConfigError;
+
+pub use crate::csv_de::Error as DecodeError;
 
 /// A text format for records.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -16,12 +19,14 @@ pub enum Format {
 }
 
 impl FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
         match s.to_ascii_lowercase().as_str() {
             "csv" => Ok(Format::Csv),
             "jsonl" | "json" | "ndjson" => Ok(Format::Jsonl),
-            other => Err(format!("unknown format `{other}`: use csv or jsonl")),
+            other => Err(ConfigError::new(format!(
+                "unknown format `{other}`: use csv or jsonl"
+            ))),
         }
     }
 }
@@ -178,8 +183,12 @@ impl CsvParser {
 }
 
 /// Decodes one CSV data line against a header's column names (for one-off
-/// lines; a file reader keeps one parser for a whole split instead).
-pub fn decode_csv_line<T: DeserializeOwned>(headers: &[&str], line: &str) -> Result<T, String> {
+/// lines; a file reader keeps one parser for a whole split instead). The
+/// error is the dead letter's reason.
+pub fn decode_csv_line<T: DeserializeOwned>(
+    headers: &[&str],
+    line: &str,
+) -> Result<T, DecodeError> {
     let mut parser = CsvParser::new();
     let (mut parsed, n) = parser.feed(line.as_bytes());
     if parsed == Parsed::NeedInput && n == line.len() {
@@ -187,7 +196,7 @@ pub fn decode_csv_line<T: DeserializeOwned>(headers: &[&str], line: &str) -> Res
     }
     match parsed {
         Parsed::Record => crate::csv_de::decode(headers, parser.fields(), parser.ends(), 0),
-        _ => Err("empty line".into()),
+        _ => Err(DecodeError("empty line".into())),
     }
 }
 
@@ -215,9 +224,13 @@ mod tests {
                 value: 21.5
             }
         );
-        let e = decode_csv_line::<Reading>(&headers, "1000,7").expect_err("short");
+        let e = decode_csv_line::<Reading>(&headers, "1000,7")
+            .expect_err("short")
+            .to_string();
         assert!(e.contains("expected 3 fields"), "{e}");
-        let e = decode_csv_line::<Reading>(&headers, "soon,7,1.0").expect_err("bad ts");
+        let e = decode_csv_line::<Reading>(&headers, "soon,7,1.0")
+            .expect_err("bad ts")
+            .to_string();
         assert!(e.contains("ts_ms") || e.contains("invalid digit"), "{e}");
     }
 

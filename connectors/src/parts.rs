@@ -52,7 +52,7 @@ impl<T> PartsSink<T> {
         self.format.to_string()
     }
 
-    fn part(&mut self, epoch: u64) -> Result<&mut (PathBuf, Writer), String> {
+    fn part(&mut self, epoch: u64) -> Result<&mut (PathBuf, Writer), Fault> {
         if !self.open.contains_key(&epoch) {
             let path = if self.staged {
                 staged::pending_path(&self.dir, epoch, &self.extension())
@@ -64,13 +64,13 @@ impl<T> PartsSink<T> {
         }
         self.open
             .get_mut(&epoch)
-            .ok_or_else(|| "weir invariant: a part just opened is open".to_string())
+            .ok_or_else(|| Fault::fatal("weir invariant: a part just opened is open"))
     }
 }
 
 impl<T: Serialize + 'static> Sink<T> for PartsSink<T> {
     fn open(&mut self, _worker: WorkerIndex) -> Result<(), Fault> {
-        Ok(staged::prepare_dir(&self.dir)?)
+        staged::prepare_dir(&self.dir)
     }
 
     fn write(&mut self, records: &mut Vec<T>) -> Result<(), Fault> {
@@ -79,7 +79,7 @@ impl<T: Serialize + 'static> Sink<T> for PartsSink<T> {
             staged::clear(&self.dir)?;
         }
         let (path, writer) = self.part(0)?;
-        Ok(writer.write(path, records)?)
+        writer.write(path, records)
     }
 
     fn end_epoch(&mut self, _through: u64) -> Result<(), Fault> {
@@ -107,7 +107,7 @@ impl<T: Serialize + 'static> Sink<T> for PartsSink<T> {
             return self.write(records);
         }
         let (path, writer) = self.part(epoch)?;
-        Ok(writer.write(path, records)?)
+        writer.write(path, records)
     }
 
     fn prepare(&mut self, through: u64) -> Result<(), Fault> {

@@ -16,9 +16,14 @@
 //! staged parts after `r` deleted, and published parts after `r` (a restore
 //! older than the newest checkpoint, or a fresh start) withdrawn. So a kill
 //! never leaves doubled or torn output.
+//!
+//! Every I/O failure is a [`Fault`] naming the path, transient where the
+//! error may pass ([`Fault::io`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use weir::Fault;
 
 /// The folder of staged parts inside an output directory.
 pub const PENDING: &str = ".pending";
@@ -40,18 +45,18 @@ pub fn epoch_of_part(name: &str) -> Option<u64> {
     (digits.len() == 20).then(|| digits.parse().ok())?
 }
 
-fn io(what: &str, path: &Path, e: std::io::Error) -> String {
-    format!("{what} {}: {e}", path.display())
+fn io(what: &str, path: &Path, e: std::io::Error) -> Fault {
+    Fault::io(format!("{what} {}: {e}", path.display()), &e)
 }
 
 /// Creates the output directory and its staging folder.
-pub fn prepare_dir(dir: &Path) -> Result<(), String> {
+pub fn prepare_dir(dir: &Path) -> Result<(), Fault> {
     let pending = dir.join(PENDING);
     fs::create_dir_all(&pending).map_err(|e| io("cannot create", &pending, e))
 }
 
 /// The staged parts, by epoch.
-fn staged(dir: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
+fn staged(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Fault> {
     let pending = dir.join(PENDING);
     let entries = match fs::read_dir(&pending) {
         Ok(entries) => entries,
@@ -72,7 +77,7 @@ fn staged(dir: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
 
 /// Publishes every staged part of an epoch `<= through`, oldest first, and
 /// syncs the directory. Returns how many were published.
-pub fn publish_through(dir: &Path, through: u64) -> Result<usize, String> {
+pub fn publish_through(dir: &Path, through: u64) -> Result<usize, Fault> {
     let mut published = 0;
     for (epoch, path) in staged(dir)? {
         if epoch > through {
@@ -93,7 +98,7 @@ pub fn publish_through(dir: &Path, through: u64) -> Result<usize, String> {
 
 /// Deletes every staged part of an epoch `> after`: output of epochs a
 /// restored job replays.
-pub fn discard_after(dir: &Path, after: Option<u64>) -> Result<usize, String> {
+pub fn discard_after(dir: &Path, after: Option<u64>) -> Result<usize, Fault> {
     let mut discarded = 0;
     for (epoch, path) in staged(dir)? {
         if after.is_some_and(|a| epoch <= a) {
@@ -108,7 +113,7 @@ pub fn discard_after(dir: &Path, after: Option<u64>) -> Result<usize, String> {
 /// Deletes the published parts of epochs `> after`: a restore from an older
 /// checkpoint than the newest (one asked for, or the newest did not verify)
 /// produces them again.
-pub fn unpublish_after(dir: &Path, after: u64) -> Result<usize, String> {
+pub fn unpublish_after(dir: &Path, after: u64) -> Result<usize, Fault> {
     let mut removed = 0;
     for part in published(dir)? {
         let epoch = part
@@ -128,7 +133,7 @@ pub fn unpublish_after(dir: &Path, after: u64) -> Result<usize, String> {
 
 /// Deletes every part, published or staged: a fresh run's output replaces
 /// the old run's.
-pub fn clear(dir: &Path) -> Result<(), String> {
+pub fn clear(dir: &Path) -> Result<(), Fault> {
     discard_after(dir, None)?;
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -147,7 +152,7 @@ pub fn clear(dir: &Path) -> Result<(), String> {
 /// Resolves every part an earlier run left in `dir`, staged or published,
 /// by the sink protocol's rule for a restore from `restored` (`None`: a
 /// fresh start). Returns how many parts it published, deleted and withdrew.
-pub fn resolve(dir: &Path, restored: Option<u64>) -> Result<(usize, usize, usize), String> {
+pub fn resolve(dir: &Path, restored: Option<u64>) -> Result<(usize, usize, usize), Fault> {
     use weir::sink_protocol::{resolve, Resolve};
     let (mut published_n, mut aborted, mut withdrawn) = (0, 0, 0);
     for (epoch, path) in staged(dir)? {
@@ -185,7 +190,7 @@ pub fn resolve(dir: &Path, restored: Option<u64>) -> Result<(usize, usize, usize
 }
 
 /// Makes renames in `dir` durable.
-pub fn sync_dir(dir: &Path) -> Result<(), String> {
+pub fn sync_dir(dir: &Path) -> Result<(), Fault> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io("cannot sync", dir, e))
@@ -193,7 +198,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), String> {
 
 /// The published parts of `dir`, oldest first: what a reader of the output
 /// should read, in order.
-pub fn published(dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn published(dir: &Path) -> Result<Vec<PathBuf>, Fault> {
     let mut parts = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| io("cannot read", dir, e))? {
         let entry = entry.map_err(|e| io("cannot read", dir, e))?;

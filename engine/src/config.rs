@@ -221,15 +221,17 @@ fn read_hostfile(path: &PathBuf, processes: usize) -> Result<Vec<String>, Config
 }
 
 /// Parses `1s`, `250ms`, `2m`, `1h`, `10us` or a bare number of milliseconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: write e.g. 500ms, 1s, 5m"))?;
+    let value: f64 = number.parse().map_err(|_| {
+        ConfigError::new(format!(
+            "`{text}` is not a duration: write e.g. 500ms, 1s, 5m"
+        ))
+    })?;
     let millis = match unit.trim() {
         "" | "ms" => value,
         "us" => value / 1000.0,
@@ -237,13 +239,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" | "min" => value * 60_000.0,
         "h" => value * 3_600_000.0,
         other => {
-            return Err(format!(
+            return Err(ConfigError::new(format!(
                 "`{other}` is not a duration unit: use us, ms, s, m or h"
-            ))
+            )))
         }
     };
     if !millis.is_finite() || millis < 0.0 {
-        return Err(format!("`{text}` is not a duration"));
+        return Err(ConfigError::new(format!("`{text}` is not a duration")));
     }
     Ok(Duration::from_micros((millis * 1000.0).round() as u64))
 }

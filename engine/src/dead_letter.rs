@@ -207,19 +207,24 @@ impl Serialize for DeadLetter {
     }
 }
 
+/// Why a dead letter's JSON does not read back (serde reports it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct WireError(String);
+
 impl TryFrom<Wire> for DeadLetter {
-    type Error = String;
-    fn try_from(w: Wire) -> Result<DeadLetter, String> {
+    type Error = WireError;
+    fn try_from(w: Wire) -> Result<DeadLetter, WireError> {
         let kept = match w.raw_encoding {
             RawEncoding::Utf8 => w.raw.into_bytes(),
             RawEncoding::Base64 => base64::decode(&w.raw)?,
         };
         if (kept.len() as u64) > w.raw_len {
-            return Err(format!(
+            return Err(WireError(format!(
                 "raw holds {} bytes but raw_len says {}",
                 kept.len(),
                 w.raw_len
-            ));
+            )));
         }
         Ok(DeadLetter {
             source: w.source,
@@ -241,6 +246,8 @@ impl fmt::Display for DeadLetter {
 
 /// Standard base64 (RFC 4648, padded), for the bytes of binary dead letters.
 mod base64 {
+    use super::WireError;
+
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     pub fn encode(bytes: &[u8]) -> String {
@@ -263,27 +270,26 @@ mod base64 {
         out
     }
 
-    pub fn decode(text: &str) -> Result<Vec<u8>, String> {
+    pub fn decode(text: &str) -> Result<Vec<u8>, WireError> {
         let bytes = text.as_bytes();
         if !bytes.len().is_multiple_of(4) {
-            return Err(format!(
+            return Err(WireError(format!(
                 "base64 of {} characters is not a multiple of 4",
                 bytes.len()
-            ));
+            )));
         }
         let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
         for (i, quad) in bytes.chunks(4).enumerate() {
             let last = i + 1 == bytes.len() / 4;
             let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
             if pad > 2 || (pad > 0 && !last) {
-                return Err("misplaced base64 padding".into());
+                return Err(WireError("misplaced base64 padding".into()));
             }
             let mut n = 0u32;
             for &c in &quad[..4 - pad] {
-                let v = ALPHABET
-                    .iter()
-                    .position(|&a| a == c)
-                    .ok_or_else(|| format!("`{}` is not a base64 character", c as char))?;
+                let v = ALPHABET.iter().position(|&a| a == c).ok_or_else(|| {
+                    WireError(format!("`{}` is not a base64 character", c as char))
+                })?;
                 n = (n << 6) | v as u32;
             }
             n <<= 6 * pad as u32;

@@ -62,8 +62,8 @@ pub enum FaultKind {
 /// A fault a source, split reader, sink or state backend reports: what went
 /// wrong, and whether trying again may help.
 ///
-/// A `String` (or `&str`) converts into a fatal fault, so `?` on the
-/// helpers that return `Result<_, String>` keeps working in a connector.
+/// A `String` (or `&str`) converts into a fatal fault, so `?` on a
+/// connector's own helpers that return `Result<_, String>` works.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[error("{message}")]
 pub struct Fault {
@@ -87,6 +87,19 @@ impl Fault {
         Fault {
             kind: FaultKind::Transient,
             message: message.into(),
+        }
+    }
+
+    /// A fault from an I/O error, `message` saying what failed (one line):
+    /// transient if the error may pass (interrupted, timed out, would
+    /// block), fatal otherwise (not found, permission denied, disk full).
+    pub fn io(message: impl Into<String>, e: &std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+                Fault::transient(message)
+            }
+            _ => Fault::fatal(message),
         }
     }
 
@@ -148,5 +161,9 @@ mod tests {
             .collect();
         assert_eq!(delays, vec![50, 100, 200, 400, 5_000, 5_000]);
         assert_eq!(retry_delay(0), Duration::from_millis(50));
+        let io = |kind| Fault::io("reading x", &std::io::Error::from(kind));
+        assert!(io(std::io::ErrorKind::TimedOut).is_transient());
+        assert!(!io(std::io::ErrorKind::NotFound).is_transient());
+        assert_eq!(io(std::io::ErrorKind::NotFound).to_string(), "reading x");
     }
 }

@@ -353,7 +353,8 @@ where
         return Err(JobError::Runtime(format!("a worker panicked: {message}")));
     }
     if let Some(plan) = plan.filter(|_| args.process == 0) {
-        plan.finish().map_err(JobError::Checkpoint)?;
+        plan.finish()
+            .map_err(|e| JobError::Checkpoint(e.to_string()))?;
     }
     let summary = shared.final_summary();
     if !args.quiet {

@@ -158,13 +158,19 @@ impl<T: 'static> Clone for Box<dyn CloneSource<Item = T>> {
 
 boxed_source!(Box<dyn CloneSource<Item = T>>);
 
-/// Reads a little-endian `u64` at `index` (in 8-byte words) of a position.
-pub fn position_word(position: &[u8], index: usize) -> Result<u64, String> {
+/// Reads a little-endian `u64` at `index` (in 8-byte words) of a position;
+/// a position too short for it is a fatal fault.
+pub fn position_word(position: &[u8], index: usize) -> Result<u64, Fault> {
     position
         .get(index * 8..index * 8 + 8)
         .and_then(|b| b.try_into().ok())
         .map(u64::from_le_bytes)
-        .ok_or_else(|| format!("a stored position of {} bytes is too short", position.len()))
+        .ok_or_else(|| {
+            Fault::fatal(format!(
+                "a stored position of {} bytes is too short",
+                position.len()
+            ))
+        })
 }
 
 /// Encodes `u64` words as a position.

@@ -434,16 +434,18 @@ impl<T> StagedFiles<T> {
     pub fn files(
         dir: &std::path::Path,
         folder: &str,
-    ) -> Result<Vec<(u64, usize, std::path::PathBuf)>, String> {
+    ) -> Result<Vec<(u64, usize, std::path::PathBuf)>, Fault> {
         let folder = dir.join(folder);
+        let reading =
+            |e: std::io::Error| Fault::io(format!("reading {}: {e}", folder.display()), &e);
         let entries = match std::fs::read_dir(&folder) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("reading {}: {e}", folder.display())),
+            Err(e) => return Err(reading(e)),
         };
         let mut files = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| format!("reading {}: {e}", folder.display()))?;
+            let entry = entry.map_err(reading)?;
             if let Some((epoch, worker)) = entry.file_name().to_str().and_then(Self::parse_name) {
                 files.push((epoch, worker, entry.path()));
             }
@@ -453,11 +455,11 @@ impl<T> StagedFiles<T> {
     }
 
     /// Every committed line, sorted: what a reader of the output sees.
-    pub fn committed(dir: &std::path::Path) -> Result<Vec<String>, String> {
+    pub fn committed(dir: &std::path::Path) -> Result<Vec<String>, Fault> {
         let mut lines = Vec::new();
         for (_, _, path) in Self::files(dir, "committed")? {
             let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                .map_err(|e| Fault::io(format!("reading {}: {e}", path.display()), &e))?;
             lines.extend(text.lines().map(String::from));
         }
         lines.sort();
@@ -468,21 +470,21 @@ impl<T> StagedFiles<T> {
         self.dir.join(folder).join(Self::file_name(epoch, worker))
     }
 
-    fn commit_file(&self, epoch: u64, worker: usize) -> Result<(), crate::error::Fault> {
+    fn commit_file(&self, epoch: u64, worker: usize) -> Result<(), Fault> {
         let from = self.path("staged", epoch, worker);
         let to = self.path("committed", epoch, worker);
         std::fs::rename(&from, &to)
-            .map_err(|e| crate::error::Fault::fatal(format!("committing {}: {e}", from.display())))
+            .map_err(|e| Fault::fatal(format!("committing {}: {e}", from.display())))
     }
 }
 
-fn remove(path: &std::path::Path) -> Result<(), crate::error::Fault> {
+fn remove(path: &std::path::Path) -> Result<(), Fault> {
     std::fs::remove_file(path)
-        .map_err(|e| crate::error::Fault::fatal(format!("removing {}: {e}", path.display())))
+        .map_err(|e| Fault::fatal(format!("removing {}: {e}", path.display())))
 }
 
 impl<T: Data> Sink<T> for StagedFiles<T> {
-    fn open(&mut self, worker: crate::ids::WorkerIndex) -> Result<(), crate::error::Fault> {
+    fn open(&mut self, worker: crate::ids::WorkerIndex) -> Result<(), Fault> {
         self.worker = worker.0;
         for folder in ["staged", "committed"] {
             let path = self.dir.join(folder);
@@ -510,7 +512,7 @@ impl<T: Data> Sink<T> for StagedFiles<T> {
         true
     }
 
-    fn recover(&mut self, recovery: &crate::sink::Recovery) -> Result<(), crate::error::Fault> {
+    fn recover(&mut self, recovery: &crate::sink::Recovery) -> Result<(), Fault> {
         use crate::sink_protocol::Resolve;
         for (folder, committed) in [("staged", false), ("committed", true)] {
             for (epoch, worker, path) in Self::files(&self.dir, folder)? {
@@ -527,7 +529,7 @@ impl<T: Data> Sink<T> for StagedFiles<T> {
         Ok(())
     }
 
-    fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), crate::error::Fault> {
+    fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), Fault> {
         use std::io::Write;
         if !self.open.contains_key(&epoch) {
             let path = self.path("staged", epoch, self.worker);
@@ -536,16 +538,16 @@ impl<T: Data> Sink<T> for StagedFiles<T> {
             self.open.insert(epoch, std::io::BufWriter::new(file));
         }
         let Some(file) = self.open.get_mut(&epoch) else {
-            return Err("weir invariant: a file just opened is open".into());
+            return Err(Fault::fatal("weir invariant: a file just opened is open"));
         };
         for record in records.drain(..) {
-            let line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
-            writeln!(file, "{line}").map_err(|e| e.to_string())?;
+            let line = serde_json::to_string(&record).map_err(|e| Fault::fatal(e.to_string()))?;
+            writeln!(file, "{line}").map_err(|e| Fault::fatal(e.to_string()))?;
         }
         Ok(())
     }
 
-    fn prepare(&mut self, through: u64) -> Result<(), crate::error::Fault> {
+    fn prepare(&mut self, through: u64) -> Result<(), Fault> {
         use std::io::Write;
         let later = match through.checked_add(1) {
             Some(next) => self.open.split_off(&next),
@@ -560,7 +562,7 @@ impl<T: Data> Sink<T> for StagedFiles<T> {
         Ok(())
     }
 
-    fn commit(&mut self, through: u64) -> Result<(), crate::error::Fault> {
+    fn commit(&mut self, through: u64) -> Result<(), Fault> {
         if through != u64::MAX && self.worker == 0 {
             self.commits += 1;
             if self.crash_at_commit == Some(self.commits) {

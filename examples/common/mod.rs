@@ -116,8 +116,7 @@ impl JobArgs {
                 .format
                 .or_else(|| Format::from_path(path))
                 .unwrap_or(Format::Csv);
-            let source = FileSource::open(path, format)
-                .map_err(anyhow::Error::msg)?
+            let source = FileSource::open(path, format)?
                 .splits_per_file(self.file_splits)
                 .chunk_bytes(self.file_chunk);
             return Ok(Box::new(source));

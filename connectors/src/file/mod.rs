@@ -33,7 +33,9 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use weir::source::{position_of, position_word, SplitStart};
-use weir::{Fault, Fields, Origin, ReadItem, ReadStatus, Source, SplitId, SplitReader};
+use weir::{
+    ConfigError, Fault, Fields, Origin, ReadItem, ReadStatus, Source, SplitId, SplitReader,
+};
 
 use crate::format::Format;
 use ranges::Ranges;
@@ -74,14 +76,17 @@ impl<T> FileSource<T> {
     pub const CHUNK_BYTES: u64 = 1 << 20;
 
     /// Lists the input: `path` is a file, or a directory whose files are read.
-    /// Fails (with a message naming the path) if it does not exist or holds no files.
-    pub fn open(path: impl AsRef<Path>, format: Format) -> Result<Self, String> {
+    /// Fails before the job starts (with a message naming the path) if it
+    /// does not exist or holds no files.
+    pub fn open(path: impl AsRef<Path>, format: Format) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let meta = std::fs::metadata(path)
-            .map_err(|e| format!("input {}: {}", path.display(), describe_io(&e)))?;
+        let input = |p: &Path, e: std::io::Error| {
+            ConfigError::new(format!("input {}: {}", p.display(), describe_io(&e)))
+        };
+        let meta = std::fs::metadata(path).map_err(|e| input(path, e))?;
         let paths = if meta.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| format!("input {}: {}", path.display(), describe_io(&e)))?
+                .map_err(|e| input(path, e))?
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
                 .filter(|p| p.is_file())
                 .filter(|p| {
@@ -92,10 +97,10 @@ impl<T> FileSource<T> {
                 .collect();
             files.sort();
             if files.is_empty() {
-                return Err(format!(
+                return Err(ConfigError::new(format!(
                     "input {}: the directory has no files",
                     path.display()
-                ));
+                )));
             }
             files
         } else {
@@ -104,12 +109,10 @@ impl<T> FileSource<T> {
         let files = paths
             .into_iter()
             .map(|p| {
-                let len = std::fs::metadata(&p)
-                    .map_err(|e| format!("input {}: {}", p.display(), describe_io(&e)))?
-                    .len();
+                let len = std::fs::metadata(&p).map_err(|e| input(&p, e))?.len();
                 Ok((p, len))
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         let source = FileSource {
             files,
             format,
@@ -231,7 +234,7 @@ impl<T: DeserializeOwned> SplitReader<T> for FileReader<T> {
     }
 
     fn poll(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, Fault> {
-        Ok(FileReader::read(self, max, out)?)
+        FileReader::read(self, max, out)
     }
 }
 

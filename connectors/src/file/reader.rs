@@ -31,7 +31,7 @@ use std::marker::PhantomData;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
-use weir::{DeadLetter, Raw, ReadItem, ReadStatus};
+use weir::{DeadLetter, Fault, Raw, ReadItem, ReadStatus};
 
 use super::describe_io;
 use super::ranges::Ranges;
@@ -60,7 +60,8 @@ pub(super) struct FileReader<T> {
     counted: (u64, u64),
     csv: CsvParser,
     /// The header: `None` until read (the file's first split reads it as
-    /// its first record), `Err` if it was unusable.
+    /// its first record), `Err` if it was unusable (the reason every record
+    /// of the file then goes to dead letters with: data, not a fault).
     headers: Option<Result<Vec<Box<str>>, String>>,
     /// The first bytes of a record too long to keep.
     oversized: Vec<u8>,
@@ -81,9 +82,9 @@ impl<T: DeserializeOwned> FileReader<T> {
         format: Format,
         ranges: Ranges,
         resume: Option<(u64, u64, usize)>,
-    ) -> Result<FileReader<T>, String> {
+    ) -> Result<FileReader<T>, Fault> {
         let io = |what: &str, e: std::io::Error| {
-            format!("{}: {what}{}", path.display(), describe_io(&e))
+            Fault::fatal(format!("{}: {what}{}", path.display(), describe_io(&e)))
         };
         // Fail at open, not at the first read, if the file is not there.
         File::open(path).map_err(|e| io("", e))?;
@@ -110,11 +111,11 @@ impl<T: DeserializeOwned> FileReader<T> {
                 (range, Some(offset), line)
             }
             Some((_, _, range)) => {
-                return Err(format!(
+                return Err(Fault::fatal(format!(
                     "{}: a stored position names range {range} of a split that has {}",
                     reader.display,
                     reader.ranges.len()
-                ))
+                )))
             }
             None => (0, None, 1),
         };
@@ -130,9 +131,10 @@ impl<T: DeserializeOwned> FileReader<T> {
     /// with `line` the relative line there. A range in which no line starts
     /// owns no record and is passed over (without reading on to a line start
     /// beyond it: a file without line feeds must not be scanned once per range).
-    fn start_range(&mut self, index: usize, offset: Option<u64>, line: u64) -> Result<(), String> {
-        let io =
-            |what: &str, e: std::io::Error| format!("{}: {what}{}", self.display, describe_io(&e));
+    fn start_range(&mut self, index: usize, offset: Option<u64>, line: u64) -> Result<(), Fault> {
+        let io = |what: &str, e: std::io::Error| {
+            Fault::fatal(format!("{}: {what}{}", self.display, describe_io(&e)))
+        };
         let mut index = index;
         let first = loop {
             let (start, end) = self.ranges.get(index);
@@ -176,7 +178,7 @@ impl<T: DeserializeOwned> FileReader<T> {
         &mut self,
         max: usize,
         out: &mut Vec<ReadItem<T>>,
-    ) -> Result<ReadStatus, String> {
+    ) -> Result<ReadStatus, Fault> {
         let mut produced = 0;
         while produced < max {
             if self.done {
@@ -208,15 +210,19 @@ impl<T: DeserializeOwned> FileReader<T> {
         Ok(ReadStatus::Ready)
     }
 
-    fn fill(&mut self, keep: usize) -> Result<usize, String> {
-        self.buffer
-            .fill(keep)
-            .map_err(|e| format!("{}: read failed: {}", self.display, describe_io(&e)))
+    fn fill(&mut self, keep: usize) -> Result<usize, Fault> {
+        self.buffer.fill(keep).map_err(|e| {
+            Fault::fatal(format!(
+                "{}: read failed: {}",
+                self.display,
+                describe_io(&e)
+            ))
+        })
     }
 
     /// Decodes a found record: the record, a dead letter, or nothing (a
     /// blank line, or the header).
-    fn decode(&mut self, found: &Found) -> Result<Option<ReadItem<T>>, String> {
+    fn decode(&mut self, found: &Found) -> Result<Option<ReadItem<T>>, Fault> {
         if let Some(len) = found.too_long {
             let reason = format!("record of {len} bytes exceeds the {MAX_RECORD_BYTES}-byte limit");
             let raw = Raw::cut(&self.oversized, len);
@@ -244,7 +250,7 @@ impl<T: DeserializeOwned> FileReader<T> {
                     };
                     match decoded {
                         Ok(r) => return Ok(Some(ReadItem::Record(r))),
-                        Err(reason) => reason,
+                        Err(reason) => reason.to_string(),
                     }
                 }
                 Some(Err(reason)) => reason.clone(),
@@ -254,7 +260,7 @@ impl<T: DeserializeOwned> FileReader<T> {
         self.dead(found, reason, raw).map(Some)
     }
 
-    fn dead(&mut self, found: &Found, reason: String, raw: Raw) -> Result<ReadItem<T>, String> {
+    fn dead(&mut self, found: &Found, reason: String, raw: Raw) -> Result<ReadItem<T>, Fault> {
         if self.format == Format::Csv && self.headers.is_none() {
             // An unusable first record leaves the file without a header.
             self.headers = Some(Err(format!(
@@ -273,7 +279,11 @@ impl<T: DeserializeOwned> FileReader<T> {
                 };
                 let n = before
                     + count_lines(&self.buffer.path, from, self.first).map_err(|e| {
-                        format!("{}: counting lines: {}", self.display, describe_io(&e))
+                        Fault::fatal(format!(
+                            "{}: counting lines: {}",
+                            self.display,
+                            describe_io(&e)
+                        ))
                     })?;
                 self.counted = (self.first, n);
                 *self.lines_before.insert(n)

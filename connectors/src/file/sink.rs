@@ -28,9 +28,15 @@ pub(crate) enum Writer {
 
 impl Writer {
     /// Creates (or truncates) `path`.
-    pub(crate) fn create(path: &Path, format: Format) -> Result<Self, String> {
-        let file = File::create(path)
-            .map_err(|e| format!("cannot create {}: {}", path.display(), describe_io(&e)))?;
+    /// Creating the file again is harmless, so a fault that may pass is
+    /// transient.
+    pub(crate) fn create(path: &Path, format: Format) -> Result<Self, Fault> {
+        let file = File::create(path).map_err(|e| {
+            Fault::io(
+                format!("cannot create {}: {}", path.display(), describe_io(&e)),
+                &e,
+            )
+        })?;
         let buffered = BufWriter::with_capacity(1 << 16, file);
         Ok(match format {
             Format::Csv => Writer::Csv(Box::new(csv::Writer::from_writer(buffered))),
@@ -38,13 +44,15 @@ impl Writer {
         })
     }
 
-    /// Writes every record, draining `records`.
+    /// Writes every record, draining `records`. A fault is fatal: the
+    /// records before it are already written and drained.
     pub(crate) fn write<T: Serialize>(
         &mut self,
         path: &Path,
         records: &mut Vec<T>,
-    ) -> Result<(), String> {
-        let fail = |e: &dyn std::fmt::Display| format!("writing {}: {e}", path.display());
+    ) -> Result<(), Fault> {
+        let fail =
+            |e: &dyn std::fmt::Display| Fault::fatal(format!("writing {}: {e}", path.display()));
         match self {
             Writer::Csv(w) => records
                 .drain(..)
@@ -56,8 +64,10 @@ impl Writer {
         }
     }
 
-    /// Flushes buffered bytes to the file; with `sync`, to the disk.
-    pub(crate) fn flush(&mut self, path: &Path, sync: bool) -> Result<(), String> {
+    /// Flushes buffered bytes to the file; with `sync`, to the disk. A
+    /// fault is fatal (a buffered writer that failed may have written part
+    /// of its buffer).
+    pub(crate) fn flush(&mut self, path: &Path, sync: bool) -> Result<(), Fault> {
         let result = match self {
             Writer::Csv(w) => w.flush().and_then(|()| {
                 if sync {
@@ -71,7 +81,8 @@ impl Writer {
                     .and_then(|()| if sync { w.get_ref().sync_all() } else { Ok(()) })
             }
         };
-        result.map_err(|e| format!("flushing {}: {}", path.display(), describe_io(&e)))
+        result
+            .map_err(|e| Fault::fatal(format!("flushing {}: {}", path.display(), describe_io(&e))))
     }
 }
 
@@ -99,14 +110,14 @@ impl<T: Serialize + 'static> Sink<T> for FileSink<T> {
                 "writing {}: the file is not open",
                 self.path.display()
             ))),
-            Some(w) => Ok(w.write(&self.path, records)?),
+            Some(w) => w.write(&self.path, records),
         }
     }
 
     fn end_epoch(&mut self, _through: u64) -> Result<(), Fault> {
         match &mut self.writer {
             None => Ok(()),
-            Some(w) => Ok(w.flush(&self.path, false)?),
+            Some(w) => w.flush(&self.path, false),
         }
     }
 }

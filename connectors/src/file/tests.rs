@@ -118,13 +118,17 @@ fn a_directory_is_one_split_per_file_in_name_order() {
 
 #[test]
 fn missing_input_and_empty_directory_are_refused_with_the_path() {
-    let e = FileSource::<Rec>::open("/nonexistent/x.csv", Format::Csv).expect_err("missing");
+    let e = FileSource::<Rec>::open("/nonexistent/x.csv", Format::Csv)
+        .expect_err("missing")
+        .to_string();
     assert!(
         e.contains("/nonexistent/x.csv") && e.contains("no such file"),
         "{e}"
     );
     let dir = temp("empty");
-    let e = FileSource::<Rec>::open(&dir, Format::Csv).expect_err("empty");
+    let e = FileSource::<Rec>::open(&dir, Format::Csv)
+        .expect_err("empty")
+        .to_string();
     assert!(e.contains("no files"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use weir::rng::SplitMix64;
 use weir::source::{position_of, position_word, SplitStart};
-use weir::{DeadLetter, Fault, Origin, ReadItem, ReadStatus, Source, SplitId, SplitReader};
+use weir::{
+    ConfigError, DeadLetter, Fault, Origin, ReadItem, ReadStatus, Source, SplitId, SplitReader,
+};
 
 use crate::format::decode_csv_line;
 pub use records::{Bid, Generated, Reading, Request, Transaction};
@@ -74,27 +76,34 @@ impl Default for GeneratorConfig {
 
 impl GeneratorConfig {
     /// Checks the settings; the error names the field to fix.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.keys == 0 {
-            return Err("the generator needs at least 1 key".into());
+            return Err(ConfigError::new("the generator needs at least 1 key"));
         }
         if !(0.0..1.0).contains(&self.skew) {
-            return Err(format!("key skew must be in [0, 1), not {}", self.skew));
+            return Err(ConfigError::new(format!(
+                "key skew must be in [0, 1), not {}",
+                self.skew
+            )));
         }
         for (name, v) in [
             ("late fraction", self.late_fraction),
             ("malformed fraction", self.malformed_fraction),
         ] {
             if !(0.0..=1.0).contains(&v) {
-                return Err(format!("{name} must be in [0, 1], not {v}"));
+                return Err(ConfigError::new(format!(
+                    "{name} must be in [0, 1], not {v}"
+                )));
             }
         }
         if self.splits == 0 {
-            return Err("the generator needs at least 1 split".into());
+            return Err(ConfigError::new("the generator needs at least 1 split"));
         }
         if let Some(rate) = self.rate {
             if !(rate > 0.0 && rate.is_finite()) {
-                return Err(format!("rate must be a positive number, not {rate}"));
+                return Err(ConfigError::new(format!(
+                    "rate must be a positive number, not {rate}"
+                )));
             }
         }
         Ok(())
@@ -152,7 +161,7 @@ pub struct Generator<T> {
 
 impl<T: Generated> Generator<T> {
     /// A generator with these settings (checked by [`GeneratorConfig::validate`]).
-    pub fn new(config: GeneratorConfig) -> Result<Self, String> {
+    pub fn new(config: GeneratorConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Generator {
             config,
@@ -196,7 +205,7 @@ fn generate<T: Generated>(config: &GeneratorConfig, keys: &Keys, index: u64) -> 
         let line = T::malformed(index, &mut rng);
         let headers: Vec<&str> = T::HEADER.split(',').collect();
         let reason = match decode_csv_line::<T>(&headers, &line) {
-            Err(reason) => reason,
+            Err(reason) => reason.to_string(),
             Ok(_) => "generated as malformed".to_string(),
         };
         return Generation::Malformed(line, reason);
@@ -416,6 +425,7 @@ mod tests {
         c.skew = 1.5;
         assert!(Generator::<Bid>::new(c)
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default()
             .contains("skew"));
         let mut c = config();

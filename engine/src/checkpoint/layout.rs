@@ -265,8 +265,8 @@ pub fn split_position(watermark: u64, done: bool, offset: u64, reader: &[u8]) ->
     out
 }
 
-/// Decodes the bytes of [`split_position`]; too short is an error.
-pub fn parse_split_position(bytes: &[u8]) -> Result<SplitPosition, String> {
+/// Decodes the bytes of [`split_position`]; too short is a fatal fault.
+pub fn parse_split_position(bytes: &[u8]) -> Result<SplitPosition, crate::error::Fault> {
     Ok(SplitPosition {
         watermark: position_word(bytes, 0)?,
         done: position_word(bytes, 1)? != 0,

@@ -145,14 +145,14 @@ impl Plan {
     /// when exactly-once sinks report the end of their input, before they
     /// commit it ([`crate::sink_protocol`]); process 0 does it again at the
     /// clean end of every run.
-    pub fn finish(&self) -> Result<(), String> {
+    pub fn finish(&self) -> Result<(), StoreError> {
         let mut m = lock(&self.manifest);
         m.finished = true;
         manifest::write(&self.dir, &m).map_err(|e| {
-            format!(
+            StoreError(format!(
                 "recording the finished run in {}: {e}",
                 manifest::path(&self.dir).display()
-            )
+            ))
         })
     }
 }

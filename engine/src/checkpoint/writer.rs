@@ -125,7 +125,7 @@ pub(crate) fn manifest_writer(
                     // record the run finished, then let them commit it.
                     if open >= FINAL_EPOCH && pending.remove(&FINAL_EPOCH).is_some() {
                         if let Err(e) = checkpoint.plan.finish() {
-                            shared.fail(JobError::Checkpoint(e));
+                            shared.fail(JobError::Checkpoint(e.to_string()));
                             held = CapabilitySet::new();
                             return;
                         }

@@ -4,7 +4,7 @@
 //! too long to decode are skipped to their end, their first bytes kept.
 
 use serde::de::DeserializeOwned;
-use weir::Raw;
+use weir::{Fault, Raw};
 
 use super::scan::{leading_blank, newlines};
 use super::FileReader;
@@ -74,7 +74,7 @@ impl<T: DeserializeOwned> FileReader<T> {
     }
 
     /// The next CSV record, or `None` at the end of the file.
-    pub(super) fn next_csv(&mut self) -> Result<Option<Found>, String> {
+    pub(super) fn next_csv(&mut self) -> Result<Option<Found>, Fault> {
         if let Some(found) = self.next_plain_csv() {
             return Ok(Some(found));
         }
@@ -166,11 +166,11 @@ impl<T: DeserializeOwned> FileReader<T> {
             // this record's own line end.
             let from = (self.end - 1).saturating_sub(self.buffer.base) as usize;
             if self.buffer.data[from.max(start + blank)..end].contains(&b'\n') {
-                return Err(format!(
+                return Err(Fault::fatal(format!(
                     "{}: a quoted CSV field holds a line break at byte {} where the \
                      file is split for parallel reading; read it whole with --file-splits 1",
                     self.display, self.end
-                ));
+                )));
             }
         }
         Ok(Some(Found {
@@ -184,7 +184,7 @@ impl<T: DeserializeOwned> FileReader<T> {
     }
 
     /// The next JSON line, or `None` at the end of the file.
-    pub(super) fn next_line(&mut self) -> Result<Option<Found>, String> {
+    pub(super) fn next_line(&mut self) -> Result<Option<Found>, Fault> {
         self.oversized.clear();
         let mut big: Option<Big> = None;
         let mut scan = self.buffer.pos;

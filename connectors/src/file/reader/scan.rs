@@ -61,7 +61,9 @@ pub(super) fn count_lines(path: &Path, from: u64, to: u64) -> std::io::Result<u6
     }
 }
 
-/// The header of a CSV file: its first record, names trimmed.
+/// The header of a CSV file: its first record, names trimmed. The outer
+/// error is a fault reading the file; the inner one, why the header is
+/// unusable (data: the reason the file's records go to dead letters).
 pub(super) fn read_header(path: &Path) -> std::io::Result<Result<Vec<Box<str>>, String>> {
     let mut buffer = Buffer::at(path, 0);
     let mut parser = CsvParser::new();

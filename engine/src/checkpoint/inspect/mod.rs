@@ -31,7 +31,7 @@ mod summary;
 pub use disk::{disk_size, generations_on_disk};
 pub use listing::{list, EpochListing, EpochStatus};
 pub use state::{
-    operator_state, source_positions, BufferedEntry, GroupState, OperatorState, SourceSplit,
-    SplitPosition, StoredKey,
+    operator_state, source_positions, BufferedEntry, GroupState, InspectError, OperatorState,
+    SourceSplit, SplitPosition, StoredKey,
 };
 pub use summary::{marker_summary, markers, summarize, EpochFootprint, StoreSummary, Volume};

@@ -5,10 +5,44 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::checkpoint::layout;
-use crate::checkpoint::store::{folded_through, load_positions_through, load_state, StateStore};
+use crate::checkpoint::store::{
+    folded_through, load_positions_through, load_state, StateStore, StoreError,
+};
 use crate::checkpoint::verify::WorkerStore;
+use crate::error::Fault;
 use crate::ids::{KeyGroup, SplitId};
 use crate::source::position_word;
+
+/// Why an epoch's state could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    /// A worker's store did not open (or failed while being read).
+    #[error("worker {worker}: {error}")]
+    Store {
+        /// The worker.
+        worker: usize,
+        /// What the store said.
+        error: StoreError,
+    },
+    /// A worker's base was folded past the epoch asked for.
+    #[error(
+        "worker {worker}'s base is folded through epoch {through}: the state of epoch {epoch} is gone"
+    )]
+    FoldedPast {
+        /// The worker.
+        worker: usize,
+        /// The epoch its base holds.
+        through: u64,
+        /// The epoch asked for.
+        epoch: u64,
+    },
+}
+
+impl InspectError {
+    fn store(worker: usize) -> impl Fn(StoreError) -> InspectError {
+        move |error| InspectError::Store { worker, error }
+    }
+}
 
 /// One key group of an operator at an epoch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -100,22 +134,27 @@ impl OperatorState {
     }
 }
 
-fn check_not_folded_past(store: &dyn StateStore, worker: usize, epoch: u64) -> Result<(), String> {
-    match folded_through(store) {
-        Ok(Some(through)) if through > epoch => Err(format!(
-            "worker {worker}'s base is folded through epoch {through}: the state of epoch {epoch} is gone"
-        )),
-        Ok(_) => Ok(()),
-        Err(e) => Err(format!("worker {worker}: {e}")),
+fn check_not_folded_past(
+    store: &dyn StateStore,
+    worker: usize,
+    epoch: u64,
+) -> Result<(), InspectError> {
+    match folded_through(store).map_err(InspectError::store(worker))? {
+        Some(through) if through > epoch => Err(InspectError::FoldedPast {
+            worker,
+            through,
+            epoch,
+        }),
+        _ => Ok(()),
     }
 }
 
-fn opened(stores: &[WorkerStore]) -> Result<Vec<(usize, &dyn StateStore)>, String> {
+fn opened(stores: &[WorkerStore]) -> Result<Vec<(usize, &dyn StateStore)>, InspectError> {
     stores
         .iter()
         .map(|s| match &s.store {
             Ok(store) => Ok((s.worker, store.as_ref())),
-            Err(e) => Err(format!("worker {}: {e}", s.worker)),
+            Err(e) => Err(InspectError::store(s.worker)(e.clone())),
         })
         .collect()
 }
@@ -127,7 +166,7 @@ pub fn operator_state(
     operator: &str,
     epoch: u64,
     with_keys: bool,
-) -> Result<OperatorState, String> {
+) -> Result<OperatorState, InspectError> {
     let mut out = OperatorState {
         name: operator.to_string(),
         ..OperatorState::default()
@@ -180,7 +219,7 @@ pub fn operator_state(
             epoch,
             &mut visit,
         )
-        .map_err(|e| format!("worker {worker}: {e}"))?;
+        .map_err(InspectError::store(worker))?;
     }
     Ok(out)
 }
@@ -199,18 +238,19 @@ pub struct SourceSplit {
     /// The stored bytes.
     pub raw: Vec<u8>,
     /// Decoded ([`layout::parse_split_position`]).
-    pub position: Result<SplitPosition, String>,
+    pub position: Result<SplitPosition, Fault>,
 }
 
 /// Every split's newest position at or before `epoch` (what a restore
 /// seeks to), over every store, by source and split.
-pub fn source_positions(stores: &[WorkerStore], epoch: u64) -> Result<Vec<SourceSplit>, String> {
+pub fn source_positions(
+    stores: &[WorkerStore],
+    epoch: u64,
+) -> Result<Vec<SourceSplit>, InspectError> {
     let mut out = Vec::new();
     for (worker, store) in opened(stores)? {
         check_not_folded_past(store, worker, epoch)?;
-        for p in
-            load_positions_through(store, epoch).map_err(|e| format!("worker {worker}: {e}"))?
-        {
+        for p in load_positions_through(store, epoch).map_err(InspectError::store(worker))? {
             out.push(SourceSplit {
                 position: layout::parse_split_position(&p.position),
                 source: p.source,
@@ -248,6 +288,7 @@ mod tests {
         let opened = open(&stores);
         assert!(operator_state(&opened, "counts", 0, false)
             .expect_err("gone")
+            .to_string()
             .contains("folded through epoch 1"));
         let s = operator_state(&opened, "counts", 3, false).expect("state");
         assert_eq!(s.total_keys(), 3);
