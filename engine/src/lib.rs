@@ -60,6 +60,7 @@ pub mod stream;
 pub mod testing;
 pub mod time;
 pub mod watermark;
+mod worker_context;
 
 pub use config::RunArgs;
 pub use data::{Data, Key};

@@ -5,18 +5,16 @@
 //! every source has ended and every window has fired, and returns the
 //! [`Summary`]. The same closure runs unchanged on `-w 4` or `-n 2 -p …`.
 
-use std::cell::RefCell;
-use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use timely::dataflow::operators::Concatenate;
-use timely::dataflow::{Scope, StreamVec};
+use timely::dataflow::Scope;
 
 use crate::checkpoint::manifest::{Step, StepKind};
-use crate::checkpoint::runtime::{FlushRecord, Plan, WorkerCheckpoint};
+use crate::checkpoint::runtime::{Plan, WorkerCheckpoint};
 use crate::config::RunArgs;
 use crate::dead_letter::DeadLetter;
 use crate::error::{ConfigError, JobError};
@@ -27,69 +25,7 @@ use crate::source_op::{build_source, IntoEventTime};
 use crate::stream::Stream;
 use crate::time::Time;
 use crate::watermark::Watermarks;
-
-/// What a worker's operators share at run time.
-pub(crate) struct WorkerCtx {
-    pub(crate) shared: Arc<JobShared>,
-    pub(crate) local_worker: usize,
-    pub(crate) epoch_interval: Duration,
-    /// How far stateful operators and sinks have consumed: what sources
-    /// watch for flow control.
-    pub(crate) flow: FlowControl,
-    /// Records a source may have in flight before it pauses.
-    pub(crate) max_in_flight: usize,
-    /// Checkpointing, when the job has a checkpoint directory.
-    pub(crate) checkpoint: Option<Rc<WorkerCheckpoint>>,
-}
-
-/// State one worker's pipeline shares between its streams while it is built.
-pub(crate) struct PipelineState<'s> {
-    pub(crate) ctx: Rc<WorkerCtx>,
-    dead_letters: RefCell<Vec<StreamVec<'s, Time, (u64, DeadLetter)>>>,
-    names: RefCell<BTreeSet<String>>,
-    /// Checkpointed steps and the streams of their flush records.
-    steps: RefCell<Vec<Step>>,
-    flushes: RefCell<Vec<StreamVec<'s, Time, FlushRecord>>>,
-}
-
-impl<'s> PipelineState<'s> {
-    /// Claims a step name; names must be unique within a job (they will key
-    /// checkpointed state).
-    pub(crate) fn claim_name(&self, kind: &str, name: &str) {
-        if name.is_empty() {
-            self.ctx
-                .shared
-                .fail(ConfigError::new(format!("a {kind} needs a non-empty name")).into());
-        } else if !self.names.borrow_mut().insert(name.to_string()) {
-            self.ctx.shared.fail(
-                ConfigError::new(format!(
-                    "two steps are named `{name}`: give every source, key_by, window and sink its own name"
-                ))
-                .into(),
-            );
-        }
-    }
-
-    pub(crate) fn add_dead_letters(&self, stream: StreamVec<'s, Time, (u64, DeadLetter)>) {
-        self.dead_letters.borrow_mut().push(stream);
-    }
-
-    /// Registers a checkpointed step and its flush records.
-    pub(crate) fn register_step(
-        &self,
-        name: &str,
-        kind: StepKind,
-        version: u32,
-        flushes: StreamVec<'s, Time, FlushRecord>,
-    ) {
-        self.steps.borrow_mut().push(Step {
-            name: name.to_string(),
-            kind,
-            version,
-        });
-        self.flushes.borrow_mut().push(flushes);
-    }
-}
+use crate::worker_context::{install_ctrl_c_handler, PipelineState, WorkerCtx};
 
 /// A job under construction on one worker.
 pub struct Pipeline<'s> {
@@ -118,7 +54,7 @@ impl<'s> Pipeline<'s> {
     /// stream. Dead letters produced by steps added after this call, and any
     /// never collected, go to stderr as JSON lines.
     pub fn dead_letters(&mut self) -> Stream<'s, DeadLetter> {
-        let streams: Vec<_> = self.state.dead_letters.borrow_mut().drain(..).collect();
+        let streams = self.state.take_dead_letters();
         let inner = self.scope.concatenate(streams);
         Stream::new(inner, Rc::clone(&self.state), false)
     }
@@ -140,8 +76,7 @@ impl<'s> Pipeline<'s> {
 
     fn finish(&mut self) {
         if let Some(checkpoint) = self.state.ctx.checkpoint.clone() {
-            let mut steps = self.state.steps.borrow().clone();
-            steps.sort();
+            let steps = self.state.steps();
             if let Some(from) = &checkpoint.plan.restore {
                 let mut stored = from.steps.clone();
                 stored.sort();
@@ -163,7 +98,7 @@ impl<'s> Pipeline<'s> {
                     );
                 }
             }
-            let flushes: Vec<_> = self.state.flushes.borrow_mut().drain(..).collect();
+            let flushes = self.state.take_flushes();
             let all = self.scope.concatenate(flushes);
             crate::checkpoint::writer::manifest_writer(
                 all,
@@ -172,7 +107,7 @@ impl<'s> Pipeline<'s> {
                 Arc::clone(&self.state.ctx.shared),
             );
         }
-        if !self.state.dead_letters.borrow().is_empty() {
+        if self.state.has_dead_letters() {
             self.dead_letters()
                 .sink("weir.dead_letters.stderr", crate::sink::StderrDeadLetters);
         }
@@ -217,15 +152,6 @@ where
         self.state.add_dead_letters(dead);
         Stream::new(records, self.state, false)
     }
-}
-
-static CTRL_C: AtomicBool = AtomicBool::new(false);
-static CTRL_C_HANDLER: Once = Once::new();
-
-/// Whether Ctrl-C was pressed: sources then end as if their input had ended,
-/// so windows flush and the summary prints.
-pub(crate) fn ctrl_c_pressed() -> bool {
-    CTRL_C.load(Ordering::Relaxed)
 }
 
 /// Runs a job: builds `job` on every worker and runs it to completion.
@@ -279,14 +205,7 @@ where
             eprintln!("weir: {note}");
         }
     }
-    CTRL_C_HANDLER.call_once(|| {
-        // A second Ctrl-C kills the process the usual way.
-        let _ = ctrlc::set_handler(|| {
-            if CTRL_C.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    });
+    install_ctrl_c_handler();
     let shared = JobShared::new(args.workers);
     let done = Arc::new(AtomicBool::new(false));
     let status = if args.quiet {
@@ -322,13 +241,7 @@ where
                 max_in_flight,
                 checkpoint,
             });
-            let state = Rc::new(PipelineState {
-                ctx,
-                dead_letters: RefCell::new(Vec::new()),
-                names: RefCell::new(BTreeSet::new()),
-                steps: RefCell::new(Vec::new()),
-                flushes: RefCell::new(Vec::new()),
-            });
+            let state = Rc::new(PipelineState::new(ctx));
             let mut pipeline = Pipeline { scope, state };
             job(&mut pipeline);
             pipeline.finish();

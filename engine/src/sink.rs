@@ -17,6 +17,7 @@
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use timely::container::CapacityContainerBuilder;
@@ -33,8 +34,8 @@ use crate::ids::WorkerIndex;
 use crate::metrics::JobShared;
 use crate::sink_exactly_once::retrying;
 use crate::sink_protocol::{self, Action, Delivery, Event, SinkMachine};
-use crate::stream::Stream;
-use crate::time::{lowest_open_epoch, watermark_of, Time};
+use crate::time::{lowest_open_epoch, watermark_of, Time, TimedStream};
+use crate::worker_context::PipelineState;
 
 /// What a restore tells an exactly-once sink: the epoch restored, and
 /// which earlier workers' output this worker resolves.
@@ -141,8 +142,17 @@ pub trait Sink<T>: 'static {
     }
 }
 
-pub(crate) fn build_sink<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl Sink<D>) {
-    let checkpoint = stream.state.ctx.checkpoint.clone();
+/// Builds the operator that drives `sink` on `input` (`held`: an upstream
+/// stateful operator holds the input's frontier, so flow control does not
+/// watch it).
+pub(crate) fn build_sink<'s, D: Data>(
+    input: TimedStream<'s, D>,
+    state: Rc<PipelineState<'s>>,
+    held: bool,
+    name: &str,
+    sink: impl Sink<D>,
+) {
+    let checkpoint = state.ctx.checkpoint.clone();
     let delivery = sink_protocol::delivery(
         name,
         sink.exactly_once(),
@@ -150,21 +160,26 @@ pub(crate) fn build_sink<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl 
         checkpoint.is_some(),
     );
     match (delivery, checkpoint) {
-        (Err(e), _) => stream.state.ctx.shared.fail(e.into()),
+        (Err(e), _) => state.ctx.shared.fail(e.into()),
         (Ok(Delivery::ExactlyOnce), Some(checkpoint)) => {
-            crate::sink_exactly_once::build(stream, name, sink, checkpoint);
+            crate::sink_exactly_once::build(input, &state, held, name, sink, checkpoint);
         }
-        (Ok(_), _) => build_at_least_once(stream, name, sink),
+        (Ok(_), _) => build_at_least_once(input, &state, held, name, sink),
     }
 }
 
-fn build_at_least_once<D: Data>(stream: Stream<'_, D>, name: &str, sink: impl Sink<D>) {
-    let consumer = (!stream.held).then(|| stream.state.ctx.flow.register());
-    let input = stream.inner;
+fn build_at_least_once<D: Data>(
+    input: TimedStream<'_, D>,
+    state: &PipelineState<'_>,
+    held: bool,
+    name: &str,
+    sink: impl Sink<D>,
+) {
+    let consumer = (!held).then(|| state.ctx.flow.register());
     let driver = SinkDriver {
         sink,
         name: name.to_string(),
-        shared: Arc::clone(&stream.state.ctx.shared),
+        shared: Arc::clone(&state.ctx.shared),
         failed: false,
         worker: WorkerIndex(input.scope().index()),
         consumer,

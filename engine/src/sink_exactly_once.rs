@@ -30,17 +30,18 @@ use crate::ids::WorkerIndex;
 use crate::metrics::JobShared;
 use crate::sink::{Recovery, Sink};
 use crate::sink_protocol::{self, Action, Delivery, Event, SinkMachine, FINAL_EPOCH};
-use crate::stream::Stream;
-use crate::time::{lowest_open_epoch, watermark_of, Time};
+use crate::time::{lowest_open_epoch, watermark_of, Time, TimedStream};
+use crate::worker_context::PipelineState;
 
-pub(crate) fn build<D: Data, S: Sink<D>>(
-    stream: Stream<'_, D>,
+pub(crate) fn build<'s, D: Data, S: Sink<D>>(
+    input: TimedStream<'s, D>,
+    state: &PipelineState<'s>,
+    held: bool,
     name: &str,
     sink: S,
     checkpoint: Rc<WorkerCheckpoint>,
 ) {
-    let state = Rc::clone(&stream.state);
-    let consumer = (!stream.held).then(|| state.ctx.flow.register());
+    let consumer = (!held).then(|| state.ctx.flow.register());
     let parallel = sink.parallel();
     let driver = Driver {
         sink,
@@ -50,7 +51,6 @@ pub(crate) fn build<D: Data, S: Sink<D>>(
         consumer,
         parallel,
     };
-    let input = stream.inner;
     let flushes = if parallel {
         driver.build(input, Local)
     } else {

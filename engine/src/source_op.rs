@@ -32,11 +32,10 @@ use crate::dead_letter::{DeadLetter, Origin, Raw};
 use crate::error::retry_delay;
 use crate::error::JobError;
 use crate::ids::SplitId;
-use crate::pipeline::{ctrl_c_pressed, WorkerCtx};
 use crate::source::{ReadItem, ReadStatus, Source, SplitReader, SplitStart};
-use crate::stream::{TimedOutput, TimedStream};
-use crate::time::Time;
+use crate::time::{Time, TimedOutput, TimedStream};
 use crate::watermark::{SplitWatermark, Watermarks};
+use crate::worker_context::{ctrl_c_pressed, WorkerCtx};
 
 /// Records read per split per activation.
 const BATCH: usize = 4096;

@@ -14,21 +14,12 @@ use timely::dataflow::StreamVec;
 use crate::data::{Data, Key};
 use crate::dead_letter::DeadLetter;
 use crate::ids::KeyGroup;
-use crate::pipeline::PipelineState;
 use crate::sink::{build_sink, Sink};
 use crate::time::Time;
+use crate::worker_context::PipelineState;
 
-/// A record with its event time (ms), as streams carry it internally.
-pub type Timed<D> = (u64, D);
-
-/// The timely stream under a weir [`Stream`].
-pub type TimedStream<'s, D> = StreamVec<'s, Time, Timed<D>>;
-
-/// An operator output of timed records.
-pub(crate) type TimedOutput<D> = timely::dataflow::operators::generic::OutputBuilder<
-    Time,
-    timely::container::CapacityContainerBuilder<Vec<Timed<D>>>,
->;
+pub(crate) use crate::time::TimedOutput;
+pub use crate::time::{Timed, TimedStream};
 
 /// A stream of records of type `D`. Every record carries the event time its
 /// source extracted (or, for window results, the window's last ms), so later
@@ -127,7 +118,7 @@ impl<'s, D: Data> Stream<'s, D> {
     /// records on worker 0.
     pub fn sink(self, name: &str, sink: impl Sink<D>) {
         self.state.claim_name("sink", name);
-        build_sink(self, name, sink);
+        build_sink(self.inner, self.state, self.held, name, sink);
     }
 
     /// Turns every record into a dead letter (for example late records) and

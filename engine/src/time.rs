@@ -26,6 +26,18 @@ use timely::order::PartialOrder;
 use timely::progress::frontier::AntichainRef;
 use timely::progress::timestamp::{PathSummary, Refines, Timestamp};
 
+/// A record with its event time (ms), as streams carry it internally.
+pub type Timed<D> = (u64, D);
+
+/// The timely stream under a weir [`Stream`](crate::Stream).
+pub type TimedStream<'s, D> = timely::dataflow::StreamVec<'s, Time, Timed<D>>;
+
+/// An operator output of timed records.
+pub(crate) type TimedOutput<D> = timely::dataflow::operators::generic::OutputBuilder<
+    Time,
+    timely::container::CapacityContainerBuilder<Vec<Timed<D>>>,
+>;
+
 /// A point in weir's two-dimensional time: a checkpoint epoch and an event-time
 /// watermark in milliseconds, ordered by the product order.
 #[derive(
