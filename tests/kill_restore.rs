@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weir::checkpoint::manifest;
+use weir::backend::manifest;
 use weir::rng::SplitMix64;
 use weir_connectors::staged;
 
@@ -323,13 +323,13 @@ fn a_checkpoint_flushed_by_some_workers_only_is_not_restored() {
     let newest = m.complete.last().map(|e| e.epoch);
     assert_eq!(newest, Some(3), "epoch 4 is not complete, epoch 3 is");
     // Worker 0 did flush epoch 4: the torn case really happened.
-    let store = weir_rocks::RocksStore::open_read_only(weir::checkpoint::runtime::store_path(
+    let store = weir_rocks::RocksStore::open_read_only(weir::backend::store_path(
         &paths.checkpoints,
         m.generation,
         0,
     ))
     .expect("worker 0's store");
-    let flushed_by_0 = weir::checkpoint::store::checksum_of_epoch_step(&store, 4, "device_minutes")
+    let flushed_by_0 = weir::backend::checksum_of_epoch_step(&store, 4, "device_minutes")
         .expect("read worker 0's store");
     assert!(flushed_by_0.is_some(), "worker 0 flushed epoch 4");
     drop(store);
@@ -470,13 +470,13 @@ fn two_processes_killed_and_restored_lose_nothing_and_both_fold() {
         "checkpoints completed: {:?}",
         m.complete
     );
-    let store = weir_rocks::RocksStore::open_read_only(weir::checkpoint::runtime::store_path(
+    let store = weir_rocks::RocksStore::open_read_only(weir::backend::store_path(
         &paths.checkpoints,
         m.generation,
         1,
     ))
     .expect("worker 1's store");
-    let folded = weir::checkpoint::store::folded_through(&store).expect("read it");
+    let folded = weir::backend::folded_through(&store).expect("read it");
     assert!(folded.is_some(), "process 1's worker folded its store");
     drop(store);
     for child in start_cluster(&case.flags, paths, &case.dir) {

@@ -91,7 +91,7 @@ pub struct RunArgs {
 
 /// A shared state backend, as [`RunArgs`] carries it.
 #[derive(Clone)]
-pub struct BackendHandle(pub std::sync::Arc<dyn crate::checkpoint::runtime::Backend>);
+pub struct BackendHandle(pub std::sync::Arc<dyn crate::backend::Backend>);
 
 impl fmt::Debug for BackendHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

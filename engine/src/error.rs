@@ -139,7 +139,7 @@ impl From<crate::checkpoint::store::StoreError> for Fault {
 /// How long the engine waits before trying a call that failed with a
 /// transient fault again, after `attempt` failures in a row (1, 2, …):
 /// doubling from 50 ms, at most 5 s.
-pub fn retry_delay(attempt: u32) -> std::time::Duration {
+pub(crate) fn retry_delay(attempt: u32) -> std::time::Duration {
     let ms = 50u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(10));
     std::time::Duration::from_millis(ms.min(5_000))
 }

@@ -23,6 +23,10 @@
 //!   and where they came from.
 //! * **Testing** ([`testing`]): a scripted source, a capturing sink and
 //!   `run_workers(n, …)`.
+//! * **Checkpoints** survive a crash through a state backend that a job
+//!   names in [`RunArgs::backend`] (`weir_rocks::backend()`). Writing a
+//!   backend, or a tool that reads checkpoints, goes through one door,
+//!   [`backend`]; the checkpoint machinery itself is not public.
 //!
 //! ```
 //! use weir::testing::{run_workers, Script};
@@ -39,7 +43,8 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod checkpoint;
+pub mod backend;
+pub(crate) mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod dead_letter;
@@ -47,7 +52,7 @@ pub mod error;
 mod failpoint;
 mod flow;
 pub mod ids;
-pub mod metrics;
+mod metrics;
 pub mod pipeline;
 pub mod rng;
 pub mod sink;

@@ -1,15 +1,15 @@
 //! The sink protocol: the one place its rules live.
 //!
 //! Every sink is driven by the same per-worker state machine,
-//! [`SinkMachine`]: the sink operator feeds it what happened ([`Event`]) and
-//! does what it says ([`Action`]), calling the [`Sink`] methods of the same
+//! `SinkMachine`: the sink operator feeds it what happened (`Event`) and
+//! does what it says (`Action`), calling the [`Sink`] methods of the same
 //! names. Nothing here does I/O, so every rule is a row of a table test.
 //!
-//! **Which workers write** ([`writes_on`]): a parallel sink is opened on
+//! **Which workers write** (`writes_on`): a parallel sink is opened on
 //! every worker and gets that worker's records; any other sink is opened on
 //! worker 0, which receives every record.
 //!
-//! **Delivery** ([`delivery`]): a sink that says [`Sink::exactly_once`] in a
+//! **Delivery** (`delivery`): a sink that says [`Sink::exactly_once`] in a
 //! job that checkpoints takes part in checkpoints (two-phase commit, below),
 //! parallel or not. In a job without checkpoints there is no restore, so
 //! every run's output stands alone: such a sink is driven at-least-once, and
@@ -34,11 +34,11 @@
 //!    parallel sink, [`StepKind::ParallelSink`](crate::checkpoint::protocol::StepKind)).
 //! 3. *Commit*: when the worker learns that the checkpoint of `c` is
 //!    complete (the manifest writer broadcasts it to every worker of every
-//!    process, [`crate::checkpoint::runtime::WorkerCheckpoint::last_complete`]),
+//!    process; the engine's worker checkpoint keeps the newest it heard),
 //!    [`Sink::commit`] makes epochs `<= min(c, prepared)` visible. The
 //!    worker reacts to the announcement; it does not poll.
 //! 4. *End of input*: everything is prepared and the worker reports the end
-//!    ([`FINAL_EPOCH`]). When every writing worker has, the manifest writer
+//!    (`FINAL_EPOCH`). When every writing worker has, the manifest writer
 //!    records the run finished and announces it; each worker then commits
 //!    everything (`commit(u64::MAX)`) and lets the job end. A kill before
 //!    the record restores the last checkpoint and produces the rest again; a
@@ -67,11 +67,11 @@ use crate::sink::Sink;
 
 /// The epoch at which sinks report the end of their input, and the manifest
 /// writer announces the run finished. No job lives to reach it.
-pub const FINAL_EPOCH: u64 = u64::MAX - 1;
+pub(crate) const FINAL_EPOCH: u64 = u64::MAX - 1;
 
 /// How a sink is driven.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     /// Write, and end each epoch; a restore writes again what followed the
     /// restored checkpoint.
     AtLeastOnce,
@@ -80,7 +80,7 @@ pub enum Delivery {
 }
 
 /// How the sink `name` is driven, or why it cannot run.
-pub fn delivery(
+pub(crate) fn delivery(
     name: &str,
     exactly_once: bool,
     needs_checkpoints: bool,
@@ -96,7 +96,7 @@ pub fn delivery(
 }
 
 /// Whether worker `worker` opens and writes a sink.
-pub fn writes_on(parallel: bool, worker: usize) -> bool {
+pub(crate) fn writes_on(parallel: bool, worker: usize) -> bool {
     parallel || worker == 0
 }
 
@@ -139,7 +139,7 @@ pub fn resolve(restored: Option<u64>, epoch: u64, committed: bool) -> Resolve {
 
 /// What happened to a sink worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// The sink was opened; the job restores `restored` (`None`: fresh),
     /// in a new store generation when `rescaled`.
     Start {
@@ -162,7 +162,7 @@ pub enum Event {
 
 /// What the sink operator does, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// [`Sink::recover`]: resolve earlier runs' output by [`resolve`].
     Recover(Option<u64>),
     /// [`Sink::end_epoch`] (at-least-once): epochs `<= through` are written.
@@ -183,7 +183,7 @@ pub enum Action {
 
 /// One sink worker's protocol state.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SinkMachine {
+pub(crate) struct SinkMachine {
     delivery: Delivery,
     /// Newest epoch prepared (exactly-once) or ended (at-least-once).
     prepared: Option<u64>,
@@ -209,12 +209,14 @@ impl SinkMachine {
     }
 
     /// Whether the worker has released its capabilities (nothing more to do).
+    #[cfg(test)]
     pub fn released(&self) -> bool {
         self.released
     }
 
     /// Whether the worker has prepared output that waits for a checkpoint
     /// (or, after the end of its input, for the run to be recorded finished).
+    #[cfg(test)]
     pub fn waiting(&self) -> bool {
         !self.released && (self.ended || self.prepared > self.committed)
     }

@@ -8,10 +8,10 @@
 //! * `event` is an event-time watermark in milliseconds. A source stamps every
 //!   record with its split's watermark at read time; the record's own event
 //!   time travels inside the record. The watermark of a stream is the least
-//!   `event` over its frontier ([`watermark_of`]).
+//!   `event` over its frontier (`watermark_of`).
 //! * `epoch` is a checkpoint epoch, advanced by each source on its own wall
 //!   clock. Epoch `e` is complete at an operator when no element of its input
-//!   frontier has `epoch <= e` ([`lowest_open_epoch`]).
+//!   frontier has `epoch <= e` (`lowest_open_epoch`).
 //!
 //! A record is *late* for a window ending at `end` iff its stamp's `event >=
 //! end`: the source's watermark had already passed the window when the record
@@ -99,7 +99,9 @@ impl Lattice for Time {
 /// How far a path through the dataflow advances a [`Time`]: a coordinate-wise
 /// increment. weir's operators never advance time along an edge, so every
 /// summary in practice is the zero summary; loops (if any) would use others.
+/// (Public because timely's `Timestamp` names it; hidden from the docs.)
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[doc(hidden)]
 pub struct TimeSummary {
     /// Epochs added along the path.
     pub epoch: u64,
@@ -133,13 +135,13 @@ impl PathSummary<Time> for TimeSummary {
 
 /// The event-time watermark of a frontier: the least `event` over its
 /// elements, or `u64::MAX` for the empty frontier (the input has ended).
-pub fn watermark_of(frontier: AntichainRef<'_, Time>) -> u64 {
+pub(crate) fn watermark_of(frontier: AntichainRef<'_, Time>) -> u64 {
     frontier.iter().map(|t| t.event).min().unwrap_or(u64::MAX)
 }
 
 /// The lowest epoch still open in a frontier: every epoch below it is
 /// complete. `u64::MAX` for the empty frontier.
-pub fn lowest_open_epoch(frontier: AntichainRef<'_, Time>) -> u64 {
+pub(crate) fn lowest_open_epoch(frontier: AntichainRef<'_, Time>) -> u64 {
     frontier.iter().map(|t| t.epoch).min().unwrap_or(u64::MAX)
 }
 

@@ -14,7 +14,7 @@
 //! never exceeds the event time that raised it, and `u64::MAX` with quantum
 //! 1 and bound 0 gives `u64::MAX`), durations too long for a `u64` of
 //! milliseconds count as `u64::MAX` ms, and an idle source's watermark,
-//! advancing by the wall clock, stops at [`LAST_LIVE_WATERMARK`]
+//! advancing by the wall clock, stops at `LAST_LIVE_WATERMARK`
 //! (`u64::MAX - 1`).
 //!
 //! A live split's watermark stops at `u64::MAX - 1`: `u64::MAX` is the end
@@ -138,11 +138,11 @@ impl std::fmt::Display for Watermarks {
 /// The highest watermark a split reaches while its input lasts:
 /// `u64::MAX - 1`. `u64::MAX`, the end of time, is the watermark of an
 /// ended input (see the [module docs](self)).
-pub const LAST_LIVE_WATERMARK: u64 = u64::MAX - 1;
+pub(crate) const LAST_LIVE_WATERMARK: u64 = u64::MAX - 1;
 
 /// The watermark of one split.
 #[derive(Clone, Debug, Default)]
-pub struct SplitWatermark {
+pub(crate) struct SplitWatermark {
     watermark: u64,
 }
 

@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use weir::checkpoint::layout;
-use weir::checkpoint::runtime::Backend;
-use weir::checkpoint::store::{Batch, Op, StateStore, StoreError};
+use weir::backend::{layout, Backend, Batch, Op, StateStore, StoreError};
 use weir::config::BackendHandle;
 
 use crate::stats::{histogram, quantiles};

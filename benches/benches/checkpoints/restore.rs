@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weir::checkpoint::manifest;
-use weir::checkpoint::runtime::{plan, store_path, Backend};
+use weir::backend::manifest;
+use weir::backend::{plan, store_path, Backend};
 
 use crate::recording::Recording;
 use crate::state_job::{blobs_job, KeysSource};

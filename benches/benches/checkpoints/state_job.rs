@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weir::checkpoint::manifest;
+use weir::backend::manifest;
 use weir::config::BackendHandle;
 use weir::rng::SplitMix64;
 use weir::source::SplitStart;

@@ -9,8 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
-use weir::checkpoint::runtime::Backend;
-use weir::checkpoint::store::{Batch, Op, StateStore, StoreError};
+use weir::backend::{Backend, Batch, Op, StateStore, StoreError};
 use weir::config::BackendHandle;
 
 /// The RocksDB backend: one database per worker.
@@ -134,7 +133,7 @@ impl StateStore for RocksStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir::checkpoint::conformance::check_store;
+    use weir::backend::check_store;
 
     #[test]
     fn the_rocks_store_conforms() {

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir::checkpoint::manifest::{self, Manifest};
-use weir::checkpoint::runtime::{plan, store_path};
+use weir::backend::manifest::{self, Manifest};
+use weir::backend::{plan, store_path};
 use weir::rng::SplitMix64;
 use weir::testing::Script;
 use weir::{KeyGroup, RunArgs, Watermarks};

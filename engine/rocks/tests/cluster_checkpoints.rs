@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use weir::checkpoint::manifest;
+use weir::backend::manifest;
 use weir::rng::SplitMix64;
 use weir::testing::Script;
 use weir::{RunArgs, Watermarks};

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use timely::dataflow::operators::core::Inspect;
-use weir::checkpoint::manifest;
+use weir::backend::manifest;
 use weir::rng::SplitMix64;
 use weir::testing::Script;
 use weir::{RunArgs, Watermarks};
@@ -426,13 +426,13 @@ fn corrupt_newest_and_fall_back(keep: usize) {
     let newest = m.complete.last().map(|e| e.epoch).expect("an epoch");
     let oldest = m.complete.first().map(|e| e.epoch).expect("an epoch");
     {
-        let store = weir_rocks::RocksStore::open_read_only(weir::checkpoint::runtime::store_path(
+        let store = weir_rocks::RocksStore::open_read_only(weir::backend::store_path(
             &dir,
             m.generation,
             0,
         ))
         .expect("the store");
-        let folded = weir::checkpoint::store::folded_through(&store).expect("read it");
+        let folded = weir::backend::folded_through(&store).expect("read it");
         assert!(
             folded < Some(oldest),
             "keep {keep}: folded through {folded:?}, but epoch {oldest} must stay verifiable"
@@ -446,8 +446,8 @@ fn corrupt_newest_and_fall_back(keep: usize) {
         }
     }
     manifest::write(&dir, &m).expect("rewrite");
-    let plan = weir::checkpoint::runtime::plan(&dir, Arc::new(weir_rocks::Rocks), keep, false, 1)
-        .expect("a plan");
+    let plan =
+        weir::backend::plan(&dir, Arc::new(weir_rocks::Rocks), keep, false, 1).expect("a plan");
     let restored = plan
         .restore
         .as_ref()

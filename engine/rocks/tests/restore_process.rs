@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use timely::dataflow::operators::core::Inspect;
-use weir::checkpoint::manifest;
+use weir::backend::manifest;
 use weir::rng::SplitMix64;
 use weir::testing::Script;
 use weir::{RunArgs, Watermarks};

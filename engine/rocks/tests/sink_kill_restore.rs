@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weir::checkpoint::manifest;
+use weir::backend::manifest;
 use weir::testing::{Script, StagedFiles};
 use weir::{RunArgs, Watermarks};
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use weir::checkpoint::manifest;
+use weir::backend::manifest;
 use weir::source::SplitStart;
 use weir::testing::{Script, StagedFiles};
 use weir::{Fault, RunArgs, Source, SplitId, SplitReader, Watermarks};

@@ -11,7 +11,8 @@
 //! manifest ([`check_flush`]) — and everything its restore loads can be read
 //! ([`check_loadable`]: the base and older deltas, which no flush's checksum
 //! covers). The choice among the epochs that restore is
-//! [`protocol::choose_restore`](super::protocol::choose_restore)'s.
+//! the checkpoint protocol's (`choose_restore`), which yields a
+//! [`RestoreDecision`](super::protocol::RestoreDecision).
 //!
 //! Nothing here writes: stores are opened with
 //! [`Backend::open_read_only`].
@@ -297,7 +298,7 @@ impl Verification {
 /// ([`check_loadable`]), until one does. An older epoch loads a part of what
 /// a newer one does (the same base, fewer deltas), so once one loads every
 /// older one does, and the stores are read in full at most once when all is
-/// well. [`choose_restore`] then picks the newest epoch with neither
+/// well. The protocol's `choose_restore` then picks the newest epoch with neither
 /// problems nor load errors.
 pub fn verify(manifest: &Manifest, stores: &[WorkerStore]) -> Verification {
     let mut entries: Vec<&Entry> = manifest.complete.iter().collect();

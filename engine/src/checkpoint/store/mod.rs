@@ -25,7 +25,7 @@ mod load;
 pub use batch::{Batch, Op};
 pub use flush::{checksum_of_epoch_step, write_epoch, EpochWriter};
 pub use fold::{discard_after, fold, folded_through};
-pub use load::{load_positions, load_positions_through, load_state, StateVisitor};
+pub use load::{load_positions, load_positions_through, load_state};
 
 /// A storage failure, with what was being done.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use weir::checkpoint::manifest::Manifest;
-use weir::checkpoint::protocol::RestoreDecision;
-use weir::checkpoint::verify::Verification;
+use weir::backend::manifest::Manifest;
+use weir::backend::verify::Verification;
+use weir::backend::RestoreDecision;
 
 pub(crate) fn relative(dir: &Path, path: &Path) -> String {
     path.strip_prefix(dir).unwrap_or(path).display().to_string()

@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use weir::checkpoint::inspect::{self, OperatorState};
-use weir::checkpoint::manifest::{self, Manifest, StepKind};
-use weir::checkpoint::runtime::Backend;
-use weir::checkpoint::verify::{self, Verification};
+use weir::backend::inspect::{self, OperatorState};
+use weir::backend::manifest::{self, Manifest, StepKind};
+use weir::backend::verify::{self, Verification};
+use weir::backend::Backend;
 
 use crate::format::{bytes, hex_words, load_error};
 use crate::{open, read_manifest, Failure, Outcome};

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use weir::checkpoint::inspect::{self, EpochListing, EpochStatus, StoreSummary};
-use weir::checkpoint::runtime::Backend;
-use weir::checkpoint::verify;
+use weir::backend::inspect::{self, EpochListing, EpochStatus, StoreSummary};
+use weir::backend::verify;
+use weir::backend::Backend;
 
 use crate::format::{
     bytes, epochs_line, load_error, missing_line, relative, restore_line, steps_line,
@@ -102,7 +102,7 @@ pub(crate) fn run(out: &mut String, dir: &Path, backend: &dyn Backend) -> Outcom
     if let Ok(generations) = inspect::generations_on_disk(dir) {
         for (generation, workers) in generations.iter().filter(|(g, _)| **g != m.generation) {
             for w in workers {
-                let path = weir::checkpoint::runtime::store_path(dir, *generation, *w);
+                let path = weir::backend::store_path(dir, *generation, *w);
                 let _ = writeln!(
                     out,
                     "{:<20} {:>10}  (generation {generation}, not the manifest's: not restored from)",

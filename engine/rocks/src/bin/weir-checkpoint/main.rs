@@ -1,8 +1,8 @@
 //! `weir-checkpoint`: look into a weir checkpoint directory without
 //! changing it: which epochs it holds, what state an epoch restores, and
 //! whether the checkpoints verify. Stores are opened read-only with the
-//! RocksDB backend; the logic is `weir::checkpoint::inspect`, and whether
-//! epochs verify is `weir::checkpoint::verify`, the check a job's restore
+//! RocksDB backend; the logic is `weir::backend::inspect`, and whether
+//! epochs verify is `weir::backend::verify`, the check a job's restore
 //! makes.
 //!
 //! One module per command — `list`, `inspect`, `verify` — and `format` for
@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use weir::checkpoint::manifest::{self, Manifest, ManifestError};
-use weir::checkpoint::runtime::Backend;
-use weir::checkpoint::verify::WorkerStore;
+use weir::backend::manifest::{self, Manifest, ManifestError};
+use weir::backend::verify::WorkerStore;
+use weir::backend::Backend;
 
 /// Inspect and verify a weir checkpoint directory (read-only).
 ///
@@ -169,5 +169,5 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, Failure> {
 }
 
 pub(crate) fn open(dir: &Path, m: &Manifest, backend: &dyn Backend) -> Vec<WorkerStore> {
-    weir::checkpoint::verify::open_generation(dir, m.generation, m.workers, backend)
+    weir::backend::verify::open_generation(dir, m.generation, m.workers, backend)
 }

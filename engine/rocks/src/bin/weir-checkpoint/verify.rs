@@ -1,14 +1,14 @@
 //! `weir-checkpoint verify`: every complete epoch checked by
-//! [`weir::checkpoint::verify::verify`] — the check a job's restore makes —
+//! [`weir::backend::verify::verify`] — the check a job's restore makes —
 //! one line each, and the epoch a restore uses.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use weir::checkpoint::inspect::{self, EpochStatus};
-use weir::checkpoint::runtime::Backend;
-use weir::checkpoint::verify::{self, Problem};
+use weir::backend::inspect::{self, EpochStatus};
+use weir::backend::verify::{self, Problem};
+use weir::backend::Backend;
 
 use crate::format::{epochs_line, missing_line, restore_line};
 use crate::{open, read_manifest, Outcome};
