@@ -1,9 +1,15 @@
 //! The keyed-state primitive every stateful operator sits on.
 //!
-//! An operator implements [`KeyedLogic`] (in `stateful/logic.rs`): what to do with one
-//! record of a key (`on_record`), what to fire when the watermark moves
-//! (`on_watermark`), and when it next needs to fire (`next_fire`). The
-//! primitive owns the hard parts, once. Its decisions — apply or buffer by
+//! An operator implements [`KeyedOperator`] (in `stateful/keyed_operator.rs`):
+//! what happens to a key's state on one record (`on_record`), what to fire
+//! when the watermark moves (`on_watermark`), and when it next needs to fire
+//! (`next_fire`). The primitive keeps every key's state and its event-time
+//! and processing-time timers ([`Keys`], in `stateful/keyed_state.rs` and
+//! `stateful/timers.rs`), records which keys change, and checkpoints and
+//! restores them itself ([`Managed`]; the store layout is
+//! `checkpoint/keyed.rs`'s). [`KeyedLogic`] (in `stateful/logic.rs`) is the
+//! lower level the primitive runs, for an operator that keeps its own state
+//! and encodes its own checkpoints. The primitive owns the hard parts, once. Its decisions — apply or buffer by
 //! epoch, order by stamp, release and fire, flush completed epochs, hold
 //! capabilities — are the pure state machine in `stateful/core.rs`,
 //! tested there as tables; this module is the timely operator around it,
@@ -26,15 +32,32 @@ use crate::checkpoint::runtime::FlushRecord;
 use crate::data::{Data, Key};
 
 mod core;
+mod keyed_operator;
+mod keyed_state;
 mod logic;
+mod timers;
 
 use self::core::{Frontier, KeyedCore, Step};
+pub use self::keyed_operator::{KeyedOperator, Managed};
+pub use self::keyed_state::{KeyedState, Keys};
 pub use self::logic::{Emit, KeyedLogic};
+pub use self::timers::Timers;
 use crate::error::JobError;
 use crate::stream::{KeyedStream, Stream, TimedOutput};
 use crate::time::{lowest_open_epoch, watermark_of, Time};
 
 impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
+    /// Runs a [`KeyedOperator`], whose keys' state and timers the primitive
+    /// keeps, checkpoints and restores; returns its results and its late
+    /// records.
+    pub fn keyed<O: KeyedOperator<K, D>>(
+        self,
+        name: &str,
+        operator: O,
+    ) -> (Stream<'s, O::Out>, Stream<'s, O::Late>) {
+        self.stateful(name, Managed::new(operator))
+    }
+
     /// Runs a keyed stateful operator; returns its results and its late records.
     pub fn stateful<L: KeyedLogic<K, D>>(
         self,

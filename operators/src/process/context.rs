@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use weir::stateful::Emit;
 use weir::{DeadLetter, Fields, Origin, Raw};
 
-use super::timers::Timers;
+use weir::stateful::Timers;
 
 /// A result of the operator: for the main or the side output.
 #[derive(Clone, Debug, Serialize, Deserialize)]

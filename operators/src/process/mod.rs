@@ -172,7 +172,6 @@
 mod context;
 mod operator;
 pub mod state;
-mod timers;
 
 use std::time::SystemTime;
 
@@ -330,7 +329,7 @@ impl<'s, K: Key, D: Data> ProcessExt<'s, K, D> for KeyedStream<'s, K, D> {
     ) -> Processed<'s, F::Out, F::Side> {
         // The function decides what is late for it (see the module docs);
         // what it refuses goes to the job's dead letters.
-        let (results, refused) = self.stateful(name, ProcessOperator::new(name, function));
+        let (results, refused) = self.keyed(name, ProcessOperator::new(name, function));
         refused.dead_letter(|letter| letter);
         let main = results.clone().flat_map(|r| match r {
             Emitted::Main(v) => Some(v),

@@ -1,4 +1,4 @@
-//! The process-function operator: a [`KeyedLogic`] that runs a
+//! The process-function operator: a [`KeyedOperator`] that runs a
 //! [`ProcessFunction`] per key on the keyed-state primitive.
 //!
 //! The operator asks for stamp-ordered application (`ordered()`), so the
@@ -9,52 +9,42 @@
 //! never shows. Then it fires the event-time timers due, the processing-time
 //! timers due, and drops state whose TTL ran out.
 //!
-//! Per key it checkpoints one value: the state (absent when it equals a
-//! fresh one), the key's timers with their due points, and when its state next
-//! expires.
+//! Per key the primitive keeps and checkpoints the state (absent when it
+//! equals a fresh one) with when it next expires, and the key's timers with
+//! their due points.
 
-use std::collections::hash_map::Entry;
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use weir::stateful::{Emit, KeyedLogic};
-use weir::{Data, DeadLetter, FastMap, Key};
+use weir::stateful::{Emit, KeyedOperator, Keys};
+use weir::{Data, DeadLetter, Key};
 
 use super::context::{millis_of, system_time, Context, Emitted};
 use super::state;
-use super::timers::Timers;
 use super::ProcessFunction;
 
 type FastSet<K> =
     std::collections::HashSet<K, std::hash::BuildHasherDefault<weir::ids::FastHasher>>;
 
-/// One key's state and when it next has something to expire.
-struct Keyed<S> {
+/// One key's state and when it next has something to expire: what the
+/// primitive keeps and checkpoints per key (absent when the state equals a
+/// fresh one; the key's timers are kept beside it).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Keyed<S> {
     state: S,
     expires: Option<u64>,
 }
 
-/// What a key checkpoints (encoding side).
-#[derive(Serialize)]
-struct StoredRef<'a, S> {
-    state: Option<&'a S>,
-    expires: Option<u64>,
-    /// (time, due)
-    event_timers: Vec<(u64, u64)>,
-    /// Wall-clock ms since the Unix epoch.
-    processing_timers: Vec<u64>,
-}
+/// The primitive's keys and timers for a process function's state.
+type ProcessKeys<K, S> = Keys<K, Keyed<S>>;
 
-/// What a key checkpoints (decoding side; the same layout).
-#[derive(Deserialize)]
-struct Stored<S> {
-    state: Option<S>,
-    expires: Option<u64>,
-    event_timers: Vec<(u64, u64)>,
-    processing_timers: Vec<u64>,
-}
+/// Where results and refused records go.
+type Emitter<F, K, D> = Emit<
+    Emitted<<F as ProcessFunction<K, D>>::Out, <F as ProcessFunction<K, D>>::Side>,
+    DeadLetter,
+>;
 
 /// Which callback to run.
 enum Call<D> {
@@ -75,11 +65,8 @@ pub(crate) struct ProcessOperator<K, D, F: ProcessFunction<K, D>> {
     function: F,
     /// The step's name, for dead letters.
     name: String,
-    keys: FastMap<K, Keyed<F::State>>,
-    event: Timers<K>,
-    processing: Timers<K>,
     /// (expiry, key) of every key with TTL state.
-    expiries: BTreeSet<(u64, K)>,
+    pub(crate) expiries: BTreeSet<(u64, K)>,
     /// Records of the stamp being collected: (key, event time, record).
     batch: Vec<(K, u64, D)>,
     batch_stamp: u64,
@@ -87,8 +74,6 @@ pub(crate) struct ProcessOperator<K, D, F: ProcessFunction<K, D>> {
     watermark: u64,
     /// The encoding of a fresh state.
     default: Vec<u8>,
-    /// Keys changed since the last checkpoint, when tracking.
-    dirty: Option<FastSet<K>>,
     _record: PhantomData<D>,
 }
 
@@ -98,31 +83,30 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
         ProcessOperator {
             function,
             name: name.to_string(),
-            keys: FastMap::default(),
-            event: Timers::new(),
-            processing: Timers::new(),
             expiries: BTreeSet::new(),
             batch: Vec::new(),
             batch_stamp: 0,
             watermark: 0,
             default,
-            dirty: None,
             _record: PhantomData,
         }
     }
 
     /// Runs one callback for `key` at watermark `now`, with event time `ts`.
+    #[allow(clippy::too_many_arguments)]
     fn call(
         &mut self,
+        keys: &mut ProcessKeys<K, F::State>,
         key: K,
         now: u64,
         ts: u64,
         late: bool,
         call: Call<D>,
-        emit: &mut Emit<Emitted<F::Out, F::Side>, DeadLetter>,
+        emit: &mut Emitter<F, K, D>,
     ) {
-        let keyed = self.keys.entry(key.clone()).or_insert_with(|| Keyed {
-            state: self.function.new_state(),
+        let function = &mut self.function;
+        let keyed = keys.state.get_or_insert_with(key.clone(), || Keyed {
+            state: function.new_state(),
             expires: None,
         });
         let mut ctx = Context {
@@ -131,11 +115,10 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
             timestamp: ts,
             watermark: now,
             late,
-            event: &mut self.event,
-            processing: &mut self.processing,
+            event: &mut keys.event,
+            processing: &mut keys.processing,
             emit,
         };
-        let function = &mut self.function;
         let state = &mut keyed.state;
         let ((), expiry) = state::at(now, || match call {
             Call::Record(record) => function.on_record(&mut ctx, state, record),
@@ -155,28 +138,12 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
             if let Some(at) = keyed.expires {
                 self.expiries.remove(&(at, key.clone()));
             }
-            self.keys.remove(&key);
-        }
-        if let Some(dirty) = &mut self.dirty {
-            dirty.insert(key);
-        }
-    }
-
-    /// Forgets `key`'s state if it is back to a fresh one (absent and fresh
-    /// are the same thing).
-    fn drop_if_default(&mut self, key: &K) {
-        if let Entry::Occupied(keyed) = self.keys.entry(key.clone()) {
-            if is_fresh(&self.function, &keyed.get().state, &self.default) {
-                let keyed = keyed.remove();
-                if let Some(at) = keyed.expires {
-                    self.expiries.remove(&(at, key.clone()));
-                }
-            }
+            keys.state.remove(&key);
         }
     }
 
     /// Applies the collected records of one stamp, in a deterministic order.
-    fn apply_batch(&mut self, emit: &mut Emit<Emitted<F::Out, F::Side>, DeadLetter>) {
+    fn apply_batch(&mut self, keys: &mut ProcessKeys<K, F::State>, emit: &mut Emitter<F, K, D>) {
         let stamp = self.batch_stamp;
         let mut batch = std::mem::take(&mut self.batch);
         // Unstable is enough: ties are ordered by encoding below, and records
@@ -190,7 +157,7 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
             }
         }
         for (key, ts, record) in batch {
-            self.call(key, stamp, ts, ts < stamp, Call::Record(record), emit);
+            self.call(keys, key, stamp, ts, ts < stamp, Call::Record(record), emit);
         }
         if stamp != u64::MAX {
             self.watermark = self.watermark.max(stamp);
@@ -205,22 +172,19 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
     /// function that sets `time.saturating_add(step)` from each timer), it
     /// is dropped, since no later time exists to fire it at. Otherwise such
     /// a function would never end.
-    fn fire(&mut self, w: u64, emit: &mut Emit<Emitted<F::Out, F::Side>, DeadLetter>) {
+    fn fire(&mut self, keys: &mut ProcessKeys<K, F::State>, w: u64, emit: &mut Emitter<F, K, D>) {
         // An empty set does not allocate.
         let mut last_timer_fired: FastSet<K> = FastSet::default();
         loop {
             let mut fired = false;
-            while let Some((due, key, time)) = self.event.pop_due(w) {
+            while let Some((due, key, time)) = keys.event.pop_due(w) {
                 if due != u64::MAX {
                     self.watermark = self.watermark.max(due);
                 } else if time == u64::MAX && !last_timer_fired.insert(key.clone()) {
                     // Past the end of time: it already fired.
-                    if let Some(dirty) = &mut self.dirty {
-                        dirty.insert(key);
-                    }
                     continue;
                 }
-                self.call(key, due, time, false, Call::Timer(time), emit);
+                self.call(keys, key, due, time, false, Call::Timer(time), emit);
                 fired = true;
             }
             // The input's end fires every processing-time timer.
@@ -229,16 +193,10 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
             } else {
                 (millis_of(SystemTime::now()), w.max(self.watermark))
             };
-            if let Some((ms, key, _)) = self.processing.pop_due(wall) {
+            if let Some((ms, key, _)) = keys.processing.pop_due(wall) {
                 // One at a time: event timers it registers come first.
-                self.call(
-                    key,
-                    clock,
-                    clock,
-                    false,
-                    Call::Processing(system_time(ms)),
-                    emit,
-                );
+                let at = Call::Processing(system_time(ms));
+                self.call(keys, key, clock, clock, false, at, emit);
                 fired = true;
             }
             if !fired {
@@ -248,12 +206,12 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
         if w != u64::MAX {
             self.watermark = self.watermark.max(w);
         }
-        self.expire(w);
+        self.expire(keys, w);
     }
 
     /// Drops state entries whose TTL ran out at `w` from memory (reads
     /// already saw them as absent), so checkpoints shrink.
-    fn expire(&mut self, w: u64) {
+    fn expire(&mut self, keys: &mut ProcessKeys<K, F::State>, w: u64) {
         while let Some((at, _)) = self.expiries.first() {
             if *at > w {
                 break;
@@ -261,7 +219,9 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
             let Some((_, key)) = self.expiries.pop_first() else {
                 break;
             };
-            let Some(keyed) = self.keys.get_mut(&key) else {
+            // When it next expires is not worth a write: a restore that
+            // indexes it too early finds nothing to compact then.
+            let Some(keyed) = keys.state.get_mut_untracked(&key) else {
                 continue;
             };
             let (compacted, next) = state::compact(&keyed.state, w);
@@ -273,21 +233,26 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
                 // Rewritten since: nothing expired yet.
                 continue;
             };
-            keyed.state = compacted;
-            self.drop_if_default(&key);
-            if let Some(dirty) = &mut self.dirty {
-                dirty.insert(key);
+            let fresh = is_fresh(&self.function, &compacted, &self.default);
+            if fresh {
+                if let Some(next) = next {
+                    self.expiries.remove(&(next, key.clone()));
+                }
+                keys.state.remove(&key);
+            } else if let Some(keyed) = keys.state.get_mut(&key) {
+                keyed.state = compacted;
             }
         }
     }
 }
 
-impl<K, D, F> KeyedLogic<K, D> for ProcessOperator<K, D, F>
+impl<K, D, F> KeyedOperator<K, D> for ProcessOperator<K, D, F>
 where
     K: Key,
     D: Data,
     F: ProcessFunction<K, D>,
 {
+    type State = Keyed<F::State>;
     type Out = Emitted<F::Out, F::Side>;
     /// Late records the function refused ([`Context::dead_letter_late`]).
     type Late = DeadLetter;
@@ -296,8 +261,14 @@ where
         true
     }
 
+    fn state_version(&self) -> u32 {
+        // 2: a key's timers are stored beside its state (1 stored them in it).
+        2
+    }
+
     fn on_record(
         &mut self,
+        keys: &mut ProcessKeys<K, F::State>,
         key: K,
         event_time: u64,
         record: D,
@@ -307,100 +278,51 @@ where
         if !self.batch.is_empty() && stamp != self.batch_stamp {
             // Not expected (the primitive announces each stamp with
             // on_watermark), but never mix two stamps in one batch.
-            self.apply_batch(emit);
+            self.apply_batch(keys, emit);
         }
         self.batch_stamp = stamp;
         self.batch.push((key, event_time, record));
     }
 
-    fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>) {
+    fn on_watermark(
+        &mut self,
+        keys: &mut ProcessKeys<K, F::State>,
+        watermark: u64,
+        emit: &mut Emit<Self::Out, Self::Late>,
+    ) {
         // The end of time passes every stamp, u64::MAX included.
         if !self.batch.is_empty() && (self.batch_stamp < watermark || watermark == u64::MAX) {
-            self.apply_batch(emit);
+            self.apply_batch(keys, emit);
         }
-        self.fire(watermark, emit);
+        self.fire(keys, watermark, emit);
     }
 
-    fn next_fire(&self) -> Option<u64> {
+    fn next_fire(&self, keys: &ProcessKeys<K, F::State>) -> Option<u64> {
         let batch = (!self.batch.is_empty()).then_some(self.batch_stamp);
         // A pending processing-time timer emits at the watermark it fires
-        // at: hold the current one.
-        let processing = (!self.processing.is_empty()).then_some(self.watermark);
-        [batch, self.event.next_due(), processing]
-            .into_iter()
-            .flatten()
-            .min()
+        // at: hold the current one. (The primitive adds event timers.)
+        let processing = (!keys.processing.is_empty()).then_some(self.watermark);
+        batch.into_iter().chain(processing).min()
     }
 
-    fn wake_after(&self) -> Option<Duration> {
-        let due = self.processing.next_due()?;
-        let now = millis_of(SystemTime::now());
-        Some(Duration::from_millis(due.saturating_sub(now)))
+    fn on_restore(
+        &mut self,
+        key: &K,
+        keyed: &mut Keyed<F::State>,
+        _watermark: u64,
+    ) -> Result<bool, String> {
+        if let Some(at) = keyed.expires {
+            self.expiries.insert((at, key.clone()));
+        }
+        Ok(true)
     }
 
-    fn track_changes(&mut self, on: bool) {
-        self.dirty = on.then(FastSet::default);
-    }
-
-    fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>) {
+    fn before_checkpoint(&self, _: &ProcessKeys<K, F::State>) {
         assert!(
             self.batch.is_empty(),
             "weir invariant broken: records of stamp {} are pending at a checkpoint",
             self.batch_stamp
         );
-        let Some(dirty) = &mut self.dirty else { return };
-        let mut event_of = self.event.of_keys(|k| dirty.contains(k));
-        let mut processing_of = self.processing.of_keys(|k| dirty.contains(k));
-        for key in dirty.drain() {
-            let keyed = self.keys.get(&key);
-            let event_timers = event_of.remove(&key).unwrap_or_default();
-            let processing_timers: Vec<u64> = processing_of
-                .remove(&key)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(t, _)| t)
-                .collect();
-            if keyed.is_none() && event_timers.is_empty() && processing_timers.is_empty() {
-                out.push((key, None));
-                continue;
-            }
-            let stored = StoredRef {
-                state: keyed.map(|k| &k.state),
-                expires: keyed.and_then(|k| k.expires),
-                event_timers,
-                processing_timers,
-            };
-            let bytes = bincode::serialize(&stored)
-                .expect("weir invariant: a process function's state serializes");
-            out.push((key, Some(bytes)));
-        }
-    }
-
-    fn restore(&mut self, key: K, bytes: &[u8]) -> Result<(), String> {
-        let stored: Stored<F::State> = bincode::deserialize(bytes)
-            .map_err(|e| format!("undecodable process-function state: {e}"))?;
-        if let Some(state) = stored.state {
-            if let Some(at) = stored.expires {
-                self.expiries.insert((at, key.clone()));
-            }
-            self.keys.insert(
-                key.clone(),
-                Keyed {
-                    state,
-                    expires: stored.expires,
-                },
-            );
-        }
-        for (time, due) in stored.event_timers {
-            self.event.register(&key, time, due);
-        }
-        for ms in stored.processing_timers {
-            self.processing.register(&key, ms, ms);
-        }
-        if let Some(dirty) = &mut self.dirty {
-            dirty.insert(key);
-        }
-        Ok(())
     }
 }
 

@@ -1,10 +1,7 @@
 //! Window logics driven directly at the edges of time: what fires, what
 //! is rejected, and with which reason.
 
-use std::collections::BTreeSet;
-use std::marker::PhantomData;
-
-use weir::stateful::{Emit, KeyedLogic};
+use weir::stateful::{Emit, KeyedLogic, Managed};
 use weir::{DeadLetter, Fields, Origin};
 
 use super::fixed::FixedWindows;
@@ -17,20 +14,12 @@ const MAX: u64 = u64::MAX;
 /// past MAX.
 const LAST_MINUTE: u64 = 18_446_744_073_709_500_000;
 
-fn fixed(size: u64, slide: u64, lateness: u64) -> FixedWindows<u32, u64, Count> {
-    FixedWindows::new(size, slide, lateness, Count)
+fn fixed(size: u64, slide: u64, lateness: u64) -> Managed<u32, u64, FixedWindows<u32, u64, Count>> {
+    Managed::new(FixedWindows::new(size, slide, lateness, Count))
 }
 
-fn session(gap: u64, lateness: u64) -> SessionWindows<u32, u64, Count> {
-    SessionWindows {
-        gap,
-        lateness,
-        aggregator: Count,
-        sessions: weir::FastMap::default(),
-        fires: BTreeSet::new(),
-        dirty: None,
-        _record: PhantomData,
-    }
+fn session(gap: u64, lateness: u64) -> Managed<u32, u64, SessionWindows<u32, u64, Count>> {
+    Managed::new(SessionWindows::new(gap, lateness, Count))
 }
 
 /// What a run gave: fired (emit at, event time, window, count), late

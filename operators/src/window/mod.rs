@@ -65,13 +65,11 @@ mod assign;
 mod fixed;
 mod session;
 
-use std::collections::BTreeSet;
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use weir::watermark::millis;
-use weir::{Data, DeadLetter, FastMap, Fields, Key, KeyedStream, Origin, Stream};
+use weir::{Data, DeadLetter, Fields, Key, KeyedStream, Origin, Stream};
 
 pub use assign::{sliding_windows, Window};
 
@@ -214,21 +212,6 @@ impl<T: Serialize> Beyond<T> {
             },
         }
     }
-}
-
-/// A set keyed with weir's fast hasher.
-pub(crate) type FastSet<K> =
-    std::collections::HashSet<K, std::hash::BuildHasherDefault<weir::ids::FastHasher>>;
-
-/// Encodes window state for a checkpoint.
-pub(crate) fn encode<S: Serialize>(state: &S) -> Vec<u8> {
-    // Serializing plain data into memory cannot fail.
-    bincode::serialize(state).expect("weir invariant: window state serializes")
-}
-
-/// Decodes window state from a checkpoint.
-pub(crate) fn decode<S: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<S, String> {
-    bincode::deserialize(bytes).map_err(|e| format!("undecodable window state: {e}"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -388,21 +371,13 @@ impl<'s, K: Key, T: Data> WindowExt<'s, K, T> for KeyedStream<'s, K, T> {
         aggregator: A,
     ) -> Windowed<'s, K, A::Out, T> {
         let (fired, rejected) = match windows.kind {
-            Kind::Sliding { size, slide } => self.stateful(
+            Kind::Sliding { size, slide } => self.keyed(
                 name,
                 fixed::FixedWindows::new(size, slide, windows.lateness, aggregator),
             ),
-            Kind::Session { gap } => self.stateful(
+            Kind::Session { gap } => self.keyed(
                 name,
-                session::SessionWindows {
-                    gap,
-                    lateness: windows.lateness,
-                    aggregator,
-                    sessions: FastMap::default(),
-                    fires: BTreeSet::new(),
-                    dirty: None,
-                    _record: PhantomData,
-                },
+                session::SessionWindows::new(gap, windows.lateness, aggregator),
             ),
         };
         // Records with a window past the end of time go to the pipeline's

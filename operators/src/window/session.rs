@@ -15,38 +15,49 @@
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
 
-use weir::stateful::{Emit, KeyedLogic};
-use weir::{Data, FastMap, Key};
+use weir::stateful::{Emit, KeyedOperator, Keys};
+use weir::{Data, Key};
 
 use super::assign::Window;
 use super::fixed::fire_time;
-use super::{decode, encode, Beyond, FastSet, Fired, Late, Limit, Rejected};
+use super::{Beyond, Fired, Late, Limit, Rejected};
 use crate::aggregate::Aggregator;
 
-pub(crate) struct Session<Acc> {
-    window: Window,
-    acc: Acc,
-}
+/// One key's open sessions, sorted by start, non-overlapping: its state in
+/// the primitive, as a checkpoint stores it.
+pub(crate) type KeySessions<Acc> = Vec<(Window, Acc)>;
 
 pub(crate) struct SessionWindows<K, T, A: Aggregator<T>> {
     pub(crate) gap: u64,
     pub(crate) lateness: u64,
     pub(crate) aggregator: A,
-    /// Open sessions per key, sorted by start, non-overlapping.
-    pub(crate) sessions: FastMap<K, Vec<Session<A::Acc>>>,
-    /// (fire time, key, session start) of every open session.
+    /// (fire time, key, session start) of every open session: the index
+    /// across keys.
     pub(crate) fires: BTreeSet<(u64, K, u64)>,
-    /// Keys changed since the last checkpoint, when tracking.
-    pub(crate) dirty: Option<FastSet<K>>,
     pub(crate) _record: PhantomData<T>,
 }
 
-impl<K, T, A> KeyedLogic<K, T> for SessionWindows<K, T, A>
+impl<K: Key, T, A: Aggregator<T>> SessionWindows<K, T, A> {
+    /// Sessions closing `gap` ms after their last record, firing `lateness`
+    /// ms after their end.
+    pub(crate) fn new(gap: u64, lateness: u64, aggregator: A) -> Self {
+        SessionWindows {
+            gap,
+            lateness,
+            aggregator,
+            fires: BTreeSet::new(),
+            _record: PhantomData,
+        }
+    }
+}
+
+impl<K, T, A> KeyedOperator<K, T> for SessionWindows<K, T, A>
 where
     K: Key,
     T: Data,
     A: Aggregator<T>,
 {
+    type State = KeySessions<A::Acc>;
     type Out = Fired<K, A::Out>;
     type Late = Rejected<K, T>;
 
@@ -56,6 +67,7 @@ where
 
     fn on_record(
         &mut self,
+        keys: &mut Keys<K, Self::State>,
         key: K,
         ts: u64,
         record: T,
@@ -88,37 +100,39 @@ where
             );
             return;
         }
-        if let Some(dirty) = &mut self.dirty {
-            dirty.insert(key.clone());
-        }
         let mut acc = self.aggregator.init();
         self.aggregator.add(&mut acc, &record);
-        let sessions = self.sessions.entry(key.clone()).or_default();
+        let sessions = keys.state.get_or_insert_with(key.clone(), Vec::new);
         // Absorb every open session that overlaps the record's own window.
         let mut i = 0;
         while i < sessions.len() {
-            let s = &sessions[i].window;
+            let s = &sessions[i].0;
             if s.start < window.end && window.start < s.end {
-                let absorbed = sessions.remove(i);
+                let (absorbed, absorbed_acc) = sessions.remove(i);
                 self.fires.remove(&(
-                    fire_time(&absorbed.window, self.lateness),
+                    fire_time(&absorbed, self.lateness),
                     key.clone(),
-                    absorbed.window.start,
+                    absorbed.start,
                 ));
-                window.start = window.start.min(absorbed.window.start);
-                window.end = window.end.max(absorbed.window.end);
-                self.aggregator.merge(&mut acc, absorbed.acc);
+                window.start = window.start.min(absorbed.start);
+                window.end = window.end.max(absorbed.end);
+                self.aggregator.merge(&mut acc, absorbed_acc);
             } else {
                 i += 1;
             }
         }
-        let at = sessions.partition_point(|s| s.window.start < window.start);
-        sessions.insert(at, Session { window, acc });
+        let at = sessions.partition_point(|s| s.0.start < window.start);
+        sessions.insert(at, (window, acc));
         self.fires
             .insert((fire_time(&window, self.lateness), key, window.start));
     }
 
-    fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>) {
+    fn on_watermark(
+        &mut self,
+        keys: &mut Keys<K, Self::State>,
+        watermark: u64,
+        emit: &mut Emit<Self::Out, Self::Late>,
+    ) {
         while let Some((fire, _, _)) = self.fires.first() {
             if *fire > watermark {
                 break;
@@ -126,67 +140,43 @@ where
             let Some((fire, key, start)) = self.fires.pop_first() else {
                 break;
             };
-            let Some(sessions) = self.sessions.get_mut(&key) else {
+            let Some(sessions) = keys.state.get_mut(&key) else {
                 continue;
             };
-            if let Some(dirty) = &mut self.dirty {
-                dirty.insert(key.clone());
-            }
-            if let Some(i) = sessions.iter().position(|s| s.window.start == start) {
-                let session = sessions.remove(i);
-                let value = self.aggregator.finish(session.acc);
+            if let Some(i) = sessions.iter().position(|s| s.0.start == start) {
+                let (window, acc) = sessions.remove(i);
+                let value = self.aggregator.finish(acc);
                 emit.output(
                     fire,
-                    session.window.end.saturating_sub(1),
+                    window.end.saturating_sub(1),
                     Fired {
                         key: key.clone(),
-                        window: session.window,
+                        window,
                         value,
                     },
                 );
             }
             if sessions.is_empty() {
-                self.sessions.remove(&key);
+                keys.state.remove(&key);
             }
         }
     }
 
-    fn next_fire(&self) -> Option<u64> {
+    fn next_fire(&self, _: &Keys<K, Self::State>) -> Option<u64> {
         self.fires.first().map(|(fire, _, _)| *fire)
     }
 
-    fn track_changes(&mut self, on: bool) {
-        self.dirty = on.then(FastSet::default);
-    }
-
-    fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>) {
-        let Some(dirty) = &mut self.dirty else { return };
-        for key in dirty.drain() {
-            let encoded = self
-                .sessions
-                .get(&key)
-                .filter(|s| !s.is_empty())
-                .map(|sessions| {
-                    let state: Vec<(&Window, &A::Acc)> =
-                        sessions.iter().map(|s| (&s.window, &s.acc)).collect();
-                    encode(&state)
-                });
-            out.push((key, encoded));
-        }
-    }
-
-    fn restore(&mut self, key: K, state: &[u8]) -> Result<(), String> {
-        let restored: Vec<(Window, A::Acc)> = decode(state)?;
-        let sessions = self.sessions.entry(key.clone()).or_default();
-        for (window, acc) in restored {
+    fn on_restore(
+        &mut self,
+        key: &K,
+        sessions: &mut Self::State,
+        _watermark: u64,
+    ) -> Result<bool, String> {
+        sessions.sort_by_key(|s| s.0.start);
+        for (window, _) in sessions.iter() {
             self.fires
-                .insert((fire_time(&window, self.lateness), key.clone(), window.start));
-            sessions.push(Session { window, acc });
+                .insert((fire_time(window, self.lateness), key.clone(), window.start));
         }
-        sessions.sort_by_key(|s| s.window.start);
-        if let Some(dirty) = &mut self.dirty {
-            dirty.insert(key);
-        }
-        Ok(())
+        Ok(!sessions.is_empty())
     }
 }

@@ -2,11 +2,10 @@
 //! from the changes of an epoch boundary behaves exactly like the
 //! original for the rest of the input.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::marker::PhantomData;
+use std::collections::BTreeMap;
 
 use weir::rng::SplitMix64;
-use weir::stateful::{Emit, KeyedLogic};
+use weir::stateful::{Emit, KeyedLogic, Managed};
 
 use super::fixed::FixedWindows;
 use super::session::SessionWindows;
@@ -93,14 +92,15 @@ where
 }
 
 type Field = fn(&Rec) -> u64;
-type FixedLogic = FixedWindows<u32, Rec, (Count, Sum<Field>, Percentiles<Field>)>;
-type SessionLogic = SessionWindows<u32, Rec, (Count, Sum<Field>)>;
+type FixedLogic =
+    Managed<u32, Rec, FixedWindows<u32, Rec, (Count, Sum<Field>, Percentiles<Field>)>>;
+type SessionLogic = Managed<u32, Rec, SessionWindows<u32, Rec, (Count, Sum<Field>)>>;
 
 fn fixed() -> FixedLogic {
     fn value(r: &Rec) -> u64 {
         r.1
     }
-    FixedWindows::new(
+    Managed::new(FixedWindows::new(
         1_000,
         500,
         200,
@@ -109,22 +109,18 @@ fn fixed() -> FixedLogic {
             Sum::of(value as fn(&Rec) -> u64),
             Percentiles::of(value as fn(&Rec) -> u64),
         ),
-    )
+    ))
 }
 
 fn sessions() -> SessionLogic {
     fn value(r: &Rec) -> u64 {
         r.1
     }
-    SessionWindows {
-        gap: 300,
-        lateness: 0,
-        aggregator: (Count, Sum::of(value as fn(&Rec) -> u64)),
-        sessions: weir::FastMap::default(),
-        fires: BTreeSet::new(),
-        dirty: None,
-        _record: PhantomData,
-    }
+    Managed::new(SessionWindows::new(
+        300,
+        0,
+        (Count, Sum::of(value as fn(&Rec) -> u64)),
+    ))
 }
 
 #[test]

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use weir::rng::SplitMix64;
 
+use weir::stateful::{KeyedLogic, Managed};
+
 use super::*;
 use crate::process::{ListState, MapState, ValueState};
 
@@ -93,32 +95,42 @@ fn input() -> Vec<(u64, u32, u64, u64)> {
     out
 }
 
-type Op = ProcessOperator<u32, Rec, Mixed>;
+type Op = Managed<u32, Rec, ProcessOperator<u32, Rec, Mixed>>;
 
 /// Runs the input through the operator as the primitive would: each
 /// stamp announced with on_watermark, its records, then the next. At
 /// stamp index `cut`, moves the state into a fresh operator through
-/// take_changes and restore. Returns sorted outputs and what the last
-/// changes said of key 6.
-fn run(cut: Option<usize>) -> (Vec<String>, Option<Option<Vec<u8>>>) {
-    let mut op: Op = ProcessOperator::new("mixed", Mixed);
+/// take_changes, take_timer_changes and restore. Returns sorted outputs and
+/// what the last changes said of key 6 (its state, then its timers).
+type Key6 = (Option<Option<Vec<u8>>>, Option<Option<Vec<u8>>>);
+
+fn run(cut: Option<usize>) -> (Vec<String>, Key6) {
+    let fresh = || -> Op { Managed::new(ProcessOperator::new("mixed", Mixed)) };
+    let mut op = fresh();
     op.track_changes(true);
-    let mut store: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
-    let mut key6 = None;
+    // (is timers, key) -> stored value, as the store keeps them.
+    let mut store: BTreeMap<(bool, u32), Vec<u8>> = BTreeMap::new();
+    let mut key6: Key6 = (None, None);
     let mut emit = Emit::new();
-    let mut checkpoint = |op: &mut Op, store: &mut BTreeMap<u32, Vec<u8>>| {
-        let mut changes = Vec::new();
+    let mut checkpoint = |op: &mut Op, store: &mut BTreeMap<(bool, u32), Vec<u8>>| {
+        let (mut changes, mut timers) = (Vec::new(), Vec::new());
         op.take_changes(&mut changes);
-        for (k, v) in changes {
+        op.take_timer_changes(&mut timers);
+        let all =
+            (changes.into_iter().map(|c| (false, c))).chain(timers.into_iter().map(|c| (true, c)));
+        for (is_timers, (k, v)) in all {
             if k == 6 {
-                key6 = Some(v.clone());
+                let seen = if is_timers { &mut key6.1 } else { &mut key6.0 };
+                *seen = Some(v.clone());
             }
             match v {
-                Some(v) => store.insert(k, v),
-                None => store.remove(&k),
+                Some(v) => store.insert((is_timers, k), v),
+                None => store.remove(&(is_timers, k)),
             };
         }
     };
+    // The watermark the operator fired through, as the primitive records it.
+    let mut fired = 0;
     let records = input();
     let mut stamps: Vec<u64> = records.iter().map(|r| r.0).collect();
     stamps.dedup();
@@ -127,16 +139,23 @@ fn run(cut: Option<usize>) -> (Vec<String>, Option<Option<Vec<u8>>>) {
             // As the primitive does: an activation ends with the
             // watermark past every stamp applied, then the flush.
             op.on_watermark(*stamp, &mut emit);
+            fired = fired.max(*stamp);
             checkpoint(&mut op, &mut store);
         }
         if Some(i) == cut {
-            op = ProcessOperator::new("mixed", Mixed);
+            op = fresh();
             op.track_changes(true);
-            for (k, v) in &store {
-                op.restore(*k, v).expect("restores");
+            op.restore_watermark(fired);
+            for ((is_timers, k), v) in &store {
+                if *is_timers {
+                    op.restore_timers(*k, v).expect("restores timers");
+                } else {
+                    op.restore(*k, v).expect("restores");
+                }
             }
         }
         op.on_watermark(*stamp, &mut emit);
+        fired = fired.max(*stamp);
         for r in records.iter().filter(|r| r.0 == *stamp) {
             op.on_record(r.1, r.2, (r.1, r.3, r.2), r.0, &mut emit);
         }
@@ -162,7 +181,7 @@ fn state_and_timers_survive_a_restore_at_any_cut() {
     assert!(straight.iter().any(|s| s.contains("timer")));
     assert_eq!(
         key6,
-        Some(None),
+        (Some(None), Some(None)),
         "a key whose state expired and whose timers fired is gone from the checkpoint"
     );
     for cut in [1, 40, 77, 150] {
@@ -234,8 +253,7 @@ fn chain(
     records: &[(u32, u64)],
     watermarks: &[u64],
 ) -> Vec<(u32, u64, u64)> {
-    let mut op: ProcessOperator<u32, u64, Chain> =
-        ProcessOperator::new("chain", Chain { step, chain });
+    let mut op = Managed::new(ProcessOperator::new("chain", Chain { step, chain }));
     let mut emit = Emit::new();
     op.on_watermark(0, &mut emit);
     for (k, ts) in records {
@@ -244,7 +262,7 @@ fn chain(
     for w in watermarks {
         op.on_watermark(*w, &mut emit);
     }
-    assert!(op.event.is_empty(), "every timer fired");
+    assert!(op.keys.event.is_empty(), "every timer fired");
     emit.drain_outputs()
         .map(|(_, _, out)| match out {
             Emitted::Main(o) => o,
@@ -318,7 +336,7 @@ impl ProcessFunction<u32, u64> for Remember {
 
 #[test]
 fn expired_state_leaves_the_checkpoint() {
-    let mut op: ProcessOperator<u32, u64, Remember> = ProcessOperator::new("remember", Remember);
+    let mut op = Managed::new(ProcessOperator::new("remember", Remember));
     op.track_changes(true);
     let mut emit = Emit::new();
     let mut changes = Vec::new();
@@ -348,12 +366,12 @@ fn expired_state_leaves_the_checkpoint() {
         vec![(1, None)],
         "key 1 expired and is deleted from the store"
     );
-    assert_eq!(op.keys.len(), 1, "and from memory");
+    assert_eq!(op.keys.state.len(), 1, "and from memory");
     op.on_watermark(1_700, &mut emit);
     changes.clear();
     op.take_changes(&mut changes);
     assert_eq!(changes, vec![(2, None)]);
-    assert!(op.keys.is_empty() && op.expiries.is_empty());
+    assert!(op.keys.state.is_empty() && op.operator.expiries.is_empty());
 }
 
 /// Keeps a running count per key, and says itself when its state is fresh:
@@ -378,16 +396,16 @@ impl ProcessFunction<u32, u64> for SaysFresh {
 
 #[test]
 fn a_function_that_tells_fresh_states_is_believed() {
-    let mut op: ProcessOperator<u32, u64, SaysFresh> = ProcessOperator::new("fresh", SaysFresh);
+    let mut op = Managed::new(ProcessOperator::new("fresh", SaysFresh));
     let mut emit = Emit::new();
     op.on_watermark(1_000, &mut emit);
     op.on_record(1, 1_000, 0, 1_000, &mut emit);
     op.on_watermark(1_001, &mut emit);
-    assert_eq!(op.keys.len(), 1, "a count of 1 is not fresh: kept");
+    assert_eq!(op.keys.state.len(), 1, "a count of 1 is not fresh: kept");
     op.on_record(1, 1_001, 0, 1_001, &mut emit);
     op.on_watermark(1_002, &mut emit);
     assert!(
-        op.keys.is_empty(),
+        op.keys.state.is_empty(),
         "a count of 2 is fresh by its word: dropped"
     );
 }

@@ -11,7 +11,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use weir::{FastMap, Key};
+use crate::data::Key;
+use crate::ids::FastMap;
 
 /// The timers of every key of one operator instance.
 ///
@@ -20,74 +21,117 @@ use weir::{FastMap, Key};
 /// timer stays in it until it reaches the top, where it is skipped (`live`
 /// no longer has it at that due point). The top of the heap is always a
 /// live timer.
-pub(crate) struct Timers<K> {
+pub struct Timers<K> {
     /// Every timer as (due, key, time), and deleted ones below the top.
     queue: BinaryHeap<Reverse<(u64, K, u64)>>,
     /// Every live timer: (key, time) → due.
     live: FastMap<(K, u64), u64>,
+    /// When tracking changes for checkpoints: the keys whose timers were
+    /// registered, deleted or fired since the last [`Timers::take_changed`]
+    /// (a key may appear more than once).
+    changed: Option<Vec<K>>,
+}
+
+impl<K: Key> Default for Timers<K> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<K: Key> Timers<K> {
-    pub(crate) fn new() -> Self {
+    /// No timers.
+    pub fn new() -> Self {
         Timers {
             queue: BinaryHeap::new(),
             live: FastMap::default(),
+            changed: None,
         }
     }
 
     /// Registers `(key, time)` to fire at `due`; false if it was already
     /// registered (it keeps its due point).
-    pub(crate) fn register(&mut self, key: &K, time: u64, due: u64) -> bool {
+    pub fn register(&mut self, key: &K, time: u64, due: u64) -> bool {
         match self.live.entry((key.clone(), time)) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(due);
                 self.queue.push(Reverse((due, key.clone(), time)));
+                if let Some(changed) = &mut self.changed {
+                    changed.push(key.clone());
+                }
                 true
             }
         }
     }
 
     /// Deletes `(key, time)`; false if there was no such timer.
-    pub(crate) fn delete(&mut self, key: &K, time: u64) -> bool {
+    pub fn delete(&mut self, key: &K, time: u64) -> bool {
         if self.live.remove(&(key.clone(), time)).is_none() {
             return false;
+        }
+        if let Some(changed) = &mut self.changed {
+            changed.push(key.clone());
         }
         self.skip_deleted();
         true
     }
 
     /// Whether `(key, time)` is registered.
-    pub(crate) fn contains(&self, key: &K, time: u64) -> bool {
+    pub fn contains(&self, key: &K, time: u64) -> bool {
         self.live.contains_key(&(key.clone(), time))
     }
 
     /// The earliest due point.
-    pub(crate) fn next_due(&self) -> Option<u64> {
+    pub fn next_due(&self) -> Option<u64> {
         self.queue.peek().map(|Reverse((due, _, _))| *due)
     }
 
     /// Removes and returns the first timer due at or before `upto`:
     /// (due, key, time).
-    pub(crate) fn pop_due(&mut self, upto: u64) -> Option<(u64, K, u64)> {
+    pub fn pop_due(&mut self, upto: u64) -> Option<(u64, K, u64)> {
         if self.next_due()? > upto {
             return None;
         }
         let Reverse((due, key, time)) = self.queue.pop()?;
+        if let Some(changed) = &mut self.changed {
+            changed.push(key.clone());
+        }
         let key_time = (key, time);
         self.live.remove(&key_time);
         self.skip_deleted();
         Some((due, key_time.0, time))
     }
 
+    /// Starts (or stops) recording which keys' timers change.
+    pub fn track_changes(&mut self, on: bool) {
+        self.changed = on.then(Vec::new);
+    }
+
+    /// The keys whose timers changed since the last call, each once, in key
+    /// order; empty when not tracking.
+    pub fn take_changed(&mut self) -> Vec<K> {
+        let Some(changed) = &mut self.changed else {
+            return Vec::new();
+        };
+        let mut keys = std::mem::take(changed);
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// How many timers are registered.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
     /// Whether no timer is registered.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
     /// The timers of every key `wanted` picks, as (time, due) in time order
     /// per key: one pass over all timers (for a checkpoint's changed keys).
-    pub(crate) fn of_keys(&self, wanted: impl Fn(&K) -> bool) -> FastMap<K, Vec<(u64, u64)>> {
+    pub fn of_keys(&self, wanted: impl Fn(&K) -> bool) -> FastMap<K, Vec<(u64, u64)>> {
         let mut out: FastMap<K, Vec<(u64, u64)>> = FastMap::default();
         for ((key, time), due) in &self.live {
             if wanted(key) {
@@ -101,8 +145,7 @@ impl<K: Key> Timers<K> {
     }
 
     /// The timers of `key`, as (time, due), in time order.
-    #[cfg(test)]
-    pub(crate) fn of(&self, key: &K) -> Vec<(u64, u64)> {
+    pub fn of(&self, key: &K) -> Vec<(u64, u64)> {
         self.of_keys(|k| k == key).remove(key).unwrap_or_default()
     }
 

@@ -1,0 +1,342 @@
+//! What most stateful operators implement: [`KeyedOperator`], whose keys'
+//! state and timers the primitive keeps, tracks, checkpoints and restores
+//! ([`Keys`]). [`Managed`] runs one as a [`KeyedLogic`].
+//!
+//! A checkpoint writes, per key changed since the one before, its state and
+//! (in an entry of their own) its timers; a restore installs both, dropping
+//! the event-time timers its checkpoint's watermark had already fired, and
+//! hands each key's state to [`KeyedOperator::on_restore`] to drop what that
+//! watermark had already fired of it and to rebuild the operator's indexes.
+
+use std::marker::PhantomData;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::keyed_state::Keys;
+use super::logic::{Emit, KeyedLogic};
+use crate::data::{Data, Key};
+
+/// A keyed stateful operator whose per-key state and timers the primitive
+/// keeps: it implements only what happens to them on a record and when the
+/// watermark moves, plus any index across keys it needs (windows by the
+/// time they fire).
+pub trait KeyedOperator<K: Key, D: Data>: 'static {
+    /// One key's state.
+    type State: Serialize + DeserializeOwned + 'static;
+    /// Results.
+    type Out: Data;
+    /// Late (or otherwise refused) records.
+    type Late: Data;
+
+    /// Whether records must be applied in stamp order (see [`KeyedLogic`]).
+    fn ordered(&self) -> bool {
+        false
+    }
+
+    /// The version of the state encoding; a checkpoint written with another
+    /// version is refused at restore.
+    fn state_version(&self) -> u32 {
+        1
+    }
+
+    /// Applies one record with its event time and its stamp.
+    fn on_record(
+        &mut self,
+        keys: &mut Keys<K, Self::State>,
+        key: K,
+        event_time: u64,
+        record: D,
+        stamp: u64,
+        emit: &mut Emit<Self::Out, Self::Late>,
+    );
+
+    /// The watermark reached `watermark`: emit what is due at or before it,
+    /// firing the timers due (from `keys.event` and `keys.processing`).
+    fn on_watermark(
+        &mut self,
+        keys: &mut Keys<K, Self::State>,
+        watermark: u64,
+        emit: &mut Emit<Self::Out, Self::Late>,
+    );
+
+    /// The earliest event time at which the operator will emit other than
+    /// from an event-time timer (the primitive adds those), if any.
+    fn next_fire(&self, keys: &Keys<K, Self::State>) -> Option<u64>;
+
+    /// A key's state restored from a checkpoint whose watermark was
+    /// `watermark`: drop from it what had fired by then (changes made with
+    /// `get_mut_untracked`) and index it. Returns whether the key keeps any
+    /// state. Default: keep it as it is.
+    fn on_restore(
+        &mut self,
+        key: &K,
+        state: &mut Self::State,
+        watermark: u64,
+    ) -> Result<bool, String> {
+        let _ = (key, state, watermark);
+        Ok(true)
+    }
+
+    /// Called before a checkpoint writes the changes (to check invariants).
+    fn before_checkpoint(&self, keys: &Keys<K, Self::State>) {
+        let _ = keys;
+    }
+}
+
+/// A [`KeyedOperator`] with the keys' state and timers the primitive keeps
+/// for it: the [`KeyedLogic`] the primitive runs.
+pub struct Managed<K: Key, D: Data, O: KeyedOperator<K, D>> {
+    /// The operator.
+    pub operator: O,
+    /// Its keys' state and timers.
+    pub keys: Keys<K, O::State>,
+    /// The watermark of the checkpoint store being restored.
+    restoring_watermark: u64,
+    _record: PhantomData<D>,
+}
+
+impl<K: Key, D: Data, O: KeyedOperator<K, D>> Managed<K, D, O> {
+    /// `operator`, with no state yet.
+    pub fn new(operator: O) -> Self {
+        Managed {
+            operator,
+            keys: Keys::default(),
+            restoring_watermark: 0,
+            _record: PhantomData,
+        }
+    }
+}
+
+fn encode<S: Serialize + ?Sized>(value: &S) -> Vec<u8> {
+    // Plain data into memory cannot fail.
+    bincode::serialize(value).expect("weir invariant: operator state serializes")
+}
+
+/// The stored timers of one key: (time, due) of its event-time timers, then
+/// of its processing-time ones.
+type StoredTimers = (Vec<(u64, u64)>, Vec<(u64, u64)>);
+
+/// Milliseconds since the Unix epoch, now.
+fn wall_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D, O> {
+    type Out = O::Out;
+    type Late = O::Late;
+
+    fn ordered(&self) -> bool {
+        self.operator.ordered()
+    }
+
+    fn on_record(
+        &mut self,
+        key: K,
+        event_time: u64,
+        record: D,
+        stamp: u64,
+        emit: &mut Emit<Self::Out, Self::Late>,
+    ) {
+        self.operator
+            .on_record(&mut self.keys, key, event_time, record, stamp, emit);
+    }
+
+    fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>) {
+        self.operator.on_watermark(&mut self.keys, watermark, emit);
+    }
+
+    fn next_fire(&self) -> Option<u64> {
+        let own = self.operator.next_fire(&self.keys);
+        let timer = self.keys.event.next_due();
+        own.into_iter().chain(timer).min()
+    }
+
+    fn wake_after(&self) -> Option<Duration> {
+        let due = self.keys.processing.next_due()?;
+        Some(Duration::from_millis(due.saturating_sub(wall_ms())))
+    }
+
+    fn state_version(&self) -> u32 {
+        self.operator.state_version()
+    }
+
+    fn track_changes(&mut self, on: bool) {
+        self.keys.track_changes(on);
+    }
+
+    fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>) {
+        self.operator.before_checkpoint(&self.keys);
+        self.keys
+            .state
+            .take_changes(|key, state| out.push((key.clone(), state.map(encode))));
+    }
+
+    fn take_timer_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>) {
+        let mut changed = self.keys.event.take_changed();
+        changed.extend(self.keys.processing.take_changed());
+        if changed.is_empty() {
+            return;
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        let wanted = |k: &K| changed.binary_search(k).is_ok();
+        let mut event = self.keys.event.of_keys(wanted);
+        let mut processing = self.keys.processing.of_keys(wanted);
+        for key in changed {
+            let timers: StoredTimers = (
+                event.remove(&key).unwrap_or_default(),
+                processing.remove(&key).unwrap_or_default(),
+            );
+            let stored = (!timers.0.is_empty() || !timers.1.is_empty()).then(|| encode(&timers));
+            out.push((key, stored));
+        }
+    }
+
+    fn restore_watermark(&mut self, watermark: u64) {
+        self.restoring_watermark = watermark;
+    }
+
+    fn restore(&mut self, key: K, state: &[u8]) -> Result<(), String> {
+        let mut state: O::State =
+            bincode::deserialize(state).map_err(|e| format!("undecodable operator state: {e}"))?;
+        if self
+            .operator
+            .on_restore(&key, &mut state, self.restoring_watermark)?
+        {
+            self.keys.state.restore(key, state);
+        }
+        Ok(())
+    }
+
+    fn restore_timers(&mut self, key: K, timers: &[u8]) -> Result<(), String> {
+        let (event, processing): StoredTimers =
+            bincode::deserialize(timers).map_err(|e| format!("undecodable timers: {e}"))?;
+        for (time, due) in event {
+            // Fired before the checkpoint was taken.
+            if due > self.restoring_watermark {
+                self.keys.event.register(&key, time, due);
+            }
+        }
+        for (time, due) in processing {
+            self.keys.processing.register(&key, time, due);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts records per key; each record sets an event-time timer at its
+    /// time + 10 and a processing-time timer far in the future; a timer
+    /// emits the key's count.
+    struct Counter;
+
+    impl KeyedOperator<u32, u64> for Counter {
+        type State = u64;
+        type Out = (u32, u64, u64);
+        type Late = ();
+
+        fn on_record(
+            &mut self,
+            keys: &mut Keys<u32, u64>,
+            key: u32,
+            ts: u64,
+            _: u64,
+            _: u64,
+            _: &mut Emit<(u32, u64, u64), ()>,
+        ) {
+            *keys.state.get_or_insert_with(key, || 0) += 1;
+            keys.event.register(&key, ts + 10, ts + 11);
+            keys.processing.register(&key, u64::MAX - 1, u64::MAX - 1);
+        }
+
+        fn on_watermark(
+            &mut self,
+            keys: &mut Keys<u32, u64>,
+            watermark: u64,
+            emit: &mut Emit<(u32, u64, u64), ()>,
+        ) {
+            while let Some((due, key, time)) = keys.event.pop_due(watermark) {
+                let count = keys.state.get(&key).copied().unwrap_or(0);
+                emit.output(due, time, (key, time, count));
+            }
+        }
+
+        fn next_fire(&self, _: &Keys<u32, u64>) -> Option<u64> {
+            None
+        }
+    }
+
+    type Stored = Vec<(u8, u32, Vec<u8>)>;
+
+    /// Takes the changes into `store` (tag 0 state, 1 timers).
+    fn checkpoint(op: &mut Managed<u32, u64, Counter>, store: &mut Stored) {
+        let (mut state, mut timers) = (Vec::new(), Vec::new());
+        op.take_changes(&mut state);
+        op.take_timer_changes(&mut timers);
+        let all = (state.into_iter().map(|c| (0, c))).chain(timers.into_iter().map(|c| (1, c)));
+        for (tag, (key, value)) in all {
+            store.retain(|(t, k, _)| (*t, *k) != (tag, key));
+            if let Some(value) = value {
+                store.push((tag, key, value));
+            }
+        }
+    }
+
+    #[test]
+    fn state_and_timers_are_checkpointed_and_fired_timers_not_restored() {
+        let mut op = Managed::new(Counter);
+        let mut emit = Emit::new();
+        op.track_changes(true);
+        op.on_record(1, 100, 0, 0, &mut emit);
+        op.on_record(1, 200, 0, 0, &mut emit);
+        op.on_record(2, 150, 0, 0, &mut emit);
+        assert_eq!(op.next_fire(), Some(111), "the first timer holds");
+        assert!(op.wake_after().is_some(), "a processing-time timer wakes");
+        let mut store = Stored::new();
+        checkpoint(&mut op, &mut store);
+        assert_eq!(store.len(), 4, "two keys, each its state and timers");
+        // Key 1's first timer fires; a restore from the checkpoint before
+        // that, at the watermark it fired at, must not fire it again.
+        op.on_watermark(111, &mut emit);
+        let mut later = store.clone();
+        checkpoint(&mut op, &mut later);
+        assert_ne!(later, store, "the fired timer is written too");
+
+        let mut restored = Managed::new(Counter);
+        restored.track_changes(true);
+        restored.restore_watermark(111);
+        for (tag, key, value) in &store {
+            match tag {
+                0 => restored.restore(*key, value).expect("state"),
+                _ => restored.restore_timers(*key, value).expect("timers"),
+            }
+        }
+        assert_eq!(restored.keys.state.get(&1), Some(&2));
+        assert_eq!(
+            restored.keys.event.of(&1),
+            vec![(210, 211)],
+            "110 had fired"
+        );
+        assert_eq!(restored.keys.event.of(&2), vec![(160, 161)]);
+        assert_eq!(restored.keys.processing.len(), 2);
+        let mut after = Emit::new();
+        restored.on_watermark(1_000, &mut after);
+        let fired: Vec<_> = after.drain_outputs().map(|(_, _, o)| o).collect();
+        assert_eq!(fired, vec![(2, 160, 1), (1, 210, 2)]);
+    }
+
+    #[test]
+    fn undecodable_state_is_an_error_not_a_panic() {
+        let mut op = Managed::new(Counter);
+        assert!(op.restore(1, &[1, 2]).is_err());
+        assert!(op.restore_timers(1, &[9]).is_err());
+    }
+}
