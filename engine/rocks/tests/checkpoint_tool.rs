@@ -200,11 +200,11 @@ fn list_inspect_and_verify_describe_a_crashed_job() {
         "generation 0, {WORKERS} workers, {} complete epochs",
         m.complete.len()
     )));
-    // Fixed windows store panes: state version 2.
+    // Fixed windows store panes in the primitive's value: state version 3.
     for step in [
         "records (source v1)",
-        "counts (state v2)",
-        "sessions (state v1)",
+        "counts (state v3)",
+        "sessions (state v2)",
     ] {
         assert!(list.stdout.contains(step), "{step}");
     }
@@ -274,7 +274,7 @@ fn list_inspect_and_verify_describe_a_crashed_job() {
         })
         .collect();
     assert_eq!(found, expected, "key groups: (worker, keys)");
-    assert!(inspect.stdout.contains("operator sessions (state v1)"));
+    assert!(inspect.stdout.contains("operator sessions (state v2)"));
 
     // inspect: each split's position is where the script says epoch e ends.
     let splits = table(&inspect.stdout, "source records", "SPLIT");

@@ -6,14 +6,13 @@
 //! the records still buffered for epochs `<= e` (order-sensitive operators
 //! keep records until the watermark passes them; those records are state
 //! too), and the highest watermark the logic fired through. The layout's
-//! `ENTRY_*` tag starts each stored key: a key's state, a key's timers,
-//! buffered records of one stamp, or (in `META_GROUP`, which no key has) the
-//! watermark.
+//! `ENTRY_*` tag starts each stored key: a key's state, buffered records of
+//! one stamp, or (in `META_GROUP`, which no key has) the watermark.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use super::layout::{ENTRY_BUFFERED, ENTRY_KEY, ENTRY_TIMERS, ENTRY_WATERMARK, META_GROUP};
+use super::layout::{ENTRY_BUFFERED, ENTRY_KEY, ENTRY_WATERMARK, META_GROUP};
 use super::runtime::WorkerCheckpoint;
 use super::store::{load_state, Batch, EpochWriter};
 use crate::data::{Data, Key};
@@ -119,9 +118,6 @@ impl KeyedCheckpointer {
                     Some((&ENTRY_KEY, key)) => {
                         decode::<K>(key, "key").and_then(|k| logic.restore(k, state))
                     }
-                    Some((&ENTRY_TIMERS, key)) => {
-                        decode::<K>(key, "key").and_then(|k| logic.restore_timers(k, state))
-                    }
                     Some((&ENTRY_BUFFERED, time)) => {
                         // The next flush re-stamps these records: it must
                         // delete this entry, or a later restore would apply
@@ -176,8 +172,6 @@ impl KeyedCheckpointer {
         crate::failpoint::before_state_flush(self.worker.worker, epoch, &self.worker.plan);
         let mut changed = Vec::new();
         logic.take_changes(&mut changed);
-        let mut timers = Vec::new();
-        logic.take_timer_changes(&mut timers);
         // Buffered records of finished epochs, by (key group, time).
         let mut pending: BTreeMap<(u16, Vec<u8>), TimedRecords<D>> = BTreeMap::new();
         let restoring = std::mem::take(&mut self.restoring);
@@ -202,11 +196,9 @@ impl KeyedCheckpointer {
             Some(&watermark.to_le_bytes()),
         );
         let mut key_bytes = Vec::new();
-        let entries = (changed.into_iter().map(|c| (ENTRY_KEY, c)))
-            .chain(timers.into_iter().map(|c| (ENTRY_TIMERS, c)));
-        for (tag, (key, value)) in entries {
+        for (key, value) in changed {
             key_bytes.clear();
-            key_bytes.push(tag);
+            key_bytes.push(ENTRY_KEY);
             bincode::serialize_into(&mut key_bytes, &key)
                 .expect("weir invariant: checkpoint data serializes");
             writer.state(KeyGroup::of(&key), &key_bytes, value.as_deref());

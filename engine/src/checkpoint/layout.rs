@@ -30,8 +30,6 @@ pub const ENTRY_BUFFERED: u8 = 1;
 /// The highest watermark the operator had fired through, alone, in
 /// [`META_GROUP`].
 pub const ENTRY_WATERMARK: u8 = 2;
-/// A key's timers, then the encoded key.
-pub const ENTRY_TIMERS: u8 = 3;
 /// The key group of an operator's own entries: no key has it (keys' groups
 /// are below `KEY_GROUPS`).
 pub const META_GROUP: KeyGroup = KeyGroup(u16::MAX);

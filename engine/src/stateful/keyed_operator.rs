@@ -18,6 +18,9 @@ use super::keyed_state::Keys;
 use super::logic::{Emit, KeyedLogic};
 use crate::data::{Data, Key};
 
+type FastSet<K> =
+    std::collections::HashSet<K, std::hash::BuildHasherDefault<crate::ids::FastHasher>>;
+
 /// A keyed stateful operator whose per-key state and timers the primitive
 /// keeps: it implements only what happens to them on a record and when the
 /// watermark moves, plus any index across keys it needs (windows by the
@@ -109,14 +112,61 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> Managed<K, D, O> {
     }
 }
 
-fn encode<S: Serialize + ?Sized>(value: &S) -> Vec<u8> {
-    // Plain data into memory cannot fail.
-    bincode::serialize(value).expect("weir invariant: operator state serializes")
-}
-
 /// The stored timers of one key: (time, due) of its event-time timers, then
 /// of its processing-time ones.
 type StoredTimers = (Vec<(u64, u64)>, Vec<(u64, u64)>);
+
+/// The first byte of a stored key's value: which parts follow.
+const HAS_STATE: u8 = 1;
+const HAS_TIMERS: u8 = 2;
+
+/// A key's state, encoded as its stored value carries it.
+fn encode_state<S: Serialize>(state: &S) -> Vec<u8> {
+    let mut out = vec![HAS_STATE];
+    // Plain data into memory cannot fail.
+    bincode::serialize_into(&mut out, state).expect("weir invariant: operator state serializes");
+    out
+}
+
+/// One key's stored value: a byte saying which parts follow, its state if
+/// it has one (`state`: from [`encode_state`], or empty), then its timers if
+/// it has any. A key without timers costs one byte more than its state.
+fn with_parts(mut state: Vec<u8>, timers: Option<&StoredTimers>) -> Vec<u8> {
+    if state.is_empty() {
+        state.push(0);
+    }
+    if let Some(timers) = timers {
+        state[0] |= HAS_TIMERS;
+        bincode::serialize_into(&mut state, timers).expect("weir invariant: timers serialize");
+    }
+    state
+}
+
+/// A stored key's state and timers (what [`with_parts`] wrote).
+fn decode_key<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Option<S>, StoredTimers), String> {
+    let Some((&flags, mut rest)) = bytes.split_first() else {
+        return Err("an empty stored key".to_string());
+    };
+    if flags & !(HAS_STATE | HAS_TIMERS) != 0 {
+        return Err(format!("a stored key with unknown parts ({flags:#x})"));
+    }
+    let state = if flags & HAS_STATE != 0 {
+        let state = bincode::deserialize_from(&mut rest)
+            .map_err(|e| format!("undecodable operator state: {e}"))?;
+        Some(state)
+    } else {
+        None
+    };
+    let timers = if flags & HAS_TIMERS != 0 {
+        bincode::deserialize_from(&mut rest).map_err(|e| format!("undecodable timers: {e}"))?
+    } else {
+        StoredTimers::default()
+    };
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after a stored key's parts", rest.len()));
+    }
+    Ok((state, timers))
+}
 
 /// Milliseconds since the Unix epoch, now.
 fn wall_ms() -> u64 {
@@ -171,29 +221,45 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D,
 
     fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>) {
         self.operator.before_checkpoint(&self.keys);
-        self.keys
-            .state
-            .take_changes(|key, state| out.push((key.clone(), state.map(encode))));
-    }
-
-    fn take_timer_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>) {
-        let mut changed = self.keys.event.take_changed();
-        changed.extend(self.keys.processing.take_changed());
-        if changed.is_empty() {
+        let keys = &mut self.keys;
+        let start = out.len();
+        // Keys whose state changed, with it now.
+        keys.state
+            .take_changes(|key, state| out.push((key.clone(), state.map(encode_state))));
+        let mut timed = keys.event.take_changed();
+        timed.extend(keys.processing.take_changed());
+        if keys.event.is_empty() && keys.processing.is_empty() && timed.is_empty() {
+            // No timers at all (windows): each value is its state alone.
+            for (_, value) in &mut out[start..] {
+                *value = value.take().map(|state| with_parts(state, None));
+            }
             return;
         }
-        changed.sort_unstable();
-        changed.dedup();
-        let wanted = |k: &K| changed.binary_search(k).is_ok();
-        let mut event = self.keys.event.of_keys(wanted);
-        let mut processing = self.keys.processing.of_keys(wanted);
-        for key in changed {
+        // A value carries the key's timers too, changed or not: gather the
+        // timers of every key written, in one pass over all timers.
+        let changed: FastSet<K> = out[start..].iter().map(|(k, _)| k.clone()).collect();
+        timed.retain(|k| !changed.contains(k));
+        timed.sort_unstable();
+        timed.dedup();
+        for key in timed {
+            let state = keys.state.get(&key).map(encode_state);
+            out.push((key, state));
+        }
+        let written: FastSet<&K> = out[start..].iter().map(|(k, _)| k).collect();
+        let mut event = keys.event.of_keys(|k| written.contains(k));
+        let mut processing = keys.processing.of_keys(|k| written.contains(k));
+        drop(written);
+        for (key, value) in &mut out[start..] {
             let timers: StoredTimers = (
-                event.remove(&key).unwrap_or_default(),
-                processing.remove(&key).unwrap_or_default(),
+                event.remove(key).unwrap_or_default(),
+                processing.remove(key).unwrap_or_default(),
             );
-            let stored = (!timers.0.is_empty() || !timers.1.is_empty()).then(|| encode(&timers));
-            out.push((key, stored));
+            let has_timers = !timers.0.is_empty() || !timers.1.is_empty();
+            *value = match value.take() {
+                Some(state) => Some(with_parts(state, has_timers.then_some(&timers))),
+                None if has_timers => Some(with_parts(Vec::new(), Some(&timers))),
+                None => None,
+            };
         }
     }
 
@@ -201,21 +267,16 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D,
         self.restoring_watermark = watermark;
     }
 
-    fn restore(&mut self, key: K, state: &[u8]) -> Result<(), String> {
-        let mut state: O::State =
-            bincode::deserialize(state).map_err(|e| format!("undecodable operator state: {e}"))?;
-        if self
-            .operator
-            .on_restore(&key, &mut state, self.restoring_watermark)?
-        {
-            self.keys.state.restore(key, state);
+    fn restore(&mut self, key: K, stored: &[u8]) -> Result<(), String> {
+        let (state, (event, processing)) = decode_key::<O::State>(stored)?;
+        if let Some(mut state) = state {
+            if self
+                .operator
+                .on_restore(&key, &mut state, self.restoring_watermark)?
+            {
+                self.keys.state.restore(key.clone(), state);
+            }
         }
-        Ok(())
-    }
-
-    fn restore_timers(&mut self, key: K, timers: &[u8]) -> Result<(), String> {
-        let (event, processing): StoredTimers =
-            bincode::deserialize(timers).map_err(|e| format!("undecodable timers: {e}"))?;
         for (time, due) in event {
             // Fired before the checkpoint was taken.
             if due > self.restoring_watermark {
@@ -274,18 +335,16 @@ mod tests {
         }
     }
 
-    type Stored = Vec<(u8, u32, Vec<u8>)>;
+    type Stored = Vec<(u32, Vec<u8>)>;
 
-    /// Takes the changes into `store` (tag 0 state, 1 timers).
+    /// Takes the changes into `store`, as a checkpoint store keeps them.
     fn checkpoint(op: &mut Managed<u32, u64, Counter>, store: &mut Stored) {
-        let (mut state, mut timers) = (Vec::new(), Vec::new());
-        op.take_changes(&mut state);
-        op.take_timer_changes(&mut timers);
-        let all = (state.into_iter().map(|c| (0, c))).chain(timers.into_iter().map(|c| (1, c)));
-        for (tag, (key, value)) in all {
-            store.retain(|(t, k, _)| (*t, *k) != (tag, key));
+        let mut changes = Vec::new();
+        op.take_changes(&mut changes);
+        for (key, value) in changes {
+            store.retain(|(k, _)| *k != key);
             if let Some(value) = value {
-                store.push((tag, key, value));
+                store.push((key, value));
             }
         }
     }
@@ -302,7 +361,7 @@ mod tests {
         assert!(op.wake_after().is_some(), "a processing-time timer wakes");
         let mut store = Stored::new();
         checkpoint(&mut op, &mut store);
-        assert_eq!(store.len(), 4, "two keys, each its state and timers");
+        assert_eq!(store.len(), 2, "two keys, each with its state and timers");
         // Key 1's first timer fires; a restore from the checkpoint before
         // that, at the watermark it fired at, must not fire it again.
         op.on_watermark(111, &mut emit);
@@ -313,11 +372,8 @@ mod tests {
         let mut restored = Managed::new(Counter);
         restored.track_changes(true);
         restored.restore_watermark(111);
-        for (tag, key, value) in &store {
-            match tag {
-                0 => restored.restore(*key, value).expect("state"),
-                _ => restored.restore_timers(*key, value).expect("timers"),
-            }
+        for (key, value) in &store {
+            restored.restore(*key, value).expect("restores");
         }
         assert_eq!(restored.keys.state.get(&1), Some(&2));
         assert_eq!(
@@ -336,7 +392,25 @@ mod tests {
     #[test]
     fn undecodable_state_is_an_error_not_a_panic() {
         let mut op = Managed::new(Counter);
-        assert!(op.restore(1, &[1, 2]).is_err());
-        assert!(op.restore_timers(1, &[9]).is_err());
+        assert!(op.restore(1, &[]).is_err());
+        assert!(op.restore(1, &[1, 2]).is_err(), "state cut short");
+        assert!(op.restore(1, &[9]).is_err(), "unknown parts");
+        let mut fine = super::encode_state(&5u64);
+        fine.push(0);
+        assert!(op.restore(1, &fine).is_err(), "bytes left over");
+    }
+
+    #[test]
+    fn a_value_without_timers_is_its_state_after_one_byte() {
+        let mut op = Managed::new(Counter);
+        op.track_changes(true);
+        op.keys.state.get_or_insert_with(3, || 7);
+        let mut changes = Vec::new();
+        op.take_changes(&mut changes);
+        let state = bincode::serialize(&7u64).expect("encodes");
+        assert_eq!(
+            changes,
+            vec![(3, Some([&[HAS_STATE][..], &state].concat()))]
+        );
     }
 }

@@ -126,12 +126,6 @@ pub trait KeyedLogic<K, D>: 'static {
     /// still be reported (`None`), so the store forgets it.
     fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>);
 
-    /// Like [`KeyedLogic::take_changes`], for keys' timers, which a
-    /// checkpoint stores in entries of their own. Default: none.
-    fn take_timer_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>) {
-        let _ = out;
-    }
-
     /// Before the keys of one checkpoint store are restored: when that
     /// checkpoint was taken, `on_watermark` had run with watermarks up to
     /// `watermark`, so restored state due at or before it had already been
@@ -146,11 +140,4 @@ pub trait KeyedLogic<K, D>: 'static {
     /// generation writes every restored key again; one into the same store
     /// restarts tracking afterwards).
     fn restore(&mut self, key: K, state: &[u8]) -> Result<(), String>;
-
-    /// Installs one key's timers from a checkpoint (what
-    /// [`KeyedLogic::take_timer_changes`] wrote).
-    fn restore_timers(&mut self, key: K, timers: &[u8]) -> Result<(), String> {
-        let _ = (key, timers);
-        Err("timers in the checkpoint of an operator that has none".to_string())
-    }
 }

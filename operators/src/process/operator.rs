@@ -262,7 +262,8 @@ where
     }
 
     fn state_version(&self) -> u32 {
-        // 2: a key's timers are stored beside its state (1 stored them in it).
+        // 2: the primitive's value per key (a byte saying which parts
+        // follow, the state with its expiry, the timers); 1: the operator's.
         2
     }
 

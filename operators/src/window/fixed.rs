@@ -145,8 +145,9 @@ where
     type Late = Rejected<K, T>;
 
     fn state_version(&self) -> u32 {
-        // 2: panes (1 stored every window of a key).
-        2
+        // 3: the primitive's value per key (a byte saying which parts
+        // follow, then the panes); 2: panes alone; 1: every window of a key.
+        3
     }
 
     fn on_record(

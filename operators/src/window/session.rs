@@ -65,6 +65,12 @@ where
         true
     }
 
+    fn state_version(&self) -> u32 {
+        // 2: the primitive's value per key (a byte saying which parts
+        // follow, then the sessions); 1: the sessions alone.
+        2
+    }
+
     fn on_record(
         &mut self,
         keys: &mut Keys<K, Self::State>,

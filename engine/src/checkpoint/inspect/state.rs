@@ -178,10 +178,6 @@ pub fn operator_state(
             let g = out.groups.entry(group.0).or_default();
             g.workers.insert(worker);
             match stored.split_first() {
-                Some((&layout::ENTRY_TIMERS, _)) => {
-                    // A key's timers: part of its state's size.
-                    g.key_bytes += bytes;
-                }
                 Some((&layout::ENTRY_KEY, key)) => {
                     g.keys += 1;
                     g.key_bytes += bytes;

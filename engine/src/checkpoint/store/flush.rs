@@ -63,10 +63,17 @@ impl<'a> EpochWriter<'a> {
             "weir invariant: a flush of `{}` gives a key twice",
             self.step
         );
+        let checksum = self.checksum.value();
+        let marker = layout::marker_key(self.epoch, self.step);
+        if self.batch.size_in_bytes() <= CHUNK_BYTES {
+            // Small enough to go as it is, with its marker, synced.
+            self.batch.put(marker, checksum.to_le_bytes());
+            store.write(self.batch)?;
+            return Ok(checksum);
+        }
         // The changes in chunks, the last one with the marker, synced.
         // A crash in between leaves deltas without a marker: a torn
         // flush, which no restore reads and the next run discards.
-        let checksum = self.checksum.value();
         let mut chunk = Batch::with_capacity(
             self.batch.size_in_bytes().min(CHUNK_BYTES) + 256,
             self.batch.len().min(1 << 16) + 1,
@@ -78,10 +85,7 @@ impl<'a> EpochWriter<'a> {
                 chunk.clear();
             }
         }
-        chunk.put(
-            layout::marker_key(self.epoch, self.step),
-            checksum.to_le_bytes(),
-        );
+        chunk.put(marker, checksum.to_le_bytes());
         store.write(&chunk)?;
         Ok(checksum)
     }

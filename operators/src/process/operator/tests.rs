@@ -100,32 +100,25 @@ type Op = Managed<u32, Rec, ProcessOperator<u32, Rec, Mixed>>;
 /// Runs the input through the operator as the primitive would: each
 /// stamp announced with on_watermark, its records, then the next. At
 /// stamp index `cut`, moves the state into a fresh operator through
-/// take_changes, take_timer_changes and restore. Returns sorted outputs and
-/// what the last changes said of key 6 (its state, then its timers).
-type Key6 = (Option<Option<Vec<u8>>>, Option<Option<Vec<u8>>>);
-
-fn run(cut: Option<usize>) -> (Vec<String>, Key6) {
+/// take_changes and restore. Returns sorted outputs and what the last
+/// changes said of key 6.
+fn run(cut: Option<usize>) -> (Vec<String>, Option<Option<Vec<u8>>>) {
     let fresh = || -> Op { Managed::new(ProcessOperator::new("mixed", Mixed)) };
     let mut op = fresh();
     op.track_changes(true);
-    // (is timers, key) -> stored value, as the store keeps them.
-    let mut store: BTreeMap<(bool, u32), Vec<u8>> = BTreeMap::new();
-    let mut key6: Key6 = (None, None);
+    let mut store: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut key6 = None;
     let mut emit = Emit::new();
-    let mut checkpoint = |op: &mut Op, store: &mut BTreeMap<(bool, u32), Vec<u8>>| {
-        let (mut changes, mut timers) = (Vec::new(), Vec::new());
+    let mut checkpoint = |op: &mut Op, store: &mut BTreeMap<u32, Vec<u8>>| {
+        let mut changes = Vec::new();
         op.take_changes(&mut changes);
-        op.take_timer_changes(&mut timers);
-        let all =
-            (changes.into_iter().map(|c| (false, c))).chain(timers.into_iter().map(|c| (true, c)));
-        for (is_timers, (k, v)) in all {
+        for (k, v) in changes {
             if k == 6 {
-                let seen = if is_timers { &mut key6.1 } else { &mut key6.0 };
-                *seen = Some(v.clone());
+                key6 = Some(v.clone());
             }
             match v {
-                Some(v) => store.insert((is_timers, k), v),
-                None => store.remove(&(is_timers, k)),
+                Some(v) => store.insert(k, v),
+                None => store.remove(&k),
             };
         }
     };
@@ -146,12 +139,8 @@ fn run(cut: Option<usize>) -> (Vec<String>, Key6) {
             op = fresh();
             op.track_changes(true);
             op.restore_watermark(fired);
-            for ((is_timers, k), v) in &store {
-                if *is_timers {
-                    op.restore_timers(*k, v).expect("restores timers");
-                } else {
-                    op.restore(*k, v).expect("restores");
-                }
+            for (k, v) in &store {
+                op.restore(*k, v).expect("restores");
             }
         }
         op.on_watermark(*stamp, &mut emit);
@@ -181,7 +170,7 @@ fn state_and_timers_survive_a_restore_at_any_cut() {
     assert!(straight.iter().any(|s| s.contains("timer")));
     assert_eq!(
         key6,
-        (Some(None), Some(None)),
+        Some(None),
         "a key whose state expired and whose timers fired is gone from the checkpoint"
     );
     for cut in [1, 40, 77, 150] {
