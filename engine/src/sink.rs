@@ -17,7 +17,6 @@
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use timely::container::CapacityContainerBuilder;
@@ -32,7 +31,6 @@ use crate::error::{Fault, JobError};
 use crate::flow::Consumer;
 use crate::ids::WorkerIndex;
 use crate::metrics::JobShared;
-use crate::sink_exactly_once::retrying;
 use crate::sink_protocol::{self, Action, Delivery, Event, SinkMachine};
 use crate::time::{lowest_open_epoch, watermark_of, Time, TimedStream};
 use crate::worker_context::PipelineState;
@@ -78,11 +76,15 @@ pub trait Sink<T>: 'static {
     }
 
     /// Writes a batch of records (the simplest sinks implement only this).
+    /// A transient fault is retried with the same `records`, so it must
+    /// leave them as it found them; a sink that drains them as it writes
+    /// reports a fault after that as fatal.
     fn write(&mut self, records: &mut Vec<T>) -> Result<(), Fault>;
 
     /// Writes records that belong to `epoch`. At-least-once: they may be
     /// visible at once. Exactly-once: staged, not visible before
-    /// [`Sink::commit`]. By default, [`Sink::write`].
+    /// [`Sink::commit`]. By default, [`Sink::write`]; a transient fault is
+    /// retried with the same `records`, as there.
     fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), Fault> {
         let _ = epoch;
         self.write(records)
@@ -142,33 +144,10 @@ pub trait Sink<T>: 'static {
     }
 }
 
-/// Builds the operator that drives `sink` on `input` (`held`: an upstream
-/// stateful operator holds the input's frontier, so flow control does not
-/// watch it).
-pub(crate) fn build_sink<'s, D: Data>(
-    input: TimedStream<'s, D>,
-    state: Rc<PipelineState<'s>>,
-    held: bool,
-    name: &str,
-    sink: impl Sink<D>,
-) {
-    let checkpoint = state.ctx.checkpoint.clone();
-    let delivery = sink_protocol::delivery(
-        name,
-        sink.exactly_once(),
-        sink.needs_checkpoints(),
-        checkpoint.is_some(),
-    );
-    match (delivery, checkpoint) {
-        (Err(e), _) => state.ctx.shared.fail(e.into()),
-        (Ok(Delivery::ExactlyOnce), Some(checkpoint)) => {
-            crate::sink_exactly_once::build(input, &state, held, name, sink, checkpoint);
-        }
-        (Ok(_), _) => build_at_least_once(input, &state, held, name, sink),
-    }
-}
-
-fn build_at_least_once<D: Data>(
+/// Builds the operator that drives an at-least-once `sink` on `input`
+/// (`held`: an upstream stateful operator holds the input's frontier, so
+/// flow control does not watch it).
+pub(crate) fn build_at_least_once<D: Data>(
     input: TimedStream<'_, D>,
     state: &PipelineState<'_>,
     held: bool,
@@ -243,7 +222,7 @@ impl<S> SinkDriver<S> {
                 opened = true;
                 if writes {
                     let worker = self.worker;
-                    let result = retrying(&self.shared, &self.name, || self.sink.open(worker));
+                    let result = self.shared.retrying(&self.name, || self.sink.open(worker));
                     self.check(result);
                 }
             }
@@ -255,9 +234,9 @@ impl<S> SinkDriver<S> {
                 let epoch = time.stamp().iter().map(|t| t.epoch).min().unwrap_or(0);
                 let n = data.len() as u64;
                 records.extend(data.drain(..).map(|(_, d)| d));
-                let result = retrying(&self.shared, &self.name, || {
-                    self.sink.write_epoch(epoch, &mut records)
-                });
+                let result = self
+                    .shared
+                    .retrying(&self.name, || self.sink.write_epoch(epoch, &mut records));
                 records.clear();
                 if self.check(result) {
                     self.shared.records_out.fetch_add(n, Ordering::Relaxed);
@@ -269,8 +248,9 @@ impl<S> SinkDriver<S> {
             let open = lowest_open_epoch(frontier.frontier());
             for action in self.machine.on(Event::Passed { open }) {
                 if let Action::EndEpoch(through) = action {
-                    let result =
-                        retrying(&self.shared, &self.name, || self.sink.end_epoch(through));
+                    let result = self
+                        .shared
+                        .retrying(&self.name, || self.sink.end_epoch(through));
                     self.check(result);
                 }
             }

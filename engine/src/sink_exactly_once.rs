@@ -142,7 +142,7 @@ impl<S> Driver<S> {
                     if writes && !started {
                         started = true;
                         if let Err(fault) =
-                            retrying(&shared, &name, || sink.open(WorkerIndex(worker)))
+                            shared.retrying(&name, || sink.open(WorkerIndex(worker)))
                         {
                             fail(fault, &mut failed);
                         }
@@ -162,16 +162,16 @@ impl<S> Driver<S> {
                             }
                             let done = match action {
                                 Action::Recover(_) => {
-                                    retrying(&shared, &name, || sink.recover(&recovery))
+                                    shared.retrying(&name, || sink.recover(&recovery))
                                 }
                                 Action::Prepare(through) => {
-                                    retrying(&shared, &name, || sink.prepare(through))
+                                    shared.retrying(&name, || sink.prepare(through))
                                 }
                                 Action::Commit(through) => {
-                                    retrying(&shared, &name, || sink.commit(through))
+                                    shared.retrying(&name, || sink.commit(through))
                                 }
                                 Action::EndEpoch(through) => {
-                                    retrying(&shared, &name, || sink.end_epoch(through))
+                                    shared.retrying(&name, || sink.end_epoch(through))
                                 }
                                 Action::Report(epoch) => {
                                     report(&checkpoint, &name, kind, worker, epoch, cap, output)
@@ -208,7 +208,7 @@ impl<S> Driver<S> {
                         };
                         let n = data.len() as u64;
                         records.extend(data.drain(..).map(|(_, d)| d));
-                        match retrying(&shared, &name, || sink.write_epoch(epoch, &mut records)) {
+                        match shared.retrying(&name, || sink.write_epoch(epoch, &mut records)) {
                             Ok(()) => {
                                 shared.records_out.fetch_add(n, Ordering::Relaxed);
                             }
@@ -281,13 +281,4 @@ fn report(
     };
     held.downgrade(&next);
     Ok(())
-}
-
-/// [`JobShared::retrying`], for the sink operators.
-pub(crate) fn retrying(
-    shared: &JobShared,
-    step: &str,
-    f: impl FnMut() -> Result<(), Fault>,
-) -> Result<(), Fault> {
-    shared.retrying(step, f)
 }

@@ -14,7 +14,9 @@ use timely::dataflow::StreamVec;
 use crate::data::{Data, Key};
 use crate::dead_letter::DeadLetter;
 use crate::ids::KeyGroup;
-use crate::sink::{build_sink, Sink};
+use crate::sink::{build_at_least_once, Sink};
+use crate::sink_exactly_once;
+use crate::sink_protocol::{self, Delivery};
 use crate::time::Time;
 use crate::worker_context::PipelineState;
 
@@ -118,7 +120,23 @@ impl<'s, D: Data> Stream<'s, D> {
     /// records on worker 0.
     pub fn sink(self, name: &str, sink: impl Sink<D>) {
         self.state.claim_name("sink", name);
-        build_sink(self.inner, self.state, self.held, name, sink);
+        // How it delivers is the sink protocol's decision; an exactly-once
+        // sink in a job without checkpoints runs at-least-once, unless it
+        // needs them.
+        let checkpoint = self.state.ctx.checkpoint.clone();
+        let delivery = sink_protocol::delivery(
+            name,
+            sink.exactly_once(),
+            sink.needs_checkpoints(),
+            checkpoint.is_some(),
+        );
+        match (delivery, checkpoint) {
+            (Err(e), _) => self.state.ctx.shared.fail(e.into()),
+            (Ok(Delivery::ExactlyOnce), Some(checkpoint)) => {
+                sink_exactly_once::build(self.inner, &self.state, self.held, name, sink, checkpoint)
+            }
+            (Ok(_), _) => build_at_least_once(self.inner, &self.state, self.held, name, sink),
+        }
     }
 
     /// Turns every record into a dead letter (for example late records) and
