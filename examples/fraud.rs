@@ -230,9 +230,38 @@ impl ProcessFunction<u64, Transaction> for ManyCountries {
 /// uppercase letters, as the source validates), so adding, merging and
 /// comparing cost the same however many countries a card uses, with no
 /// allocation, and the order they were seen in never shows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Checkpoints store it as the list of its bit numbers (a card has few
+/// countries: a few bytes, not the 88 of the whole set).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Countries {
     bits: [u64; 11],
+}
+
+impl Serialize for Countries {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
+        for i in self.indices() {
+            seq.serialize_element(&(i as u16))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Countries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let indices = Vec::<u16>::deserialize(deserializer)?;
+        let mut countries = Countries::default();
+        for i in indices {
+            let i = usize::from(i);
+            if i >= 26 * 26 {
+                return Err(serde::de::Error::custom(format!("no country has bit {i}")));
+            }
+            countries.bits[i / 64] |= 1 << (i % 64);
+        }
+        Ok(countries)
+    }
 }
 
 impl Countries {
@@ -259,20 +288,29 @@ impl Countries {
         self.bits.iter().map(|w| w.count_ones() as usize).sum()
     }
 
+    /// The bit numbers set, in increasing (alphabetical) order.
+    fn indices(&self) -> impl Iterator<Item = usize> + '_ {
+        self.bits.iter().enumerate().flat_map(|(w, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let i = w * 64 + rest.trailing_zeros() as usize;
+                    rest &= rest - 1;
+                    i
+                })
+            })
+        })
+    }
+
     /// The codes, `|`-separated, in alphabetical order.
     fn joined(&self) -> String {
         let mut out = String::new();
-        for (w, &word) in self.bits.iter().enumerate() {
-            let mut rest = word;
-            while rest != 0 {
-                let i = w * 64 + rest.trailing_zeros() as usize;
-                rest &= rest - 1;
-                if !out.is_empty() {
-                    out.push('|');
-                }
-                out.push(char::from(b'A' + (i / 26) as u8));
-                out.push(char::from(b'A' + (i % 26) as u8));
+        for i in self.indices() {
+            if !out.is_empty() {
+                out.push('|');
             }
+            out.push(char::from(b'A' + (i / 26) as u8));
+            out.push(char::from(b'A' + (i % 26) as u8));
         }
         out
     }

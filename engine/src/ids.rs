@@ -105,6 +105,9 @@ impl Hasher for FastHasher {
 /// A `HashMap` keyed with [`FastHasher`].
 pub type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
 
+/// A `HashSet` keyed with [`FastHasher`].
+pub type FastSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<FastHasher>>;
+
 impl Hasher for StableHasher {
     fn finish(&self) -> u64 {
         let mut z = self.0;

@@ -71,7 +71,7 @@ pub use config::RunArgs;
 pub use data::{Data, Key};
 pub use dead_letter::{DeadLetter, FieldValue, Fields, Origin, Raw};
 pub use error::{ConfigError, Fault, FaultKind, JobError};
-pub use ids::{FastMap, KeyGroup, SplitId, WorkerIndex};
+pub use ids::{FastMap, FastSet, KeyGroup, SplitId, WorkerIndex};
 pub use metrics::Summary;
 pub use pipeline::{run, Pipeline, SourceBuilder};
 pub use sink::{Recovery, Sink};

@@ -105,7 +105,7 @@ impl KeyedLogic<u64, u64> for Slow {
         (self.consumed > 0).then_some(u64::MAX)
     }
     fn track_changes(&mut self, _: bool) {}
-    fn take_changes(&mut self, _: &mut Vec<(u64, Option<Vec<u8>>)>) {}
+    fn take_changes(&mut self, _: &mut weir::stateful::Changes<u64>) {}
     fn restore(&mut self, _: u64, _: &[u8]) -> Result<(), String> {
         Ok(())
     }

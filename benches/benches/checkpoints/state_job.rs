@@ -14,7 +14,7 @@ use weir::config::BackendHandle;
 use weir::rng::SplitMix64;
 use weir::source::SplitStart;
 use weir::source::{position_of, position_word};
-use weir::stateful::{Emit, KeyedLogic};
+use weir::stateful::{Changes, Emit, KeyedLogic};
 use weir::{Fault, ReadItem, ReadStatus, RunArgs, Source, SplitId, SplitReader, Watermarks};
 
 /// Keys `0..keys` over `splits` splits (key `k` on split `k % splits`), an
@@ -179,9 +179,12 @@ impl KeyedLogic<u64, u64> for Blobs {
     fn track_changes(&mut self, on: bool) {
         self.tracking = on;
     }
-    fn take_changes(&mut self, out: &mut Vec<(u64, Option<Vec<u8>>)>) {
+    fn take_changes(&mut self, out: &mut Changes<u64>) {
         for key in self.changed.drain() {
-            out.push((key, self.state.get(&key).cloned()));
+            match self.state.get(&key) {
+                Some(state) => out.put_bytes(key, state),
+                None => out.remove(key),
+            }
         }
     }
     fn restore(&mut self, key: u64, state: &[u8]) -> Result<(), String> {

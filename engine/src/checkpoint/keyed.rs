@@ -17,7 +17,7 @@ use super::runtime::WorkerCheckpoint;
 use super::store::{load_state, Batch, EpochWriter};
 use crate::data::{Data, Key};
 use crate::ids::KeyGroup;
-use crate::stateful::KeyedLogic;
+use crate::stateful::{Changes, KeyedLogic};
 use crate::time::Time;
 
 fn encode<S: serde::Serialize>(value: &S) -> Vec<u8> {
@@ -39,7 +39,7 @@ fn tagged(tag: u8, body: Vec<u8>) -> Vec<u8> {
 }
 
 /// A stateful operator instance's checkpoint bookkeeping.
-pub(crate) struct KeyedCheckpointer {
+pub(crate) struct KeyedCheckpointer<K> {
     pub(crate) worker: Rc<WorkerCheckpoint>,
     pub(crate) step: String,
     /// The last epoch flushed (or restored).
@@ -55,9 +55,11 @@ pub(crate) struct KeyedCheckpointer {
     watermark_floor: u64,
     /// The flush's batch, kept between flushes for its memory.
     batch: Batch,
+    /// The flush's changes, kept between flushes for their memory.
+    changes: Changes<K>,
 }
 
-impl KeyedCheckpointer {
+impl<K: Key> KeyedCheckpointer<K> {
     pub(crate) fn new(worker: Rc<WorkerCheckpoint>, step: &str) -> Self {
         KeyedCheckpointer {
             worker,
@@ -67,12 +69,13 @@ impl KeyedCheckpointer {
             restoring: false,
             watermark_floor: 0,
             batch: Batch::default(),
+            changes: Changes::new(),
         }
     }
 
     /// Loads this worker's key groups of the restored epoch into `logic` and
     /// `buffered`. Returns the restored epoch, if any.
-    pub(crate) fn restore<K: Key, D: Data, L: KeyedLogic<K, D>>(
+    pub(crate) fn restore<D: Data, L: KeyedLogic<K, D>>(
         &mut self,
         logic: &mut L,
         buffered: &mut BTreeMap<Time, Vec<(u64, D)>>,
@@ -161,7 +164,7 @@ impl KeyedCheckpointer {
     /// for them. Returns the checksum for the flush record.
     /// `fired_through`: the highest watermark the logic ran `on_watermark`
     /// with so far.
-    pub(crate) fn flush<K: Key, D: Data, L: KeyedLogic<K, D>>(
+    pub(crate) fn flush<D: Data, L: KeyedLogic<K, D>>(
         &mut self,
         epoch: u64,
         fired_through: u64,
@@ -170,7 +173,8 @@ impl KeyedCheckpointer {
         key_of: &dyn Fn(&D) -> K,
     ) -> Result<u64, String> {
         crate::failpoint::before_state_flush(self.worker.worker, epoch, &self.worker.plan);
-        let mut changed = Vec::new();
+        let mut changed = std::mem::take(&mut self.changes);
+        changed.clear();
         logic.take_changes(&mut changed);
         // Buffered records of finished epochs, by (key group, time).
         let mut pending: BTreeMap<(u16, Vec<u8>), TimedRecords<D>> = BTreeMap::new();
@@ -196,12 +200,12 @@ impl KeyedCheckpointer {
             Some(&watermark.to_le_bytes()),
         );
         let mut key_bytes = Vec::new();
-        for (key, value) in changed {
+        for (key, value) in changed.iter() {
             key_bytes.clear();
             key_bytes.push(ENTRY_KEY);
-            bincode::serialize_into(&mut key_bytes, &key)
+            bincode::serialize_into(&mut key_bytes, key)
                 .expect("weir invariant: checkpoint data serializes");
-            writer.state(KeyGroup::of(&key), &key_bytes, value.as_deref());
+            writer.state(KeyGroup::of(key), &key_bytes, value);
         }
         for (group, key) in self.pending_written.difference(&now) {
             writer.state(KeyGroup(*group), key, None);
@@ -210,6 +214,7 @@ impl KeyedCheckpointer {
             writer.state(KeyGroup(group), &key, Some(&encode(&records)));
         }
         self.pending_written = now;
+        self.changes = changed;
         let mut store = self.worker.store.borrow_mut();
         let checksum = writer.write(store.as_mut()).map_err(|e| e.to_string())?;
         self.flushed_through = Some(epoch);

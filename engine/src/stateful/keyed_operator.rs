@@ -11,15 +11,14 @@
 use std::marker::PhantomData;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::keyed_state::Keys;
-use super::logic::{Emit, KeyedLogic};
+use super::logic::{Changes, Emit, KeyedLogic};
 use crate::data::{Data, Key};
-
-type FastSet<K> =
-    std::collections::HashSet<K, std::hash::BuildHasherDefault<crate::ids::FastHasher>>;
+use crate::ids::FastSet;
 
 /// A keyed stateful operator whose per-key state and timers the primitive
 /// keeps: it implements only what happens to them on a record and when the
@@ -116,49 +115,67 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> Managed<K, D, O> {
 /// of its processing-time ones.
 type StoredTimers = (Vec<(u64, u64)>, Vec<(u64, u64)>);
 
-/// The first byte of a stored key's value: which parts follow.
+/// The first byte of a stored key's value: which parts follow, and how
+/// their integers are encoded.
 const HAS_STATE: u8 = 1;
 const HAS_TIMERS: u8 = 2;
+/// Integers as variable-length words (bincode's varint: a count of 3 takes
+/// one byte, a timestamp in ms six), not eight bytes each. Values written
+/// without it (fixed-width words) still read back.
+const VARINT: u8 = 4;
 
-/// A key's state, encoded as its stored value carries it.
-fn encode_state<S: Serialize>(state: &S) -> Vec<u8> {
-    let mut out = vec![HAS_STATE];
-    // Plain data into memory cannot fail.
-    bincode::serialize_into(&mut out, state).expect("weir invariant: operator state serializes");
-    out
+/// The encoding of the values weir writes.
+fn varint() -> impl bincode::Options {
+    bincode::DefaultOptions::new()
 }
 
-/// One key's stored value: a byte saying which parts follow, its state if
-/// it has one (`state`: from [`encode_state`], or empty), then its timers if
-/// it has any. A key without timers costs one byte more than its state.
-fn with_parts(mut state: Vec<u8>, timers: Option<&StoredTimers>) -> Vec<u8> {
-    if state.is_empty() {
-        state.push(0);
+/// One key's stored value, appended to `out`: a byte saying which parts
+/// follow, its state if it has one, then its timers if it has any. A key
+/// without timers costs one byte more than its state.
+fn encode_value<S: Serialize>(out: &mut Vec<u8>, state: Option<&S>, timers: Option<&StoredTimers>) {
+    let flags = VARINT
+        | if state.is_some() { HAS_STATE } else { 0 }
+        | if timers.is_some() { HAS_TIMERS } else { 0 };
+    out.push(flags);
+    // Plain data into memory cannot fail.
+    if let Some(state) = state {
+        varint()
+            .serialize_into(&mut *out, state)
+            .expect("weir invariant: operator state serializes");
     }
     if let Some(timers) = timers {
-        state[0] |= HAS_TIMERS;
-        bincode::serialize_into(&mut state, timers).expect("weir invariant: timers serialize");
+        varint()
+            .serialize_into(&mut *out, timers)
+            .expect("weir invariant: timers serialize");
     }
-    state
 }
 
-/// A stored key's state and timers (what [`with_parts`] wrote).
+/// Decodes one part of a stored value, fixed-width or varint.
+fn part<T: DeserializeOwned>(rest: &mut &[u8], varints: bool, what: &str) -> Result<T, String> {
+    let decoded = if varints {
+        varint().deserialize_from(rest)
+    } else {
+        bincode::deserialize_from(rest)
+    };
+    decoded.map_err(|e| format!("undecodable {what}: {e}"))
+}
+
+/// A stored key's state and timers (what [`encode_value`] wrote).
 fn decode_key<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Option<S>, StoredTimers), String> {
     let Some((&flags, mut rest)) = bytes.split_first() else {
         return Err("an empty stored key".to_string());
     };
-    if flags & !(HAS_STATE | HAS_TIMERS) != 0 {
+    if flags & !(HAS_STATE | HAS_TIMERS | VARINT) != 0 {
         return Err(format!("a stored key with unknown parts ({flags:#x})"));
     }
+    let varints = flags & VARINT != 0;
     let state = if flags & HAS_STATE != 0 {
-        let state = bincode::deserialize_from(&mut rest)
-            .map_err(|e| format!("undecodable operator state: {e}"))?;
-        Some(state)
+        Some(part(&mut rest, varints, "operator state")?)
     } else {
         None
     };
     let timers = if flags & HAS_TIMERS != 0 {
-        bincode::deserialize_from(&mut rest).map_err(|e| format!("undecodable timers: {e}"))?
+        part(&mut rest, varints, "timers")?
     } else {
         StoredTimers::default()
     };
@@ -219,47 +236,45 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D,
         self.keys.track_changes(on);
     }
 
-    fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>) {
+    fn take_changes(&mut self, out: &mut Changes<K>) {
         self.operator.before_checkpoint(&self.keys);
         let keys = &mut self.keys;
-        let start = out.len();
-        // Keys whose state changed, with it now.
-        keys.state
-            .take_changes(|key, state| out.push((key.clone(), state.map(encode_state))));
-        let mut timed = keys.event.take_changed();
-        timed.extend(keys.processing.take_changed());
+        let timed = {
+            let mut timed = keys.event.take_changed();
+            timed.extend(keys.processing.take_changed());
+            timed
+        };
         if keys.event.is_empty() && keys.processing.is_empty() && timed.is_empty() {
             // No timers at all (windows): each value is its state alone.
-            for (_, value) in &mut out[start..] {
-                *value = value.take().map(|state| with_parts(state, None));
-            }
+            keys.state.take_changes(|key, state| match state {
+                Some(state) => out.put(key.clone(), |buf| encode_value(buf, Some(state), None)),
+                None => out.remove(key.clone()),
+            });
             return;
         }
         // A value carries the key's timers too, changed or not: gather the
-        // timers of every key written, in one pass over all timers.
-        let changed: FastSet<K> = out[start..].iter().map(|(k, _)| k.clone()).collect();
-        timed.retain(|k| !changed.contains(k));
-        timed.sort_unstable();
-        timed.dedup();
-        for key in timed {
-            let state = keys.state.get(&key).map(encode_state);
-            out.push((key, state));
-        }
-        let written: FastSet<&K> = out[start..].iter().map(|(k, _)| k).collect();
+        // timers of every key written, in one pass over all timers. A key
+        // removed from the state is gone from it by now, so each key's
+        // value is read back after the pass.
+        let mut written: FastSet<K> = timed;
+        keys.state.take_changes(|key, _| {
+            written.insert(key.clone());
+        });
         let mut event = keys.event.of_keys(|k| written.contains(k));
         let mut processing = keys.processing.of_keys(|k| written.contains(k));
-        drop(written);
-        for (key, value) in &mut out[start..] {
+        for key in written {
             let timers: StoredTimers = (
-                event.remove(key).unwrap_or_default(),
-                processing.remove(key).unwrap_or_default(),
+                event.remove(&key).unwrap_or_default(),
+                processing.remove(&key).unwrap_or_default(),
             );
             let has_timers = !timers.0.is_empty() || !timers.1.is_empty();
-            *value = match value.take() {
-                Some(state) => Some(with_parts(state, has_timers.then_some(&timers))),
-                None if has_timers => Some(with_parts(Vec::new(), Some(&timers))),
-                None => None,
-            };
+            match keys.state.get(&key) {
+                None if !has_timers => out.remove(key),
+                state => {
+                    let timers = has_timers.then_some(&timers);
+                    out.put(key, |buf| encode_value(buf, state, timers));
+                }
+            }
         }
     }
 
@@ -339,9 +354,9 @@ mod tests {
 
     /// Takes the changes into `store`, as a checkpoint store keeps them.
     fn checkpoint(op: &mut Managed<u32, u64, Counter>, store: &mut Stored) {
-        let mut changes = Vec::new();
+        let mut changes = Changes::new();
         op.take_changes(&mut changes);
-        for (key, value) in changes {
+        for (key, value) in changes.to_vec() {
             store.retain(|(k, _)| *k != key);
             if let Some(value) = value {
                 store.push((key, value));
@@ -395,7 +410,8 @@ mod tests {
         assert!(op.restore(1, &[]).is_err());
         assert!(op.restore(1, &[1, 2]).is_err(), "state cut short");
         assert!(op.restore(1, &[9]).is_err(), "unknown parts");
-        let mut fine = super::encode_state(&5u64);
+        let mut fine = Vec::new();
+        super::encode_value(&mut fine, Some(&5u64), None);
         fine.push(0);
         assert!(op.restore(1, &fine).is_err(), "bytes left over");
     }
@@ -405,12 +421,21 @@ mod tests {
         let mut op = Managed::new(Counter);
         op.track_changes(true);
         op.keys.state.get_or_insert_with(3, || 7);
-        let mut changes = Vec::new();
+        let mut changes = Changes::new();
         op.take_changes(&mut changes);
-        let state = bincode::serialize(&7u64).expect("encodes");
         assert_eq!(
-            changes,
-            vec![(3, Some([&[HAS_STATE][..], &state].concat()))]
+            changes.to_vec(),
+            vec![(3, Some(vec![HAS_STATE | VARINT, 7]))],
+            "the flags, then 7 in one byte"
         );
+        // A value written with fixed-width integers reads back too.
+        let fixed = [
+            &[HAS_STATE][..],
+            &bincode::serialize(&9u64).expect("encodes"),
+        ]
+        .concat();
+        let mut restored = Managed::new(Counter);
+        restored.restore(4, &fixed).expect("restores");
+        assert_eq!(restored.keys.state.get(&4), Some(&9));
     }
 }

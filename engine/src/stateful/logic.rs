@@ -73,6 +73,82 @@ impl<O, L> Default for Emit<O, L> {
     }
 }
 
+/// The keys a checkpoint writes, each with its encoded state now or as
+/// removed, all encoded into one buffer: a flush of a hundred thousand keys
+/// allocates nothing per key.
+pub struct Changes<K> {
+    /// (key, start and end of its state in `bytes`; `None`: removed)
+    entries: Vec<(K, Option<(usize, usize)>)>,
+    bytes: Vec<u8>,
+}
+
+impl<K> Default for Changes<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K> Changes<K> {
+    /// No changes.
+    pub fn new() -> Self {
+        Changes {
+            entries: Vec::new(),
+            bytes: Vec::new(),
+        }
+    }
+
+    /// `key`'s state now, written by `encode` (which appends to the buffer
+    /// it is given).
+    pub fn put(&mut self, key: K, encode: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        encode(&mut self.bytes);
+        self.entries.push((key, Some((start, self.bytes.len()))));
+    }
+
+    /// `key`'s state now, as bytes.
+    pub fn put_bytes(&mut self, key: K, state: &[u8]) {
+        self.put(key, |out| out.extend_from_slice(state));
+    }
+
+    /// `key` has no state left.
+    pub fn remove(&mut self, key: K) {
+        self.entries.push((key, None));
+    }
+
+    /// How many keys changed.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no key changed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Forgets every change, keeping the memory.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes.clear();
+    }
+
+    /// Every change: the key and its state (`None`: removed).
+    pub fn iter(&self) -> impl Iterator<Item = (&K, Option<&[u8]>)> + '_ {
+        self.entries
+            .iter()
+            .map(|(k, at)| (k, at.map(|(start, end)| &self.bytes[start..end])))
+    }
+
+    /// Every change with its own copy of the state (for tests).
+    pub fn to_vec(&self) -> Vec<(K, Option<Vec<u8>>)>
+    where
+        K: Clone,
+    {
+        self.iter()
+            .map(|(k, v)| (k.clone(), v.map(<[u8]>::to_vec)))
+            .collect()
+    }
+}
+
 /// The logic of a keyed stateful operator. See the module docs.
 pub trait KeyedLogic<K, D>: 'static {
     /// Results.
@@ -115,16 +191,16 @@ pub trait KeyedLogic<K, D>: 'static {
     /// Starts (or stops) remembering which keys change, for checkpoints.
     fn track_changes(&mut self, on: bool);
 
-    /// Appends every key whose state changed since the last call, with its
-    /// encoded state now (`None`: the key has no state left).
+    /// Adds every key whose state changed since the last call, with its
+    /// encoded state now (or as removed: the key has no state left).
     ///
     /// A key whose state only lost parts that `on_watermark` removed (a
     /// fired window) may be left out, if [`KeyedLogic::restore_watermark`]
     /// drops such parts on restore: at a high event rate nearly every key
     /// has a window firing in every epoch, and rewriting them all would
     /// make each checkpoint a full snapshot. A key left with no state should
-    /// still be reported (`None`), so the store forgets it.
-    fn take_changes(&mut self, out: &mut Vec<(K, Option<Vec<u8>>)>);
+    /// still be reported (removed), so the store forgets it.
+    fn take_changes(&mut self, out: &mut Changes<K>);
 
     /// Before the keys of one checkpoint store are restored: when that
     /// checkpoint was taken, `on_watermark` had run with watermarks up to

@@ -40,7 +40,7 @@ mod timers;
 use self::core::{Frontier, KeyedCore, Step};
 pub use self::keyed_operator::{KeyedOperator, Managed};
 pub use self::keyed_state::{KeyedState, Keys};
-pub use self::logic::{Emit, KeyedLogic};
+pub use self::logic::{Changes, Emit, KeyedLogic};
 pub use self::timers::Timers;
 use crate::error::JobError;
 use crate::stream::{KeyedStream, Stream, TimedOutput};

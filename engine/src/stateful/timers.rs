@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::data::Key;
-use crate::ids::FastMap;
+use crate::ids::{FastMap, FastSet};
 
 /// The timers of every key of one operator instance.
 ///
@@ -27,9 +27,8 @@ pub struct Timers<K> {
     /// Every live timer: (key, time) → due.
     live: FastMap<(K, u64), u64>,
     /// When tracking changes for checkpoints: the keys whose timers were
-    /// registered, deleted or fired since the last [`Timers::take_changed`]
-    /// (a key may appear more than once).
-    changed: Option<Vec<K>>,
+    /// registered, deleted or fired since the last [`Timers::take_changed`].
+    changed: Option<FastSet<K>>,
 }
 
 impl<K: Key> Default for Timers<K> {
@@ -57,7 +56,7 @@ impl<K: Key> Timers<K> {
                 v.insert(due);
                 self.queue.push(Reverse((due, key.clone(), time)));
                 if let Some(changed) = &mut self.changed {
-                    changed.push(key.clone());
+                    changed.insert(key.clone());
                 }
                 true
             }
@@ -70,7 +69,7 @@ impl<K: Key> Timers<K> {
             return false;
         }
         if let Some(changed) = &mut self.changed {
-            changed.push(key.clone());
+            changed.insert(key.clone());
         }
         self.skip_deleted();
         true
@@ -94,7 +93,7 @@ impl<K: Key> Timers<K> {
         }
         let Reverse((due, key, time)) = self.queue.pop()?;
         if let Some(changed) = &mut self.changed {
-            changed.push(key.clone());
+            changed.insert(key.clone());
         }
         let key_time = (key, time);
         self.live.remove(&key_time);
@@ -104,19 +103,16 @@ impl<K: Key> Timers<K> {
 
     /// Starts (or stops) recording which keys' timers change.
     pub fn track_changes(&mut self, on: bool) {
-        self.changed = on.then(Vec::new);
+        self.changed = on.then(FastSet::default);
     }
 
-    /// The keys whose timers changed since the last call, each once, in key
-    /// order; empty when not tracking.
-    pub fn take_changed(&mut self) -> Vec<K> {
-        let Some(changed) = &mut self.changed else {
-            return Vec::new();
-        };
-        let mut keys = std::mem::take(changed);
-        keys.sort_unstable();
-        keys.dedup();
-        keys
+    /// The keys whose timers changed since the last call, each once, in no
+    /// particular order; empty when not tracking.
+    pub fn take_changed(&mut self) -> FastSet<K> {
+        match &mut self.changed {
+            Some(changed) => std::mem::take(changed),
+            None => FastSet::default(),
+        }
     }
 
     /// How many timers are registered.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use weir::stateful::{Emit, KeyedOperator, Keys};
-use weir::{Data, FastMap, Key};
+use weir::{Data, FastMap, FastSet, Key};
 
 use super::assign::{sliding_windows, Window};
 use super::{Beyond, Fired, Late, Limit, Rejected};
@@ -223,19 +223,16 @@ where
         watermark: u64,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
-        let mut fired: Vec<K> = Vec::new();
+        let mut fired: FastSet<K> = FastSet::default();
         while let Some((fire, window)) = self.next_window() {
             if fire > watermark {
                 break;
             }
-            fired.clear();
+            // Each key once (it may be in several groups).
             for (_, group) in self.groups.range(..=(window.start, u64::MAX)) {
                 fired.extend(group.iter().cloned());
             }
-            // In key order, each key once (it may be in several groups).
-            fired.sort_unstable();
-            fired.dedup();
-            for key in fired.drain(..) {
+            for key in fired.drain() {
                 if self.restored.get(&key).is_some_and(|w| fire <= *w) {
                     // Emitted before the checkpoint this key was restored from.
                     continue;

@@ -55,9 +55,9 @@ where
     let mut fired = 0;
     for (i, (key, value, ts, stamp)) in input().into_iter().enumerate() {
         if Some(i) == cut {
-            let mut changes = Vec::new();
+            let mut changes = weir::stateful::Changes::new();
             logic.take_changes(&mut changes);
-            for (k, v) in changes {
+            for (k, v) in changes.to_vec() {
                 shadow.insert(k, v);
             }
             logic = fresh();
@@ -70,9 +70,9 @@ where
             }
         } else if i % 97 == 0 {
             // Changes are taken at every "epoch"; the shadow is the store.
-            let mut changes = Vec::new();
+            let mut changes = weir::stateful::Changes::new();
             logic.take_changes(&mut changes);
-            for (k, v) in changes {
+            for (k, v) in changes.to_vec() {
                 shadow.insert(k, v);
             }
         }

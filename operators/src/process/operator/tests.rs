@@ -110,9 +110,9 @@ fn run(cut: Option<usize>) -> (Vec<String>, Option<Option<Vec<u8>>>) {
     let mut key6 = None;
     let mut emit = Emit::new();
     let mut checkpoint = |op: &mut Op, store: &mut BTreeMap<u32, Vec<u8>>| {
-        let mut changes = Vec::new();
+        let mut changes = weir::stateful::Changes::new();
         op.take_changes(&mut changes);
-        for (k, v) in changes {
+        for (k, v) in changes.to_vec() {
             if k == 6 {
                 key6 = Some(v.clone());
             }
@@ -329,11 +329,17 @@ fn expired_state_leaves_the_checkpoint() {
     op.track_changes(true);
     let mut emit = Emit::new();
     let mut changes = Vec::new();
+    let take = |op: &mut Managed<u32, u64, ProcessOperator<u32, u64, Remember>>,
+                into: &mut Vec<(u32, Option<Vec<u8>>)>| {
+        let mut c = weir::stateful::Changes::new();
+        op.take_changes(&mut c);
+        into.extend(c.to_vec());
+    };
     op.on_watermark(1_000, &mut emit);
     op.on_record(1, 1_000, 7, 1_000, &mut emit);
     op.on_record(2, 1_000, 8, 1_000, &mut emit);
     op.on_watermark(1_001, &mut emit);
-    op.take_changes(&mut changes);
+    take(&mut op, &mut changes);
     changes.sort();
     assert_eq!(changes.len(), 2);
     assert!(
@@ -345,11 +351,11 @@ fn expired_state_leaves_the_checkpoint() {
     op.on_record(2, 1_200, 9, 1_200, &mut emit);
     op.on_watermark(1_499, &mut emit);
     changes.clear();
-    op.take_changes(&mut changes);
+    take(&mut op, &mut changes);
     assert_eq!(changes.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![2]);
     op.on_watermark(1_500, &mut emit);
     changes.clear();
-    op.take_changes(&mut changes);
+    take(&mut op, &mut changes);
     assert_eq!(
         changes,
         vec![(1, None)],
@@ -358,7 +364,7 @@ fn expired_state_leaves_the_checkpoint() {
     assert_eq!(op.keys.state.len(), 1, "and from memory");
     op.on_watermark(1_700, &mut emit);
     changes.clear();
-    op.take_changes(&mut changes);
+    take(&mut op, &mut changes);
     assert_eq!(changes, vec![(2, None)]);
     assert!(op.keys.state.is_empty() && op.operator.expiries.is_empty());
 }
