@@ -27,7 +27,9 @@
 pub use crate::checkpoint::conformance::check_store;
 pub use crate::checkpoint::protocol::{RestoreDecision, Unusable};
 pub use crate::checkpoint::runtime::{store_path, Backend};
-pub use crate::checkpoint::store::{Batch, MemoryStore, Op, StateStore, StoreError};
+pub use crate::checkpoint::store::{
+    BackgroundWriter, Batch, MemoryStore, Op, StateStore, StoreError,
+};
 pub use crate::checkpoint::{inspect, manifest, verify};
 
 // What the engine's own tests and benches reach into (the plan a job's

@@ -41,6 +41,11 @@ fn configured() -> Option<TornFlush> {
     })
 }
 
+/// Whether a failpoint is set.
+pub(crate) fn any() -> bool {
+    configured().is_some()
+}
+
 /// Called by a stateful step before it flushes `epoch` on `worker`.
 pub(crate) fn before_state_flush(worker: usize, epoch: u64, plan: &Plan) {
     if configured() == Some(TornFlush { worker, epoch }) {

@@ -7,9 +7,10 @@
 #![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
-use weir::backend::{Backend, Batch, Op, StateStore, StoreError};
+use weir::backend::{Backend, BackgroundWriter, Batch, Op, StateStore, StoreError};
 use weir::config::BackendHandle;
 
 /// The RocksDB backend: one database per worker.
@@ -26,14 +27,16 @@ impl Backend for Rocks {
 
 /// The RocksDB backend, ready for `RunArgs::backend`.
 pub fn backend() -> BackendHandle {
-    BackendHandle(std::sync::Arc::new(Rocks))
+    BackendHandle(Arc::new(Rocks))
 }
 
 /// A worker's checkpoint store in a RocksDB database.
 pub struct RocksStore {
-    db: DB,
+    db: Arc<DB>,
     path: PathBuf,
     sync: WriteOptions,
+    /// Opened for writing (a read-only store has no background writer).
+    writable: bool,
 }
 
 impl RocksStore {
@@ -47,9 +50,12 @@ impl RocksStore {
         options.set_max_open_files(64);
         options.set_keep_log_file_num(2);
         let db = DB::open(&options, &path).map_err(|e| error(&path, "open", e))?;
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        Ok(RocksStore { db, path, sync })
+        Ok(RocksStore {
+            db: Arc::new(db),
+            path,
+            sync: synced(),
+            writable: true,
+        })
     }
 
     /// Opens an existing database read-only (restore reads other workers'
@@ -60,15 +66,40 @@ impl RocksStore {
         let db = DB::open_for_read_only(&options, &path, false)
             .map_err(|e| error(&path, "open read-only", e))?;
         Ok(RocksStore {
-            db,
+            db: Arc::new(db),
             path,
             sync: WriteOptions::default(),
+            writable: false,
         })
     }
 
     /// Where the database lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Write options that sync the WAL before returning.
+fn synced() -> WriteOptions {
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    sync
+}
+
+/// Writes to a [`RocksStore`]'s database from another thread (RocksDB takes
+/// writes from several threads at once).
+struct RocksWriter {
+    db: Arc<DB>,
+    path: PathBuf,
+}
+
+impl BackgroundWriter for RocksWriter {
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        write_with(&self.db, &self.path, batch, &synced())
+    }
+
+    fn write_unsynced(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        write_with(&self.db, &self.path, batch, &WriteOptions::default())
     }
 }
 
@@ -123,6 +154,15 @@ impl StateStore for RocksStore {
             visit(&k, &v);
         }
         Ok(())
+    }
+
+    fn background_writer(&self) -> Option<Box<dyn BackgroundWriter>> {
+        self.writable.then(|| {
+            Box::new(RocksWriter {
+                db: Arc::clone(&self.db),
+                path: self.path.clone(),
+            }) as Box<dyn BackgroundWriter>
+        })
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

@@ -12,6 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
+use timely::scheduling::SyncActivator;
+
+use super::background::FlushThread;
 use super::layout::{ENTRY_BUFFERED, ENTRY_KEY, ENTRY_WATERMARK, META_GROUP};
 use super::runtime::WorkerCheckpoint;
 use super::store::{load_state, Batch, EpochWriter};
@@ -57,10 +60,30 @@ pub(crate) struct KeyedCheckpointer<K> {
     batch: Batch,
     /// The flush's changes, kept between flushes for their memory.
     changes: Changes<K>,
+    /// Wakes the operator when a write on the writer thread returns; taken
+    /// when the thread starts (at the first flush, if the store has a
+    /// background writer).
+    wake: Option<SyncActivator>,
+    /// The thread writing this operator's flushes, if it has one.
+    background: Option<FlushThread>,
+}
+
+/// What became of a flush.
+pub(crate) enum Flushed {
+    /// Written and durable: its checksum.
+    Written(u64),
+    /// Handed to the writer thread: [`KeyedCheckpointer::written`] reports it.
+    Writing,
 }
 
 impl<K: Key> KeyedCheckpointer<K> {
-    pub(crate) fn new(worker: Rc<WorkerCheckpoint>, step: &str) -> Self {
+    /// `wake`: activates the operator from another thread (for writes on a
+    /// writer thread); `None` writes every flush on the worker.
+    pub(crate) fn new(
+        worker: Rc<WorkerCheckpoint>,
+        step: &str,
+        wake: Option<SyncActivator>,
+    ) -> Self {
         KeyedCheckpointer {
             worker,
             step: step.to_string(),
@@ -70,6 +93,21 @@ impl<K: Key> KeyedCheckpointer<K> {
             watermark_floor: 0,
             batch: Batch::default(),
             changes: Changes::new(),
+            // A torn-flush failpoint waits on the worker for the epoch
+            // before to complete, which a pending write would hold up.
+            wake: wake.filter(|_| !crate::failpoint::any()),
+            background: None,
+        }
+    }
+
+    /// The flushes the writer thread wrote since the last call, in epoch
+    /// order: (epoch, checksum). With `wait`, blocks until all are written.
+    pub(crate) fn written(&mut self, wait: bool) -> Result<Vec<(u64, u64)>, String> {
+        match &mut self.background {
+            Some(thread) => thread
+                .written(wait, &mut self.batch)
+                .map_err(|e| format!("writing `{}`: {e}", self.step)),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -171,7 +209,7 @@ impl<K: Key> KeyedCheckpointer<K> {
         logic: &mut L,
         buffered: &BTreeMap<Time, Vec<(u64, D)>>,
         key_of: &dyn Fn(&D) -> K,
-    ) -> Result<u64, String> {
+    ) -> Result<Flushed, String> {
         crate::failpoint::before_state_flush(self.worker.worker, epoch, &self.worker.plan);
         let mut changed = std::mem::take(&mut self.changes);
         changed.clear();
@@ -215,9 +253,24 @@ impl<K: Key> KeyedCheckpointer<K> {
         }
         self.pending_written = now;
         self.changes = changed;
-        let mut store = self.worker.store.borrow_mut();
-        let checksum = writer.write(store.as_mut()).map_err(|e| e.to_string())?;
         self.flushed_through = Some(epoch);
-        Ok(checksum)
+        if self.background.is_none() {
+            if let Some(wake) = self.wake.take() {
+                if let Some(bg) = self.worker.store.borrow().background_writer() {
+                    let thread = FlushThread::start(&self.step, bg, wake)
+                        .map_err(|e| format!("starting the checkpoint writer thread: {e}"))?;
+                    self.background = Some(thread);
+                }
+            }
+        }
+        let Some(thread) = &mut self.background else {
+            let mut store = self.worker.store.borrow_mut();
+            let checksum = writer.write(store.as_mut()).map_err(|e| e.to_string())?;
+            return Ok(Flushed::Written(checksum));
+        };
+        let (_, checksum) = writer.seal();
+        let batch = std::mem::take(&mut self.batch);
+        thread.send(batch, epoch, checksum)?;
+        Ok(Flushed::Writing)
     }
 }

@@ -46,6 +46,7 @@
 //!   implementation here and a RocksDB one in `weir-rocks`; the operations on
 //!   it (flush, fold, load) are written once in [`store`].
 
+pub(crate) mod background;
 pub mod conformance;
 #[cfg(test)]
 mod fixtures;

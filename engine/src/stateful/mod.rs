@@ -26,7 +26,7 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::CapabilitySet;
 use timely::progress::Antichain;
 
-use crate::checkpoint::keyed::KeyedCheckpointer;
+use crate::checkpoint::keyed::{Flushed, KeyedCheckpointer};
 use crate::checkpoint::manifest::StepKind;
 use crate::checkpoint::runtime::FlushRecord;
 use crate::data::{Data, Key};
@@ -81,11 +81,12 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
         let (flushes, flush_stream) = builder.new_output::<Vec<FlushRecord>>();
         let mut flushes: OutputBuilder<Time, CapacityContainerBuilder<Vec<FlushRecord>>> =
             OutputBuilder::from(flushes);
-        let mut checkpointer = state
-            .ctx
-            .checkpoint
-            .as_ref()
-            .map(|w| KeyedCheckpointer::new(Rc::clone(w), name));
+        let mut checkpointer = state.ctx.checkpoint.as_ref().map(|w| {
+            let wake = scope
+                .worker()
+                .sync_activator_for(builder.operator_info().address.to_vec());
+            KeyedCheckpointer::new(Rc::clone(w), name, Some(wake))
+        });
         if checkpointer.is_some() {
             state.register_step(name, StepKind::State, logic.state_version(), flush_stream);
         }
@@ -145,6 +146,20 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     ended: frontier.is_empty(),
                 };
 
+                // Flushes the writer thread has written since: reported in
+                // epoch order; at the end of the input, all of them.
+                let ending = view.open_epoch == u64::MAX;
+                if let Some(checkpointer) = &mut checkpointer {
+                    match checkpointer.written(false) {
+                        Ok(written) => {
+                            for (epoch, checksum) in written {
+                                report_flush(&mut flush_cap, &mut flushes, checkpointer, epoch, checksum);
+                            }
+                        }
+                        Err(message) => shared.fail(JobError::Checkpoint(message)),
+                    }
+                }
+
                 let flushed_through = checkpointer.as_ref().map(|c| c.flushed_through);
                 // Carries out one step of the core's.
                 let mut run = |step: Step<D>, core: &KeyedCore<D>| match step {
@@ -173,20 +188,16 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                                 Ok(checksum)
                             });
                         match flushed {
-                            Ok(checksum) => {
-                                if let Some(cap) = &mut flush_cap {
-                                    let record = FlushRecord {
-                                        epoch,
-                                        worker: checkpointer.worker.worker,
-                                        step: checkpointer.step.clone(),
-                                        kind: StepKind::State,
-                                        checksum,
-                                    };
-                                    let at = cap.delayed(&Time::new(epoch, 0));
-                                    flushes.activate().session(&at).give(record);
-                                    cap.downgrade(&Time::new(epoch + 1, 0));
-                                }
-                            }
+                            Ok(Flushed::Written(checksum)) => report_flush(
+                                &mut flush_cap,
+                                &mut flushes,
+                                checkpointer,
+                                epoch,
+                                checksum,
+                            ),
+                            // Reported once written (below, in a later
+                            // activation).
+                            Ok(Flushed::Writing) => {}
                             Err(message) => shared.fail(JobError::Checkpoint(message)),
                         }
                     }
@@ -214,7 +225,17 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                 for step in core.finish() {
                     run(step, &core);
                 }
-                if view.open_epoch == u64::MAX {
+                if ending {
+                    if let Some(checkpointer) = &mut checkpointer {
+                        match checkpointer.written(true) {
+                            Ok(written) => {
+                                for (epoch, checksum) in written {
+                                    report_flush(&mut flush_cap, &mut flushes, checkpointer, epoch, checksum);
+                                }
+                            }
+                            Err(message) => shared.fail(JobError::Checkpoint(message)),
+                        }
+                    }
                     flush_cap = None;
                 }
 
@@ -281,6 +302,28 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
         let lates = Stream::new(late_stream, self.state, false);
         (results, lates)
     }
+}
+
+/// Reports `checkpointer`'s flush of `epoch` (durable, with `checksum`) to
+/// the manifest writer, and moves the flush capability past it.
+fn report_flush<K: Key>(
+    cap: &mut Option<timely::dataflow::operators::Capability<Time>>,
+    flushes: &mut OutputBuilder<Time, CapacityContainerBuilder<Vec<FlushRecord>>>,
+    checkpointer: &KeyedCheckpointer<K>,
+    epoch: u64,
+    checksum: u64,
+) {
+    let Some(cap) = cap else { return };
+    let record = FlushRecord {
+        epoch,
+        worker: checkpointer.worker.worker,
+        step: checkpointer.step.clone(),
+        kind: StepKind::State,
+        checksum,
+    };
+    let at = cap.delayed(&Time::new(epoch, 0));
+    flushes.activate().session(&at).give(record);
+    cap.downgrade(&Time::new(epoch + 1, 0));
 }
 
 /// A capability at `(epoch, event)`, or, if none is held that early (the

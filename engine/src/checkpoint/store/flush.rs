@@ -54,6 +54,22 @@ impl<'a> EpochWriter<'a> {
 
     /// Writes the batch with its marker; returns the checksum.
     pub fn write(self, store: &mut dyn StateStore) -> Result<u64, StoreError> {
+        let (epoch, step) = (self.epoch, self.step);
+        let (batch, checksum) = self.seal();
+        write_sealed(batch, epoch, step, checksum, &mut |b, synced| {
+            if synced {
+                store.write(b)
+            } else {
+                store.write_unsynced(b)
+            }
+        })?;
+        Ok(checksum)
+    }
+
+    /// Finishes the flush without writing it: puts the batch in key order
+    /// and returns it with the checksum, for [`write_sealed`] (on this
+    /// thread or another).
+    pub fn seal(self) -> (&'a mut Batch, u64) {
         // In key order: RocksDB inserts a sorted batch into its memtable
         // about twice as fast as a shuffled one (the logic's changes come
         // from a hash set).
@@ -63,32 +79,41 @@ impl<'a> EpochWriter<'a> {
             "weir invariant: a flush of `{}` gives a key twice",
             self.step
         );
-        let checksum = self.checksum.value();
-        let marker = layout::marker_key(self.epoch, self.step);
-        if self.batch.size_in_bytes() <= CHUNK_BYTES {
-            // Small enough to go as it is, with its marker, synced.
-            self.batch.put(marker, checksum.to_le_bytes());
-            store.write(self.batch)?;
-            return Ok(checksum);
-        }
-        // The changes in chunks, the last one with the marker, synced.
-        // A crash in between leaves deltas without a marker: a torn
-        // flush, which no restore reads and the next run discards.
-        let mut chunk = Batch::with_capacity(
-            self.batch.size_in_bytes().min(CHUNK_BYTES) + 256,
-            self.batch.len().min(1 << 16) + 1,
-        );
-        for op in self.batch.ops() {
-            chunk.push_op(op);
-            if chunk.size_in_bytes() >= CHUNK_BYTES {
-                store.write_unsynced(&chunk)?;
-                chunk.clear();
-            }
-        }
-        chunk.put(marker, checksum.to_le_bytes());
-        store.write(&chunk)?;
-        Ok(checksum)
+        (self.batch, self.checksum.value())
     }
+}
+
+/// Writes a sealed flush ([`EpochWriter::seal`]) of `step` for `epoch` with
+/// its marker, through `write` (`true`: synced). A flush under 4 MiB is one
+/// synced write; a larger one goes in chunks, the last one with the marker,
+/// synced. A crash in between leaves deltas without a marker: a torn flush,
+/// which no restore reads and the next run discards. Appends the marker to
+/// `batch`.
+pub fn write_sealed(
+    batch: &mut Batch,
+    epoch: u64,
+    step: &str,
+    checksum: u64,
+    write: &mut dyn FnMut(&Batch, bool) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let marker = layout::marker_key(epoch, step);
+    if batch.size_in_bytes() <= CHUNK_BYTES {
+        batch.put(marker, checksum.to_le_bytes());
+        return write(batch, true);
+    }
+    let mut chunk = Batch::with_capacity(
+        batch.size_in_bytes().min(CHUNK_BYTES) + 256,
+        batch.len().min(1 << 16) + 1,
+    );
+    for op in batch.ops() {
+        chunk.push_op(op);
+        if chunk.size_in_bytes() >= CHUNK_BYTES {
+            write(&chunk, false)?;
+            chunk.clear();
+        }
+    }
+    chunk.put(marker, checksum.to_le_bytes());
+    write(&chunk, true)
 }
 
 /// Writes one step's flush of `epoch` on one worker (see

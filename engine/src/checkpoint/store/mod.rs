@@ -23,7 +23,7 @@ mod fold;
 mod load;
 
 pub use batch::{Batch, Op};
-pub use flush::{checksum_of_epoch_step, write_epoch, EpochWriter};
+pub use flush::{checksum_of_epoch_step, write_epoch, write_sealed, EpochWriter};
 pub use fold::{discard_after, fold, folded_through};
 pub use load::{load_positions, load_positions_through, load_state};
 
@@ -60,6 +60,25 @@ pub trait StateStore {
     ) -> Result<(), StoreError>;
     /// Reads one key.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// A handle that writes batches to this store from another thread, if
+    /// the store can take writes from two threads at once: a stateful
+    /// operator's flush is then written while its worker goes on with the
+    /// next epoch (the epoch is reported flushed once the write is durable).
+    /// Default: none, and flushes are written on the worker.
+    fn background_writer(&self) -> Option<Box<dyn BackgroundWriter>> {
+        None
+    }
+}
+
+/// Writes batches to a store from a thread of its own (see
+/// [`StateStore::background_writer`]).
+pub trait BackgroundWriter: Send {
+    /// As [`StateStore::write`]: atomically and durably.
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError>;
+    /// As [`StateStore::write_unsynced`].
+    fn write_unsynced(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        self.write(batch)
+    }
 }
 
 /// An in-memory [`StateStore`], for tests.
