@@ -44,8 +44,9 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 ///
 /// Each key's pane groups are its state in the primitive ([`KeyPanes`]);
 /// the operator keeps only the index across keys of which keys have a group
-/// (`groups`). Dropping a pane whose windows all fired is not written by a
-/// checkpoint unless it was the key's last (`get_mut_untracked`): a restore
+/// (`groups`). Dropping a pane whose windows all fired (as its last window
+/// fires) is not written by a checkpoint unless it was the key's last
+/// (`get_mut_untracked`): a restore
 /// drops the panes its checkpoint's watermark had fired instead, so a
 /// checkpoint writes only the keys that got records.
 pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
@@ -102,26 +103,18 @@ impl<K: Key, T, A: Aggregator<T>> FixedWindows<K, T, A> {
         Some((fire_time(&window, self.lateness), window))
     }
 
-    /// Drops the panes no window starting at or after `next_start` holds
-    /// (those before it).
-    fn drop_panes_before(&mut self, keys: &mut Keys<K, KeyPanes<A::Acc>>, next_start: u64) {
+    /// Drops from the index the pane groups no window starting at or after
+    /// `next_start` holds (those before it). Their keys dropped them from
+    /// their state when the window before fired, which held all of them.
+    fn drop_groups_before(&mut self, next_start: u64) {
         let gone: Vec<(u64, u64)> = self
             .groups
             .range(..(next_start, 0))
             .map(|(at, _)| *at)
             .filter(|(_, pane)| *pane < next_start)
             .collect();
-        for (from, pane) in gone {
-            for key in self.groups.remove(&(from, pane)).unwrap_or_default() {
-                let Some(panes) = keys.state.get_mut_untracked(&key) else {
-                    continue;
-                };
-                panes.retain(|(p, f, _)| (*p, *f) != (pane, from));
-                if panes.is_empty() {
-                    // Its last pane: the checkpoint forgets the key.
-                    keys.state.remove(&key);
-                }
-            }
+        for at in gone {
+            self.groups.remove(&at);
         }
     }
 
@@ -232,37 +225,49 @@ where
             for (_, group) in self.groups.range(..=(window.start, u64::MAX)) {
                 fired.extend(group.iter().cloned());
             }
+            // Every window starting before the next one has fired after
+            // this one; at the end of time no next one exists.
+            let next = window.start.saturating_add(self.slide);
             for key in fired.drain() {
-                if self.restored.get(&key).is_some_and(|w| fire <= *w) {
-                    // Emitted before the checkpoint this key was restored from.
-                    continue;
-                }
-                let Some(panes) = keys.state.get(&key) else {
+                // Emitted before the checkpoint this key was restored from?
+                let emitted = self.restored.get(&key).is_some_and(|w| fire <= *w);
+                let Some(panes) = keys.state.get_mut_untracked(&key) else {
                     continue;
                 };
-                let mut result: Option<A::Acc> = None;
-                let counted = panes.iter().filter(|(pane, from, _)| {
-                    *from <= window.start && (window.start..window.end).contains(pane)
-                });
-                for (_, _, acc) in counted {
-                    match &mut result {
-                        Some(result) => self.aggregator.merge(result, acc.clone()),
-                        None => result = Some(acc.clone()),
+                if !emitted {
+                    let mut result: Option<A::Acc> = None;
+                    let counted = panes.iter().filter(|(pane, from, _)| {
+                        *from <= window.start && (window.start..window.end).contains(pane)
+                    });
+                    for (_, _, acc) in counted {
+                        match &mut result {
+                            Some(result) => self.aggregator.merge(result, acc.clone()),
+                            None => result = Some(acc.clone()),
+                        }
+                    }
+                    if let Some(acc) = result {
+                        let value = self.aggregator.finish(acc);
+                        emit.output(
+                            fire,
+                            window.end.saturating_sub(1),
+                            Fired {
+                                key: key.clone(),
+                                window,
+                                value,
+                            },
+                        );
                     }
                 }
-                let Some(acc) = result else { continue };
-                let value = self.aggregator.finish(acc);
-                emit.output(
-                    fire,
-                    window.end.saturating_sub(1),
-                    Fired { key, window, value },
-                );
+                // The panes no later window holds go now, while the key is
+                // at hand (every key of such a pane is in this window).
+                panes.retain(|(pane, _, _)| *pane >= next);
+                if panes.is_empty() {
+                    // Its last pane: the checkpoint forgets the key.
+                    keys.state.remove(&key);
+                }
             }
-            // Every window starting before the next one has fired; at the
-            // end of time no next one exists.
-            let next = window.start.saturating_add(self.slide);
             self.next_start = next;
-            self.drop_panes_before(keys, next);
+            self.drop_groups_before(next);
         }
         if self.next_window().is_none() && !self.groups.is_empty() {
             // What is left has no window that can be represented (it would
