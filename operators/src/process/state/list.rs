@@ -41,7 +41,7 @@ impl<T> ListState<T> {
     }
 
     /// An empty list whose elements are each forgotten `ttl` of event time
-    /// after they were pushed (see the [module docs](self)).
+    /// after they were pushed (see the [process module docs](crate::process)).
     pub fn with_ttl(ttl: Duration) -> Self {
         ListState {
             ttl: Some(ttl_ms(ttl)),

@@ -42,7 +42,7 @@ impl<K: Ord, V> MapState<K, V> {
     }
 
     /// An empty map whose entries are each forgotten `ttl` of event time
-    /// after they were last written (see the [module docs](self)).
+    /// after they were last written (see the [process module docs](crate::process)).
     pub fn with_ttl(ttl: Duration) -> Self {
         MapState {
             ttl: Some(ttl_ms(ttl)),

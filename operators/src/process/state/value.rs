@@ -41,7 +41,7 @@ impl<T> ValueState<T> {
     }
 
     /// An empty cell whose value is forgotten `ttl` of event time after it
-    /// was last written (see the [module docs](self)).
+    /// was last written (see the [process module docs](crate::process)).
     pub fn with_ttl(ttl: Duration) -> Self {
         ValueState {
             ttl: Some(ttl_ms(ttl)),
