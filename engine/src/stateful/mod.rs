@@ -150,14 +150,8 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                 // epoch order; at the end of the input, all of them.
                 let ending = view.open_epoch == u64::MAX;
                 if let Some(checkpointer) = &mut checkpointer {
-                    match checkpointer.written(false) {
-                        Ok(written) => {
-                            for (epoch, checksum) in written {
-                                report_flush(&mut flush_cap, &mut flushes, checkpointer, epoch, checksum);
-                            }
-                        }
-                        Err(message) => shared.fail(JobError::Checkpoint(message)),
-                    }
+                    let written = checkpointer.written(false);
+                    report_written(written, &mut flush_cap, &mut flushes, checkpointer, &shared);
                 }
 
                 let flushed_through = checkpointer.as_ref().map(|c| c.flushed_through);
@@ -227,14 +221,8 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                 }
                 if ending {
                     if let Some(checkpointer) = &mut checkpointer {
-                        match checkpointer.written(true) {
-                            Ok(written) => {
-                                for (epoch, checksum) in written {
-                                    report_flush(&mut flush_cap, &mut flushes, checkpointer, epoch, checksum);
-                                }
-                            }
-                            Err(message) => shared.fail(JobError::Checkpoint(message)),
-                        }
+                        let written = checkpointer.written(true);
+                        report_written(written, &mut flush_cap, &mut flushes, checkpointer, &shared);
                     }
                     flush_cap = None;
                 }
@@ -324,6 +312,25 @@ fn report_flush<K: Key>(
     let at = cap.delayed(&Time::new(epoch, 0));
     flushes.activate().session(&at).give(record);
     cap.downgrade(&Time::new(epoch + 1, 0));
+}
+
+/// Reports the flushes the writer thread wrote (`written`), or fails the
+/// job with why it could not.
+fn report_written<K: Key>(
+    written: Result<Vec<(u64, u64)>, String>,
+    cap: &mut Option<timely::dataflow::operators::Capability<Time>>,
+    flushes: &mut OutputBuilder<Time, CapacityContainerBuilder<Vec<FlushRecord>>>,
+    checkpointer: &KeyedCheckpointer<K>,
+    shared: &crate::metrics::JobShared,
+) {
+    match written {
+        Ok(written) => {
+            for (epoch, checksum) in written {
+                report_flush(cap, flushes, checkpointer, epoch, checksum);
+            }
+        }
+        Err(message) => shared.fail(JobError::Checkpoint(message)),
+    }
 }
 
 /// A capability at `(epoch, event)`, or, if none is held that early (the

@@ -247,15 +247,7 @@ where
                     }
                     if let Some(acc) = result {
                         let value = self.aggregator.finish(acc);
-                        emit.output(
-                            fire,
-                            window.end.saturating_sub(1),
-                            Fired {
-                                key: key.clone(),
-                                window,
-                                value,
-                            },
-                        );
+                        Fired::emit(emit, fire, key.clone(), window, value);
                     }
                 }
                 // The panes no later window holds go now, while the key is

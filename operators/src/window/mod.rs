@@ -86,6 +86,24 @@ pub struct Fired<K, V> {
     pub value: V,
 }
 
+impl<K, V> Fired<K, V> {
+    /// Emits `key`'s result `value` for `window`, firing at `fire`: it
+    /// carries the window's last ms as its event time.
+    pub(crate) fn emit<L>(
+        emit: &mut weir::stateful::Emit<Self, L>,
+        fire: u64,
+        key: K,
+        window: Window,
+        value: V,
+    ) {
+        emit.output(
+            fire,
+            window.end.saturating_sub(1),
+            Fired { key, window, value },
+        );
+    }
+}
+
 /// A record that arrived after a window it belonged to had closed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Late<K, T> {

@@ -152,15 +152,7 @@ where
             if let Some(i) = sessions.iter().position(|s| s.0.start == start) {
                 let (window, acc) = sessions.remove(i);
                 let value = self.aggregator.finish(acc);
-                emit.output(
-                    fire,
-                    window.end.saturating_sub(1),
-                    Fired {
-                        key: key.clone(),
-                        window,
-                        value,
-                    },
-                );
+                Fired::emit(emit, fire, key.clone(), window, value);
             }
             if sessions.is_empty() {
                 keys.state.remove(&key);
