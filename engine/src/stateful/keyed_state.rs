@@ -34,8 +34,6 @@ pub struct KeyedState<K, S> {
     slots: FastMap<K, Slot<S>>,
     /// Keys changed since the last checkpoint, each once, when tracking.
     changed: Option<Vec<K>>,
-    /// How many slots hold state.
-    live: usize,
 }
 
 impl<K: Key, S> Default for KeyedState<K, S> {
@@ -50,7 +48,6 @@ impl<K: Key, S> KeyedState<K, S> {
         KeyedState {
             slots: FastMap::default(),
             changed: None,
-            live: 0,
         }
     }
 
@@ -78,8 +75,8 @@ impl<K: Key, S> KeyedState<K, S> {
         self.slots.get_mut(key)?.state.as_mut()
     }
 
-    /// `key`'s state, created by `fresh` if it has none, to change.
-    pub fn get_or_insert_with(&mut self, key: K, fresh: impl FnOnce() -> S) -> &mut S {
+    /// `key`'s slot, created empty if it has none, marked changed.
+    fn slot(&mut self, key: K) -> &mut Slot<S> {
         let slot = match self.slots.entry(key) {
             Entry::Occupied(slot) => {
                 if !slot.get().changed {
@@ -100,24 +97,21 @@ impl<K: Key, S> KeyedState<K, S> {
             }
         };
         slot.changed = self.changed.is_some();
-        if slot.state.is_none() {
-            self.live += 1;
-        }
-        slot.state.get_or_insert_with(fresh)
+        slot
+    }
+
+    /// `key`'s state, created by `fresh` if it has none, to change.
+    pub fn get_or_insert_with(&mut self, key: K, fresh: impl FnOnce() -> S) -> &mut S {
+        self.slot(key).state.get_or_insert_with(fresh)
     }
 
     /// Removes `key`'s state; the next checkpoint writes its removal.
     pub fn remove(&mut self, key: &K) -> Option<S> {
         let Some(changed) = &mut self.changed else {
-            let state = self.slots.remove(key)?.state;
-            if state.is_some() {
-                self.live -= 1;
-            }
-            return state;
+            return self.slots.remove(key)?.state;
         };
         let slot = self.slots.get_mut(key)?;
         let state = slot.state.take()?;
-        self.live -= 1;
         if !slot.changed {
             slot.changed = true;
             changed.push(key.clone());
@@ -128,25 +122,17 @@ impl<K: Key, S> KeyedState<K, S> {
     /// Installs `key`'s state from a checkpoint (counted as changed while
     /// tracking).
     pub fn restore(&mut self, key: K, state: S) {
-        let mut state = Some(state);
-        let held = self.get_or_insert_with(key, || {
-            state
-                .take()
-                .expect("weir invariant: a fresh state is made once")
-        });
-        if let Some(state) = state {
-            *held = state;
-        }
+        self.slot(key).state = Some(state);
     }
 
-    /// How many keys have state.
+    /// How many keys have state (a pass over every slot).
     pub fn len(&self) -> usize {
-        self.live
+        self.iter().count()
     }
 
     /// Whether no key has state.
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.iter().next().is_none()
     }
 
     /// Every key with state, in no particular order.
