@@ -42,7 +42,7 @@
 //! `None` (an `Option<u64>` extractor) sends the record to the dead letters
 //! before it moves any watermark.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::ShowDuration;
 
@@ -54,6 +54,12 @@ use crate::config::ShowDuration;
 /// wrapping to a short one.
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Milliseconds since the Unix epoch at `at` (0 before it): the clock of
+/// processing-time timers.
+pub fn unix_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map(millis).unwrap_or(0)
 }
 
 /// How a source derives watermarks from event times.

@@ -9,7 +9,7 @@
 //! watermark had already fired of it and to rebuild the operator's indexes.
 
 use std::marker::PhantomData;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bincode::Options;
 use serde::de::DeserializeOwned;
@@ -19,6 +19,7 @@ use super::keyed_state::Keys;
 use super::logic::{Changes, Emit, KeyedLogic};
 use crate::data::{Data, Key};
 use crate::ids::FastSet;
+use crate::watermark::unix_millis;
 
 /// A keyed stateful operator whose per-key state and timers the primitive
 /// keeps: it implements only what happens to them on a record and when the
@@ -185,14 +186,6 @@ fn decode_key<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Option<S>, StoredTim
     Ok((state, timers))
 }
 
-/// Milliseconds since the Unix epoch, now.
-fn wall_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D, O> {
     type Out = O::Out;
     type Late = O::Late;
@@ -225,7 +218,9 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D,
 
     fn wake_after(&self) -> Option<Duration> {
         let due = self.keys.processing.next_due()?;
-        Some(Duration::from_millis(due.saturating_sub(wall_ms())))
+        Some(Duration::from_millis(
+            due.saturating_sub(unix_millis(SystemTime::now())),
+        ))
     }
 
     fn state_version(&self) -> u32 {

@@ -8,19 +8,13 @@ use weir::stateful::Emit;
 use weir::{DeadLetter, Fields, Origin, Raw};
 
 use weir::stateful::Timers;
+use weir::watermark::unix_millis;
 
 /// A result of the operator: for the main or the side output.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Emitted<O, X> {
     Main(O),
     Side(X),
-}
-
-/// Milliseconds since the Unix epoch (0 before it).
-pub(crate) fn millis_of(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(weir::watermark::millis)
-        .unwrap_or(0)
 }
 
 /// The wall-clock time of `ms` since the Unix epoch.
@@ -137,7 +131,7 @@ impl<K: weir::Key, O, X> Context<'_, K, O, X> {
     /// Processing time is not deterministic: what such timers do may differ
     /// from run to run.
     pub fn register_processing_timer(&mut self, at: SystemTime) {
-        let ms = millis_of(at);
+        let ms = unix_millis(at);
         self.processing.register(self.key, ms, ms);
     }
 
@@ -147,7 +141,7 @@ impl<K: weir::Key, O, X> Context<'_, K, O, X> {
         // Past what a SystemTime holds is as late as a timer can be.
         let ms = SystemTime::now()
             .checked_add(after)
-            .map_or(u64::MAX, millis_of);
+            .map_or(u64::MAX, unix_millis);
         let at = system_time(ms);
         self.register_processing_timer(at);
         at
@@ -156,7 +150,7 @@ impl<K: weir::Key, O, X> Context<'_, K, O, X> {
     /// Deletes this key's processing-time timer at `at`; false if there
     /// was none.
     pub fn delete_processing_timer(&mut self, at: SystemTime) -> bool {
-        self.processing.delete(self.key, millis_of(at))
+        self.processing.delete(self.key, unix_millis(at))
     }
 
     /// Sends a result to the main output.

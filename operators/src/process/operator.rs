@@ -19,14 +19,12 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use weir::stateful::{Emit, KeyedOperator, Keys};
-use weir::{Data, DeadLetter, Key};
+use weir::watermark::unix_millis;
+use weir::{Data, DeadLetter, FastSet, Key};
 
-use super::context::{millis_of, system_time, Context, Emitted};
+use super::context::{system_time, Context, Emitted};
 use super::state;
 use super::ProcessFunction;
-
-type FastSet<K> =
-    std::collections::HashSet<K, std::hash::BuildHasherDefault<weir::ids::FastHasher>>;
 
 /// One key's state and when it next has something to expire: what the
 /// primitive keeps and checkpoints per key (absent when the state equals a
@@ -191,7 +189,7 @@ impl<K: Key, D: Data, F: ProcessFunction<K, D>> ProcessOperator<K, D, F> {
             let (wall, clock) = if w == u64::MAX {
                 (u64::MAX, self.watermark)
             } else {
-                (millis_of(SystemTime::now()), w.max(self.watermark))
+                (unix_millis(SystemTime::now()), w.max(self.watermark))
             };
             if let Some((ms, key, _)) = keys.processing.pop_due(wall) {
                 // One at a time: event timers it registers come first.
