@@ -109,6 +109,15 @@ pub trait Source: 'static {
     }
 }
 
+/// Opens each of `splits` on its own with `open(split, position)`: the
+/// [`Source::open_splits`] of a source whose splits share nothing.
+pub fn open_each<T>(
+    splits: &[SplitStart<'_>],
+    mut open: impl FnMut(SplitId, Option<&[u8]>) -> Result<Box<dyn SplitReader<T>>, Fault>,
+) -> Result<Vec<Box<dyn SplitReader<T>>>, Fault> {
+    splits.iter().map(|s| open(s.split, s.position)).collect()
+}
+
 /// A boxed source is a source: every method goes to the box's content.
 macro_rules! boxed_source {
     ($boxed:ty) => {

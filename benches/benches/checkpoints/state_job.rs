@@ -68,10 +68,9 @@ impl Source for KeysSource {
         &mut self,
         splits: &[SplitStart<'_>],
     ) -> Result<Vec<Box<dyn SplitReader<u64>>>, Fault> {
-        splits
-            .iter()
-            .map(|s| self.open_split(s.split, s.position.unwrap_or(&position_of(&[0]))))
-            .collect()
+        weir::source::open_each(splits, |split, at| {
+            self.open_split(split, at.unwrap_or(&position_of(&[0])))
+        })
     }
 }
 

@@ -178,10 +178,7 @@ impl<T: DeserializeOwned + 'static> Source for FileSource<T> {
         &mut self,
         splits: &[SplitStart<'_>],
     ) -> Result<Vec<Box<dyn SplitReader<T>>>, Fault> {
-        splits
-            .iter()
-            .map(|s| self.open_split(s.split, s.position))
-            .collect()
+        weir::source::open_each(splits, |split, at| self.open_split(split, at))
     }
 }
 
