@@ -18,6 +18,8 @@ use weir::testing::Script;
 use weir::{KeyGroup, RunArgs, Watermarks};
 use weir_operators::{Count, WindowExt, Windows};
 
+mod support;
+
 type Rec = (u32, u64, u64); // key, value, event time
 
 const SPLITS: usize = 2;
@@ -99,10 +101,7 @@ fn job(s: Script<Rec>) -> impl Fn(&mut weir::Pipeline<'_>) + Send + Sync + 'stat
 }
 
 fn args(dir: &Path) -> RunArgs {
-    let mut args = RunArgs::threads(WORKERS);
-    args.epoch_interval = Duration::from_secs(3_600);
-    args.checkpoint_dir = Some(dir.to_path_buf());
-    args.backend = Some(weir_rocks::backend());
+    let mut args = support::checkpointed(WORKERS, dir);
     args.keep_checkpoints = KEEP;
     args
 }

@@ -14,6 +14,8 @@ use weir::testing::Script;
 use weir::{RunArgs, Watermarks};
 use weir_operators::{Count, Sum, WindowExt, Windows};
 
+mod support;
+
 type Rec = (u32, u64, u64); // key, value, event time
 type Out = (u64, String); // epoch, result
 
@@ -356,10 +358,7 @@ fn restore_from_four_workers_on_one() {
 #[test]
 fn a_changed_job_is_refused_and_fresh_starts_over() {
     let dir = temp("changed");
-    let mut args = RunArgs::threads(1);
-    args.epoch_interval = Duration::from_secs(3600);
-    args.checkpoint_dir = Some(dir.clone());
-    args.backend = Some(weir_rocks::backend());
+    let mut args = support::checkpointed(1, &dir);
     let job = |window_name: &'static str, crash: usize| {
         move |p: &mut weir::Pipeline<'_>| {
             let _ = p
@@ -405,10 +404,7 @@ fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
 
 fn corrupt_newest_and_fall_back(keep: usize) {
     let dir = temp(&format!("corrupt-{keep}"));
-    let mut args = RunArgs::threads(1);
-    args.epoch_interval = Duration::from_secs(3600);
-    args.checkpoint_dir = Some(dir.clone());
-    args.backend = Some(weir_rocks::backend());
+    let mut args = support::checkpointed(1, &dir);
     args.keep_checkpoints = keep;
     let crashed = script(600, 1).crash_after(300);
     let job = move |s: Script<Rec>| {

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use weir::backend::manifest;
 use weir::testing::{Script, StagedFiles};
-use weir::{RunArgs, Watermarks};
+use weir::Watermarks;
+
+mod support;
 
 const SPLITS: u64 = 4;
 const RECORDS: u64 = 150;
@@ -48,10 +50,7 @@ fn expected() -> Vec<String> {
 }
 
 fn run_job(workers: usize, checkpoints: &Path, out: &Path) -> Result<(), String> {
-    let mut args = RunArgs::threads(workers);
-    args.epoch_interval = Duration::from_secs(3600);
-    args.checkpoint_dir = Some(checkpoints.to_path_buf());
-    args.backend = Some(weir_rocks::backend());
+    let mut args = support::checkpointed(workers, checkpoints);
     args.quiet = true;
     let sink = StagedFiles::<String>::new(out);
     weir::run(&args, move |p| {

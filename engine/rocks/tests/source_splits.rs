@@ -13,7 +13,9 @@ use std::time::Duration;
 use weir::backend::manifest;
 use weir::source::SplitStart;
 use weir::testing::{Script, StagedFiles};
-use weir::{Fault, RunArgs, Source, SplitId, SplitReader, Watermarks};
+use weir::{Fault, Source, SplitId, SplitReader, Watermarks};
+
+mod support;
 
 type Rec = (u32, u64);
 
@@ -95,10 +97,7 @@ fn run(
     checkpoints: &Path,
     out: &Path,
 ) -> Result<weir::Summary, weir::JobError> {
-    let mut args = RunArgs::threads(workers);
-    args.epoch_interval = Duration::from_secs(3600);
-    args.checkpoint_dir = Some(checkpoints.to_path_buf());
-    args.backend = Some(weir_rocks::backend());
+    let mut args = support::checkpointed(workers, checkpoints);
     args.quiet = true;
     let sink = StagedFiles::<String>::new(out);
     weir::run(&args, move |p| {
