@@ -50,10 +50,10 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// drops the panes its checkpoint's watermark had fired instead, so a
 /// checkpoint writes only the keys that got records.
 pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
-    pub(crate) size: u64,
-    pub(crate) slide: u64,
-    pub(crate) lateness: u64,
-    pub(crate) aggregator: A,
+    size: u64,
+    slide: u64,
+    lateness: u64,
+    aggregator: A,
     /// The pane length.
     pane: u64,
     /// The keys with state in each pane group, by (from, pane start): the

@@ -28,13 +28,13 @@ use crate::aggregate::Aggregator;
 pub(crate) type KeySessions<Acc> = Vec<(Window, Acc)>;
 
 pub(crate) struct SessionWindows<K, T, A: Aggregator<T>> {
-    pub(crate) gap: u64,
-    pub(crate) lateness: u64,
-    pub(crate) aggregator: A,
+    gap: u64,
+    lateness: u64,
+    aggregator: A,
     /// (fire time, key, session start) of every open session: the index
     /// across keys.
-    pub(crate) fires: BTreeSet<(u64, K, u64)>,
-    pub(crate) _record: PhantomData<T>,
+    fires: BTreeSet<(u64, K, u64)>,
+    _record: PhantomData<T>,
 }
 
 impl<K: Key, T, A: Aggregator<T>> SessionWindows<K, T, A> {
