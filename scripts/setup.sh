@@ -22,6 +22,8 @@ missing=()
 need cc || missing+=(build-essential)
 need c++ || missing+=(g++)
 have_libclang || missing+=(libclang-dev)
+need java || missing+=(default-jdk-headless) # the Kafka broker (scripts/kafka.sh)
+need mvn || missing+=(maven)
 if [ ${#missing[@]} -gt 0 ]; then
   if need apt-get && [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
