@@ -202,7 +202,7 @@ fn list_inspect_and_verify_describe_a_crashed_job() {
     // Fixed windows store panes in the primitive's value: state version 3.
     for step in [
         "records (source v1)",
-        "counts (state v3)",
+        "counts (state v4)",
         "sessions (state v2)",
     ] {
         assert!(list.stdout.contains(step), "{step}");

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::keyed_state::Keys;
 use super::logic::{Changes, Emit, KeyedLogic};
+use super::state_table::{StateTable, StoredVisitor};
 use crate::data::{Data, Key};
 use crate::ids::FastSet;
 use crate::watermark::unix_millis;
@@ -26,8 +27,10 @@ use crate::watermark::unix_millis;
 /// watermark moves, plus any index across keys it needs (windows by the
 /// time they fire).
 pub trait KeyedOperator<K: Key, D: Data>: 'static {
-    /// One key's state.
-    type State: Serialize + DeserializeOwned + 'static;
+    /// Where its keys' state lives: a [`KeyedState`](super::KeyedState) of
+    /// one value per key, or a [`SpacedState`](super::SpacedState) of values
+    /// per key and namespace.
+    type Table: StateTable<K>;
     /// Results.
     type Out: Data;
     /// Late (or otherwise refused) records.
@@ -47,7 +50,7 @@ pub trait KeyedOperator<K: Key, D: Data>: 'static {
     /// Applies one record with its event time and its stamp.
     fn on_record(
         &mut self,
-        keys: &mut Keys<K, Self::State>,
+        keys: &mut Keys<K, Self::Table>,
         key: K,
         event_time: u64,
         record: D,
@@ -59,14 +62,14 @@ pub trait KeyedOperator<K: Key, D: Data>: 'static {
     /// firing the timers due (from `keys.event` and `keys.processing`).
     fn on_watermark(
         &mut self,
-        keys: &mut Keys<K, Self::State>,
+        keys: &mut Keys<K, Self::Table>,
         watermark: u64,
         emit: &mut Emit<Self::Out, Self::Late>,
     );
 
     /// The earliest event time at which the operator will emit other than
     /// from an event-time timer (the primitive adds those), if any.
-    fn next_fire(&self, keys: &Keys<K, Self::State>) -> Option<u64>;
+    fn next_fire(&self, keys: &Keys<K, Self::Table>) -> Option<u64>;
 
     /// A key's state restored from a checkpoint whose watermark was
     /// `watermark`: drop from it what had fired by then (changes made with
@@ -75,7 +78,7 @@ pub trait KeyedOperator<K: Key, D: Data>: 'static {
     fn on_restore(
         &mut self,
         key: &K,
-        state: &mut Self::State,
+        state: &mut <Self::Table as StateTable<K>>::Stored,
         watermark: u64,
     ) -> Result<bool, String> {
         let _ = (key, state, watermark);
@@ -83,7 +86,7 @@ pub trait KeyedOperator<K: Key, D: Data>: 'static {
     }
 
     /// Called before a checkpoint writes the changes (to check invariants).
-    fn before_checkpoint(&self, keys: &Keys<K, Self::State>) {
+    fn before_checkpoint(&self, keys: &Keys<K, Self::Table>) {
         let _ = keys;
     }
 }
@@ -94,7 +97,7 @@ pub struct Managed<K: Key, D: Data, O: KeyedOperator<K, D>> {
     /// The operator.
     pub operator: O,
     /// Its keys' state and timers.
-    pub keys: Keys<K, O::State>,
+    pub keys: Keys<K, O::Table>,
     /// The watermark of the checkpoint store being restored.
     restoring_watermark: u64,
     _record: PhantomData<D>,
@@ -133,7 +136,11 @@ fn varint() -> impl bincode::Options {
 /// One key's stored value, appended to `out`: a byte saying which parts
 /// follow, its state if it has one, then its timers if it has any. A key
 /// without timers costs one byte more than its state.
-fn encode_value<S: Serialize>(out: &mut Vec<u8>, state: Option<&S>, timers: Option<&StoredTimers>) {
+fn encode_value<S: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    state: Option<&S>,
+    timers: Option<&StoredTimers>,
+) {
     let flags = VARINT
         | if state.is_some() { HAS_STATE } else { 0 }
         | if timers.is_some() { HAS_TIMERS } else { 0 };
@@ -184,6 +191,34 @@ fn decode_key<S: DeserializeOwned>(bytes: &[u8]) -> Result<(Option<S>, StoredTim
         return Err(format!("{} bytes after a stored key's parts", rest.len()));
     }
     Ok((state, timers))
+}
+
+/// Writes each visited key's value, with `timers` (the same for every key
+/// visited: the visitor is made per key when keys have timers).
+struct Put<'a, K> {
+    out: &'a mut Changes<K>,
+    timers: Option<&'a StoredTimers>,
+}
+
+impl<K: Key> StoredVisitor<K> for Put<'_, K> {
+    fn visit<S: Serialize + ?Sized>(&mut self, key: &K, stored: Option<&S>) {
+        if stored.is_none() && self.timers.is_none() {
+            self.out.remove(key.clone());
+        } else {
+            let timers = self.timers;
+            self.out
+                .put(key.clone(), |buf| encode_value(buf, stored, timers));
+        }
+    }
+}
+
+/// Lists the visited keys.
+struct Listed<K>(FastSet<K>);
+
+impl<K: Key> StoredVisitor<K> for Listed<K> {
+    fn visit<S: Serialize + ?Sized>(&mut self, key: &K, _: Option<&S>) {
+        self.0.insert(key.clone());
+    }
 }
 
 impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D, O> {
@@ -241,20 +276,16 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D,
         };
         if keys.event.is_empty() && keys.processing.is_empty() && timed.is_empty() {
             // No timers at all (windows): each value is its state alone.
-            keys.state.take_changes(|key, state| match state {
-                Some(state) => out.put(key.clone(), |buf| encode_value(buf, Some(state), None)),
-                None => out.remove(key.clone()),
-            });
+            keys.state.take_changes(&mut Put { out, timers: None });
             return;
         }
         // A value carries the key's timers too, changed or not: gather the
         // timers of every key written, in one pass over all timers. A key
         // removed from the state is gone from it by now, so each key's
         // value is read back after the pass.
-        let mut written: FastSet<K> = timed;
-        keys.state.take_changes(|key, _| {
-            written.insert(key.clone());
-        });
+        let mut written = Listed(timed);
+        keys.state.take_changes(&mut written);
+        let written = written.0;
         let mut event = keys.event.of_keys(|k| written.contains(k));
         let mut processing = keys.processing.of_keys(|k| written.contains(k));
         for key in written {
@@ -263,13 +294,8 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D,
                 processing.remove(&key).unwrap_or_default(),
             );
             let has_timers = !timers.0.is_empty() || !timers.1.is_empty();
-            match keys.state.get(&key) {
-                None if !has_timers => out.remove(key),
-                state => {
-                    let timers = has_timers.then_some(&timers);
-                    out.put(key, |buf| encode_value(buf, state, timers));
-                }
-            }
+            let timers = has_timers.then_some(&timers);
+            keys.state.visit_stored(&key, &mut Put { out, timers });
         }
     }
 
@@ -278,7 +304,8 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D,
     }
 
     fn restore(&mut self, key: K, stored: &[u8]) -> Result<(), String> {
-        let (state, (event, processing)) = decode_key::<O::State>(stored)?;
+        let (state, (event, processing)) =
+            decode_key::<<O::Table as StateTable<K>>::Stored>(stored)?;
         if let Some(mut state) = state {
             if self
                 .operator
@@ -303,6 +330,7 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stateful::KeyedState;
 
     /// Counts records per key; each record sets an event-time timer at its
     /// time + 10 and a processing-time timer far in the future; a timer
@@ -310,13 +338,13 @@ mod tests {
     struct Counter;
 
     impl KeyedOperator<u32, u64> for Counter {
-        type State = u64;
+        type Table = KeyedState<u32, u64>;
         type Out = (u32, u64, u64);
         type Late = ();
 
         fn on_record(
             &mut self,
-            keys: &mut Keys<u32, u64>,
+            keys: &mut Keys<u32, KeyedState<u32, u64>>,
             key: u32,
             ts: u64,
             _: u64,
@@ -330,7 +358,7 @@ mod tests {
 
         fn on_watermark(
             &mut self,
-            keys: &mut Keys<u32, u64>,
+            keys: &mut Keys<u32, KeyedState<u32, u64>>,
             watermark: u64,
             emit: &mut Emit<(u32, u64, u64), ()>,
         ) {
@@ -340,7 +368,7 @@ mod tests {
             }
         }
 
-        fn next_fire(&self, _: &Keys<u32, u64>) -> Option<u64> {
+        fn next_fire(&self, _: &Keys<u32, KeyedState<u32, u64>>) -> Option<u64> {
             None
         }
     }

@@ -9,6 +9,7 @@
 
 use std::collections::hash_map::Entry;
 
+use super::state_table::StateTable;
 use super::timers::Timers;
 use crate::data::Key;
 use crate::ids::FastMap;
@@ -180,26 +181,27 @@ impl<K: Key, S> KeyedState<K, S> {
 /// the operator when the next processing-time timer is due. A restore drops
 /// the event-time timers due at or before the watermark its checkpoint had
 /// fired through.
-pub struct Keys<K, S> {
-    /// Each key's state.
-    pub state: KeyedState<K, S>,
+pub struct Keys<K, T> {
+    /// Each key's state: a [`KeyedState`], or another [`StateTable`] such as
+    /// a [`SpacedState`](super::SpacedState).
+    pub state: T,
     /// Event-time timers: `(key, time)` due at a watermark.
     pub event: Timers<K>,
     /// Processing-time timers: `(key, time)` due at a wall-clock ms.
     pub processing: Timers<K>,
 }
 
-impl<K: Key, S> Default for Keys<K, S> {
+impl<K: Key, T: Default> Default for Keys<K, T> {
     fn default() -> Self {
         Keys {
-            state: KeyedState::new(),
+            state: T::default(),
             event: Timers::new(),
             processing: Timers::new(),
         }
     }
 }
 
-impl<K: Key, S> Keys<K, S> {
+impl<K: Key, T: StateTable<K>> Keys<K, T> {
     /// Starts (or stops) recording changes of state and timers.
     pub(crate) fn track_changes(&mut self, on: bool) {
         self.state.track_changes(on);

@@ -7,9 +7,15 @@
 //! and processing-time timers ([`Keys`], in `stateful/keyed_state.rs` and
 //! `stateful/timers.rs`), records which keys change, and checkpoints and
 //! restores them itself ([`Managed`]; the store layout is
-//! `checkpoint/keyed.rs`'s). [`KeyedLogic`] (in `stateful/logic.rs`) is the
-//! lower level the primitive runs, for an operator that keeps its own state
-//! and encodes its own checkpoints. The primitive owns the hard parts, once. Its decisions — apply or buffer by
+//! `checkpoint/keyed.rs`'s). The state is one value per key
+//! ([`KeyedState`]) or, for state read a namespace at a time such as window
+//! panes, one per key and namespace, stored namespace-major
+//! ([`SpacedState`]); both are [`StateTable`]s, which is all a checkpoint
+//! needs of them (`stateful/state_table.rs`). [`KeyedLogic`] (in
+//! `stateful/logic.rs`) is the lower level the primitive runs, for an
+//! operator that keeps its own state and encodes its own checkpoints.
+//!
+//! The primitive owns the hard parts, once. Its decisions — apply or buffer by
 //! epoch, order by stamp, release and fire, flush completed epochs, hold
 //! capabilities — are the pure state machine in `stateful/core.rs`,
 //! tested there as tables; this module is the timely operator around it,
@@ -35,12 +41,16 @@ mod core;
 mod keyed_operator;
 mod keyed_state;
 mod logic;
+mod spaced_state;
+mod state_table;
 mod timers;
 
 use self::core::{Frontier, KeyedCore, Step};
 pub use self::keyed_operator::{KeyedOperator, Managed};
 pub use self::keyed_state::{KeyedState, Keys};
 pub use self::logic::{Changes, Emit, KeyedLogic};
+pub use self::spaced_state::{Space, SpacedState};
+pub use self::state_table::{StateTable, StoredVisitor};
 pub use self::timers::Timers;
 use crate::error::JobError;
 use crate::stream::{KeyedStream, Stream, TimedOutput};

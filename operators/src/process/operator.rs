@@ -18,7 +18,7 @@ use std::marker::PhantomData;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use weir::stateful::{Emit, KeyedOperator, Keys};
+use weir::stateful::{Emit, KeyedOperator, KeyedState, Keys};
 use weir::watermark::unix_millis;
 use weir::{Data, DeadLetter, FastSet, Key};
 
@@ -36,7 +36,7 @@ pub(crate) struct Keyed<S> {
 }
 
 /// The primitive's keys and timers for a process function's state.
-type ProcessKeys<K, S> = Keys<K, Keyed<S>>;
+type ProcessKeys<K, S> = Keys<K, KeyedState<K, Keyed<S>>>;
 
 /// Where results and refused records go.
 type Emitter<F, K, D> = Emit<
@@ -250,7 +250,7 @@ where
     D: Data,
     F: ProcessFunction<K, D>,
 {
-    type State = Keyed<F::State>;
+    type Table = KeyedState<K, Keyed<F::State>>;
     type Out = Emitted<F::Out, F::Side>;
     /// Late records the function refused ([`Context::dead_letter_late`]).
     type Late = DeadLetter;

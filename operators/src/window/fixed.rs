@@ -1,10 +1,9 @@
 //! Tumbling and sliding windows: state per pane, windows fired in start order.
 
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use weir::stateful::{Emit, KeyedOperator, Keys};
-use weir::{Data, FastMap, FastSet, Key};
+use weir::stateful::{Emit, KeyedOperator, Keys, SpacedState};
+use weir::{Data, FastMap, Key};
 
 use super::assign::{sliding_windows, Window};
 use super::{Beyond, Fired, Late, Limit, Rejected};
@@ -16,9 +15,9 @@ pub(crate) fn fire_time(window: &Window, lateness: u64) -> u64 {
     window.end.saturating_add(lateness)
 }
 
-/// One key's state: its pane groups as (pane start, from, accumulator), the
-/// layout a checkpoint stores.
-pub(crate) type KeyPanes<Acc> = Vec<(u64, u64, Acc)>;
+/// A pane group: (from, pane start), the namespace of its accumulators.
+/// Ordered by `from` first, the order windows count groups in.
+pub(crate) type Group = (u64, u64);
 
 /// The greatest common divisor: the pane length of windows of `size`
 /// starting every `slide`.
@@ -42,13 +41,13 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// Windows fire in start order; every window starting before `next_start`
 /// has fired (or held nothing).
 ///
-/// Each key's pane groups are its state in the primitive ([`KeyPanes`]);
-/// the operator keeps only the index across keys of which keys have a group
-/// (`groups`). Dropping a pane whose windows all fired (as its last window
-/// fires) is not written by a checkpoint unless it was the key's last
-/// (`get_mut_untracked`): a restore
-/// drops the panes its checkpoint's watermark had fired instead, so a
-/// checkpoint writes only the keys that got records.
+/// The primitive keeps the accumulators per pane group and key, group-major
+/// ([`SpacedState`]): the records of one minute touch one group's table, and
+/// a window fires by reading its groups' tables in turn. The groups are the
+/// operator's index by fire time too. Dropping a group whose windows all
+/// fired is not written by a checkpoint, except for keys it leaves with no
+/// state: a restore drops the groups its checkpoint's watermark had fired
+/// instead, so a checkpoint writes only the keys that got records.
 pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
     size: u64,
     slide: u64,
@@ -56,11 +55,6 @@ pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
     aggregator: A,
     /// The pane length.
     pane: u64,
-    /// The keys with state in each pane group, by (from, pane start): the
-    /// window starting at `from` is the first that counts the group, so the
-    /// groups a window counts are exactly those with `from` at or before its
-    /// start (the earlier panes are dropped by then).
-    groups: BTreeMap<(u64, u64), Vec<K>>,
     /// Windows starting before this have fired.
     next_start: u64,
     scratch: Vec<Window>,
@@ -84,7 +78,6 @@ impl<K: Key, T, A: Aggregator<T>> FixedWindows<K, T, A> {
             lateness,
             aggregator,
             pane: gcd(size, slide),
-            groups: BTreeMap::new(),
             next_start: 0,
             scratch: Vec::new(),
             restored: FastMap::default(),
@@ -95,27 +88,12 @@ impl<K: Key, T, A: Aggregator<T>> FixedWindows<K, T, A> {
 
     /// The next window to fire: (fire time, window), if any pane is left
     /// and the window can be represented.
-    fn next_window(&self) -> Option<(u64, Window)> {
-        let (&(from, _), _) = self.groups.first_key_value()?;
+    fn next_window(&self, groups: &Panes<K, A::Acc>) -> Option<(u64, Window)> {
+        let &(from, _) = groups.first_space()?;
         let start = from.max(self.next_start);
         let end = start.checked_add(self.size)?;
         let window = Window { start, end };
         Some((fire_time(&window, self.lateness), window))
-    }
-
-    /// Drops from the index the pane groups no window starting at or after
-    /// `next_start` holds (those before it). Their keys dropped them from
-    /// their state when the window before fired, which held all of them.
-    fn drop_groups_before(&mut self, next_start: u64) {
-        let gone: Vec<(u64, u64)> = self
-            .groups
-            .range(..(next_start, 0))
-            .map(|(at, _)| *at)
-            .filter(|(_, pane)| *pane < next_start)
-            .collect();
-        for at in gone {
-            self.groups.remove(&at);
-        }
     }
 
     /// When the last window holding the pane starting at `pane` fires.
@@ -127,25 +105,29 @@ impl<K: Key, T, A: Aggregator<T>> FixedWindows<K, T, A> {
     }
 }
 
+/// Every key's accumulator in every pane group.
+type Panes<K, Acc> = SpacedState<Group, K, Acc>;
+
 impl<K, T, A> KeyedOperator<K, T> for FixedWindows<K, T, A>
 where
     K: Key,
     T: Data,
     A: Aggregator<T>,
 {
-    type State = KeyPanes<A::Acc>;
+    type Table = Panes<K, A::Acc>;
     type Out = Fired<K, A::Out>;
     type Late = Rejected<K, T>;
 
     fn state_version(&self) -> u32 {
-        // 3: the primitive's value per key (a byte saying which parts
-        // follow, then the panes); 2: panes alone; 1: every window of a key.
-        3
+        // 4: per key, a byte saying which parts follow, then its groups as
+        // ((from, pane), accumulator); 3: the same as (pane, from,
+        // accumulator); 2: panes alone; 1: every window of a key.
+        4
     }
 
     fn on_record(
         &mut self,
-        keys: &mut Keys<K, Self::State>,
+        keys: &mut Keys<K, Self::Table>,
         key: K,
         ts: u64,
         record: T,
@@ -193,101 +175,90 @@ where
         };
         // The windows from `from` on count it.
         let pane = ts - ts % self.pane;
-        let panes = keys.state.get_or_insert_with(key.clone(), Vec::new);
-        // A key's latest pane is the likeliest.
-        match panes
-            .iter_mut()
-            .rev()
-            .find(|(p, f, _)| (*p, *f) == (pane, from))
-        {
-            Some((_, _, acc)) => self.aggregator.add(acc, &record),
-            None => {
-                let mut acc = self.aggregator.init();
-                self.aggregator.add(&mut acc, &record);
-                panes.push((pane, from, acc));
-                self.groups.entry((from, pane)).or_default().push(key);
-            }
-        }
+        let aggregator = &self.aggregator;
+        let acc = keys
+            .state
+            .get_or_insert_with((from, pane), key, || aggregator.init());
+        aggregator.add(acc, &record);
     }
 
     fn on_watermark(
         &mut self,
-        keys: &mut Keys<K, Self::State>,
+        keys: &mut Keys<K, Self::Table>,
         watermark: u64,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
-        let mut fired: FastSet<K> = FastSet::default();
-        while let Some((fire, window)) = self.next_window() {
+        let groups = &mut keys.state;
+        while let Some((fire, window)) = self.next_window(groups) {
             if fire > watermark {
                 break;
             }
-            // Each key once (it may be in several groups).
-            for (_, group) in self.groups.range(..=(window.start, u64::MAX)) {
-                fired.extend(group.iter().cloned());
-            }
-            // Every window starting before the next one has fired after
-            // this one; at the end of time no next one exists.
-            let next = window.start.saturating_add(self.slide);
-            for key in fired.drain() {
-                // Emitted before the checkpoint this key was restored from?
-                let emitted = self.restored.get(&key).is_some_and(|w| fire <= *w);
-                let Some(panes) = keys.state.get_mut_untracked(&key) else {
-                    continue;
-                };
-                if !emitted {
-                    let mut result: Option<A::Acc> = None;
-                    let counted = panes.iter().filter(|(pane, from, _)| {
-                        *from <= window.start && (window.start..window.end).contains(pane)
-                    });
-                    for (_, _, acc) in counted {
-                        match &mut result {
-                            Some(result) => self.aggregator.merge(result, acc.clone()),
-                            None => result = Some(acc.clone()),
+            // The groups counted from this window or before; the earlier
+            // panes are gone, so they are this window's.
+            let counted = ..=(window.start, u64::MAX);
+            let most = groups.range(counted).map(|(_, accs)| accs.len()).max();
+            let mut results: FastMap<K, A::Acc> = FastMap::default();
+            results.reserve(most.unwrap_or(0));
+            for (_, accs) in groups.range(counted) {
+                for (key, acc) in accs.iter() {
+                    match results.get_mut(key) {
+                        Some(result) => self.aggregator.merge(result, acc.clone()),
+                        None => {
+                            results.insert(key.clone(), acc.clone());
                         }
                     }
-                    if let Some(acc) = result {
-                        let value = self.aggregator.finish(acc);
-                        Fired::emit(emit, fire, key.clone(), window, value);
-                    }
-                }
-                // The panes no later window holds go now, while the key is
-                // at hand (every key of such a pane is in this window).
-                panes.retain(|(pane, _, _)| *pane >= next);
-                if panes.is_empty() {
-                    // Its last pane: the checkpoint forgets the key.
-                    keys.state.remove(&key);
                 }
             }
+            for (key, acc) in results {
+                if self.restored.get(&key).is_some_and(|w| fire <= *w) {
+                    // Emitted before the checkpoint this key was restored from.
+                    continue;
+                }
+                let value = self.aggregator.finish(acc);
+                Fired::emit(emit, fire, key, window, value);
+            }
+            // Every window starting before the next one has fired after
+            // this one; at the end of time no next one exists. The panes no
+            // later window holds go now.
+            let next = window.start.saturating_add(self.slide);
             self.next_start = next;
-            self.drop_groups_before(next);
+            let spent: Vec<Group> = groups
+                .range(..(next, 0))
+                .map(|(group, _)| *group)
+                .filter(|(_, pane)| *pane < next)
+                .collect();
+            for group in spent {
+                groups.drop_space(&group);
+            }
         }
-        if self.next_window().is_none() && !self.groups.is_empty() {
+        if self.next_window(groups).is_none() && !groups.is_empty() {
             // What is left has no window that can be represented (it would
             // end past u64::MAX).
-            for key in std::mem::take(&mut self.groups).into_values().flatten() {
-                keys.state.remove(&key);
+            let rest: Vec<Group> = groups.range(..).map(|(group, _)| *group).collect();
+            for group in rest {
+                groups.drop_space(&group);
             }
         }
         if !self.restored.is_empty()
             && self
-                .next_window()
+                .next_window(groups)
                 .is_none_or(|(f, _)| f > self.restored_until)
         {
             self.restored = FastMap::default();
         }
     }
 
-    fn next_fire(&self, _: &Keys<K, Self::State>) -> Option<u64> {
-        self.next_window().map(|(fire, _)| fire)
+    fn next_fire(&self, keys: &Keys<K, Self::Table>) -> Option<u64> {
+        self.next_window(&keys.state).map(|(fire, _)| fire)
     }
 
     fn on_restore(
         &mut self,
         key: &K,
-        panes: &mut Self::State,
+        groups: &mut Vec<(Group, A::Acc)>,
         watermark: u64,
     ) -> Result<bool, String> {
-        for &(pane, from, _) in panes.iter() {
+        for &((from, pane), _) in groups.iter() {
             if pane % self.pane != 0 || from % self.slide != 0 || from > pane {
                 return Err(format!(
                     "stored pane at {pane} ms (counted from the window at {from} ms) does not fit windows of {} ms every {} ms: the windows changed",
@@ -296,17 +267,11 @@ where
             }
         }
         // Every window holding such a pane fired before the checkpoint.
-        panes.retain(|(pane, _, _)| self.pane_done_at(*pane) > watermark);
-        for &(pane, from, _) in panes.iter() {
-            self.groups
-                .entry((from, pane))
-                .or_default()
-                .push(key.clone());
-        }
-        if watermark > 0 {
+        groups.retain(|((_, pane), _)| self.pane_done_at(*pane) > watermark);
+        if watermark > 0 && !groups.is_empty() {
             self.restored.insert(key.clone(), watermark);
             self.restored_until = self.restored_until.max(watermark);
         }
-        Ok(!panes.is_empty())
+        Ok(!groups.is_empty())
     }
 }

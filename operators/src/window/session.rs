@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
 
-use weir::stateful::{Emit, KeyedOperator, Keys};
+use weir::stateful::{Emit, KeyedOperator, KeyedState, Keys};
 use weir::{Data, Key};
 
 use super::assign::Window;
@@ -57,7 +57,7 @@ where
     T: Data,
     A: Aggregator<T>,
 {
-    type State = KeySessions<A::Acc>;
+    type Table = KeyedState<K, KeySessions<A::Acc>>;
     type Out = Fired<K, A::Out>;
     type Late = Rejected<K, T>;
 
@@ -73,7 +73,7 @@ where
 
     fn on_record(
         &mut self,
-        keys: &mut Keys<K, Self::State>,
+        keys: &mut Keys<K, Self::Table>,
         key: K,
         ts: u64,
         record: T,
@@ -135,7 +135,7 @@ where
 
     fn on_watermark(
         &mut self,
-        keys: &mut Keys<K, Self::State>,
+        keys: &mut Keys<K, Self::Table>,
         watermark: u64,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
@@ -160,14 +160,14 @@ where
         }
     }
 
-    fn next_fire(&self, _: &Keys<K, Self::State>) -> Option<u64> {
+    fn next_fire(&self, _: &Keys<K, Self::Table>) -> Option<u64> {
         self.fires.first().map(|(fire, _, _)| *fire)
     }
 
     fn on_restore(
         &mut self,
         key: &K,
-        sessions: &mut Self::State,
+        sessions: &mut KeySessions<A::Acc>,
         _watermark: u64,
     ) -> Result<bool, String> {
         sessions.sort_by_key(|s| s.0.start);
