@@ -78,5 +78,5 @@ pub use sink::{Recovery, Sink};
 pub use source::{ReadItem, ReadStatus, Source, SplitReader};
 pub use source_op::IntoEventTime;
 pub use stream::{KeyedStream, Stream};
-pub use time::Time;
+pub use time::{Epoch, EventTime, Time};
 pub use watermark::Watermarks;

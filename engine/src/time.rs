@@ -38,6 +38,39 @@ pub(crate) type TimedOutput<D> = timely::dataflow::operators::generic::OutputBui
     timely::container::CapacityContainerBuilder<Vec<Timed<D>>>,
 >;
 
+/// A checkpoint epoch: the interval between two checkpoints a result or a
+/// record belongs to (`u64::MAX`: the input has ended).
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct Epoch(pub u64);
+
+/// A point of event time, in milliseconds: a record's own time, a watermark,
+/// or a record's *stamp* (the watermark of its split when it was read). The
+/// three are the same axis and compare with one another (a record is late
+/// when its stamp has passed its window's fire time); [`EventTime::END`] is
+/// the end of time, which the watermark reaches when the input ends.
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct EventTime(pub u64);
+
+impl EventTime {
+    /// The end of time (`u64::MAX` ms).
+    pub const END: EventTime = EventTime(u64::MAX);
+
+    /// Its milliseconds.
+    pub const fn ms(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for EventTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ms", self.0)
+    }
+}
+
 /// A point in weir's two-dimensional time: a checkpoint epoch and an event-time
 /// watermark in milliseconds, ordered by the product order.
 #[derive(

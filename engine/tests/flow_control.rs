@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use weir::source::SplitStart;
 use weir::stateful::{Emit, KeyedLogic};
 use weir::testing::run_with;
-use weir::{Fault, KeyGroup, ReadItem, ReadStatus, RunArgs, Source, SplitReader, Watermarks};
+use weir::{
+    EventTime, Fault, KeyGroup, ReadItem, ReadStatus, RunArgs, Source, SplitReader, Watermarks,
+};
 
 const RECORDS: u64 = 300_000;
 const MAX_IN_FLIGHT: usize = 32 * 1024;
@@ -83,7 +85,7 @@ struct Slow {
 impl KeyedLogic<u64, u64> for Slow {
     type Out = u64;
     type Late = u64;
-    fn on_record(&mut self, _: u64, _: u64, _: u64, _: u64, _: &mut Emit<u64, u64>) {
+    fn on_record(&mut self, _: u64, _: EventTime, _: u64, _: EventTime, _: &mut Emit<u64, u64>) {
         let until = Instant::now() + Duration::from_micros(3);
         while Instant::now() < until {
             std::hint::spin_loop();
@@ -95,14 +97,14 @@ impl KeyedLogic<u64, u64> for Slow {
             .saturating_sub(self.consumed);
         self.max_gap.fetch_max(gap, Ordering::SeqCst);
     }
-    fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<u64, u64>) {
-        if watermark == u64::MAX && self.consumed > 0 {
-            emit.output(watermark, 0, self.consumed);
+    fn on_watermark(&mut self, watermark: EventTime, emit: &mut Emit<u64, u64>) {
+        if watermark == EventTime::END && self.consumed > 0 {
+            emit.output(watermark, EventTime(0), self.consumed);
             self.consumed = 0;
         }
     }
-    fn next_fire(&self) -> Option<u64> {
-        (self.consumed > 0).then_some(u64::MAX)
+    fn next_fire(&self) -> Option<EventTime> {
+        (self.consumed > 0).then_some(EventTime::END)
     }
     fn track_changes(&mut self, _: bool) {}
     fn take_changes(&mut self, _: &mut weir::stateful::Changes<u64>) {}

@@ -15,7 +15,9 @@ use weir::rng::SplitMix64;
 use weir::source::SplitStart;
 use weir::source::{position_of, position_word};
 use weir::stateful::{Changes, Emit, KeyedLogic};
-use weir::{Fault, ReadItem, ReadStatus, RunArgs, Source, SplitId, SplitReader, Watermarks};
+use weir::{
+    EventTime, Fault, ReadItem, ReadStatus, RunArgs, Source, SplitId, SplitReader, Watermarks,
+};
 
 /// Keys `0..keys` over `splits` splits (key `k` on split `k % splits`), an
 /// epoch every `per_epoch` records. After the last record it waits until
@@ -160,9 +162,9 @@ impl KeyedLogic<u64, u64> for Blobs {
     fn on_record(
         &mut self,
         key: u64,
-        _event_time: u64,
+        _event_time: EventTime,
         _record: u64,
-        _stamp: u64,
+        _stamp: EventTime,
         _emit: &mut Emit<u64, u64>,
     ) {
         let len = self.value_bytes;
@@ -171,8 +173,8 @@ impl KeyedLogic<u64, u64> for Blobs {
             self.changed.insert(key);
         }
     }
-    fn on_watermark(&mut self, _watermark: u64, _emit: &mut Emit<u64, u64>) {}
-    fn next_fire(&self) -> Option<u64> {
+    fn on_watermark(&mut self, _watermark: EventTime, _emit: &mut Emit<u64, u64>) {}
+    fn next_fire(&self) -> Option<EventTime> {
         None
     }
     fn track_changes(&mut self, on: bool) {

@@ -150,7 +150,7 @@ impl<K: Key> KeyedCheckpointer<K> {
                 return;
             }
             floor = Some(floor.map_or(watermark, |f| f.min(watermark)));
-            logic.restore_watermark(watermark);
+            logic.restore_watermark(crate::time::EventTime(watermark));
             let mut visit = |group: KeyGroup, stored: &[u8], state: &[u8]| {
                 if failure.is_some() {
                     return;

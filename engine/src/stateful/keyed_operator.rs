@@ -20,6 +20,7 @@ use super::logic::{Changes, Emit, KeyedLogic};
 use super::state_table::{StateTable, StoredVisitor};
 use crate::data::{Data, Key};
 use crate::ids::FastSet;
+use crate::time::EventTime;
 use crate::watermark::unix_millis;
 
 /// A keyed stateful operator whose per-key state and timers the primitive
@@ -52,9 +53,9 @@ pub trait KeyedOperator<K: Key, D: Data>: 'static {
         &mut self,
         keys: &mut Keys<K, Self::Table>,
         key: K,
-        event_time: u64,
+        event_time: EventTime,
         record: D,
-        stamp: u64,
+        stamp: EventTime,
         emit: &mut Emit<Self::Out, Self::Late>,
     );
 
@@ -63,13 +64,13 @@ pub trait KeyedOperator<K: Key, D: Data>: 'static {
     fn on_watermark(
         &mut self,
         keys: &mut Keys<K, Self::Table>,
-        watermark: u64,
+        watermark: EventTime,
         emit: &mut Emit<Self::Out, Self::Late>,
     );
 
     /// The earliest event time at which the operator will emit other than
     /// from an event-time timer (the primitive adds those), if any.
-    fn next_fire(&self, keys: &Keys<K, Self::Table>) -> Option<u64>;
+    fn next_fire(&self, keys: &Keys<K, Self::Table>) -> Option<EventTime>;
 
     /// A key's state restored from a checkpoint whose watermark was
     /// `watermark`: drop from it what had fired by then (changes made with
@@ -79,7 +80,7 @@ pub trait KeyedOperator<K: Key, D: Data>: 'static {
         &mut self,
         key: &K,
         state: &mut <Self::Table as StateTable<K>>::Stored,
-        watermark: u64,
+        watermark: EventTime,
     ) -> Result<bool, String> {
         let _ = (key, state, watermark);
         Ok(true)
@@ -99,7 +100,7 @@ pub struct Managed<K: Key, D: Data, O: KeyedOperator<K, D>> {
     /// Its keys' state and timers.
     pub keys: Keys<K, O::Table>,
     /// The watermark of the checkpoint store being restored.
-    restoring_watermark: u64,
+    restoring_watermark: EventTime,
     _record: PhantomData<D>,
 }
 
@@ -109,7 +110,7 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> Managed<K, D, O> {
         Managed {
             operator,
             keys: Keys::default(),
-            restoring_watermark: 0,
+            restoring_watermark: EventTime(0),
             _record: PhantomData,
         }
     }
@@ -232,22 +233,22 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D,
     fn on_record(
         &mut self,
         key: K,
-        event_time: u64,
+        event_time: EventTime,
         record: D,
-        stamp: u64,
+        stamp: EventTime,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
         self.operator
             .on_record(&mut self.keys, key, event_time, record, stamp, emit);
     }
 
-    fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>) {
+    fn on_watermark(&mut self, watermark: EventTime, emit: &mut Emit<Self::Out, Self::Late>) {
         self.operator.on_watermark(&mut self.keys, watermark, emit);
     }
 
-    fn next_fire(&self) -> Option<u64> {
+    fn next_fire(&self) -> Option<EventTime> {
         let own = self.operator.next_fire(&self.keys);
-        let timer = self.keys.event.next_due();
+        let timer = self.keys.event.next_due().map(EventTime);
         own.into_iter().chain(timer).min()
     }
 
@@ -299,7 +300,7 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D,
         }
     }
 
-    fn restore_watermark(&mut self, watermark: u64) {
+    fn restore_watermark(&mut self, watermark: EventTime) {
         self.restoring_watermark = watermark;
     }
 
@@ -316,7 +317,7 @@ impl<K: Key, D: Data, O: KeyedOperator<K, D>> KeyedLogic<K, D> for Managed<K, D,
         }
         for (time, due) in event {
             // Fired before the checkpoint was taken.
-            if due > self.restoring_watermark {
+            if due > self.restoring_watermark.ms() {
                 self.keys.event.register(&key, time, due);
             }
         }
@@ -346,9 +347,9 @@ mod tests {
             &mut self,
             keys: &mut Keys<u32, KeyedState<u32, u64>>,
             key: u32,
-            ts: u64,
+            EventTime(ts): EventTime,
             _: u64,
-            _: u64,
+            _: EventTime,
             _: &mut Emit<(u32, u64, u64), ()>,
         ) {
             *keys.state.get_or_insert_with(key, || 0) += 1;
@@ -359,16 +360,16 @@ mod tests {
         fn on_watermark(
             &mut self,
             keys: &mut Keys<u32, KeyedState<u32, u64>>,
-            watermark: u64,
+            watermark: EventTime,
             emit: &mut Emit<(u32, u64, u64), ()>,
         ) {
-            while let Some((due, key, time)) = keys.event.pop_due(watermark) {
+            while let Some((due, key, time)) = keys.event.pop_due(watermark.ms()) {
                 let count = keys.state.get(&key).copied().unwrap_or(0);
-                emit.output(due, time, (key, time, count));
+                emit.output(EventTime(due), EventTime(time), (key, time, count));
             }
         }
 
-        fn next_fire(&self, _: &Keys<u32, KeyedState<u32, u64>>) -> Option<u64> {
+        fn next_fire(&self, _: &Keys<u32, KeyedState<u32, u64>>) -> Option<EventTime> {
             None
         }
     }
@@ -392,24 +393,28 @@ mod tests {
         let mut op = Managed::new(Counter);
         let mut emit = Emit::new();
         op.track_changes(true);
-        op.on_record(1, 100, 0, 0, &mut emit);
-        op.on_record(1, 200, 0, 0, &mut emit);
-        op.on_record(2, 150, 0, 0, &mut emit);
-        assert_eq!(op.next_fire(), Some(111), "the first timer holds");
+        op.on_record(1, EventTime(100), 0, EventTime(0), &mut emit);
+        op.on_record(1, EventTime(200), 0, EventTime(0), &mut emit);
+        op.on_record(2, EventTime(150), 0, EventTime(0), &mut emit);
+        assert_eq!(
+            op.next_fire(),
+            Some(EventTime(111)),
+            "the first timer holds"
+        );
         assert!(op.wake_after().is_some(), "a processing-time timer wakes");
         let mut store = Stored::new();
         checkpoint(&mut op, &mut store);
         assert_eq!(store.len(), 2, "two keys, each with its state and timers");
         // Key 1's first timer fires; a restore from the checkpoint before
         // that, at the watermark it fired at, must not fire it again.
-        op.on_watermark(111, &mut emit);
+        op.on_watermark(EventTime(111), &mut emit);
         let mut later = store.clone();
         checkpoint(&mut op, &mut later);
         assert_ne!(later, store, "the fired timer is written too");
 
         let mut restored = Managed::new(Counter);
         restored.track_changes(true);
-        restored.restore_watermark(111);
+        restored.restore_watermark(EventTime(111));
         for (key, value) in &store {
             restored.restore(*key, value).expect("restores");
         }
@@ -422,7 +427,7 @@ mod tests {
         assert_eq!(restored.keys.event.of(&2), vec![(160, 161)]);
         assert_eq!(restored.keys.processing.len(), 2);
         let mut after = Emit::new();
-        restored.on_watermark(1_000, &mut after);
+        restored.on_watermark(EventTime(1_000), &mut after);
         let fired: Vec<_> = after.drain_outputs().map(|(_, _, o)| o).collect();
         assert_eq!(fired, vec![(2, 160, 1), (1, 210, 2)]);
     }

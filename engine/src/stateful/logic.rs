@@ -3,14 +3,15 @@
 //! the [parent module](super) for what the primitive guarantees.
 
 use crate::data::Data;
+use crate::time::{Epoch, EventTime};
 
 /// What a stateful operator emits from one call: results at event times, and
 /// late records at their stamps.
 pub struct Emit<O, L> {
     /// (epoch, emit at, event time, result)
-    pub(super) out: Vec<(u64, u64, u64, O)>,
+    pub(super) out: Vec<(Epoch, EventTime, EventTime, O)>,
     /// (epoch, stamp, event time, late record)
-    pub(super) late: Vec<(u64, u64, u64, L)>,
+    pub(super) late: Vec<(Epoch, EventTime, EventTime, L)>,
     /// How many of `late` were rejected for another reason than lateness
     /// ([`Emit::reject`]): not counted as late. Each one is also an entry
     /// of `late`, so this is at most `late.len()`.
@@ -18,7 +19,7 @@ pub struct Emit<O, L> {
     /// The epoch what is emitted now belongs to (set by the primitive): the
     /// open epoch, or a late record's own epoch if later. Never an epoch
     /// already checkpointed, or a restore would emit it again.
-    pub(super) epoch: u64,
+    pub(super) epoch: Epoch,
 }
 
 impl<O, L> Emit<O, L> {
@@ -28,7 +29,7 @@ impl<O, L> Emit<O, L> {
             out: Vec::new(),
             late: Vec::new(),
             rejected: 0,
-            epoch: 0,
+            epoch: Epoch(0),
         }
     }
 
@@ -36,13 +37,13 @@ impl<O, L> Emit<O, L> {
     /// `next_fire()` while the result was pending (a window's end plus
     /// allowed lateness); `event_time` is the event time the result carries
     /// downstream (a window's last ms).
-    pub fn output(&mut self, at: u64, event_time: u64, value: O) {
+    pub fn output(&mut self, at: EventTime, event_time: EventTime, value: O) {
         self.out.push((self.epoch, at, event_time, value));
     }
 
     /// Emits a late record; `stamp` is the stamp the record carried and
     /// `event_time` its event time.
-    pub fn late(&mut self, stamp: u64, event_time: u64, value: L) {
+    pub fn late(&mut self, stamp: EventTime, event_time: EventTime, value: L) {
         self.late.push((self.epoch, stamp, event_time, value));
     }
 
@@ -50,18 +51,18 @@ impl<O, L> Emit<O, L> {
     /// reason than lateness: one whose event time it cannot represent (a
     /// window that would end past `u64::MAX`). `stamp` is the stamp the
     /// record carried. The job's late counter does not count it.
-    pub fn reject(&mut self, stamp: u64, event_time: u64, value: L) {
+    pub fn reject(&mut self, stamp: EventTime, event_time: EventTime, value: L) {
         self.late.push((self.epoch, stamp, event_time, value));
         self.rejected += 1;
     }
 
     /// Takes the results emitted so far: (emit at, event time, result).
-    pub fn drain_outputs(&mut self) -> impl Iterator<Item = (u64, u64, O)> + '_ {
+    pub fn drain_outputs(&mut self) -> impl Iterator<Item = (EventTime, EventTime, O)> + '_ {
         self.out.drain(..).map(|(_, at, t, v)| (at, t, v))
     }
 
     /// Takes the late records emitted so far: (stamp, event time, record).
-    pub fn drain_late(&mut self) -> impl Iterator<Item = (u64, u64, L)> + '_ {
+    pub fn drain_late(&mut self) -> impl Iterator<Item = (EventTime, EventTime, L)> + '_ {
         self.rejected = 0;
         self.late.drain(..).map(|(_, at, t, v)| (at, t, v))
     }
@@ -164,15 +165,15 @@ pub trait KeyedLogic<K, D>: 'static {
     fn on_record(
         &mut self,
         key: K,
-        event_time: u64,
+        event_time: EventTime,
         record: D,
-        stamp: u64,
+        stamp: EventTime,
         emit: &mut Emit<Self::Out, Self::Late>,
     );
     /// The watermark reached `watermark`: emit what is due at or before it.
-    fn on_watermark(&mut self, watermark: u64, emit: &mut Emit<Self::Out, Self::Late>);
+    fn on_watermark(&mut self, watermark: EventTime, emit: &mut Emit<Self::Out, Self::Late>);
     /// The earliest event time at which pending state will emit, if any.
-    fn next_fire(&self) -> Option<u64>;
+    fn next_fire(&self) -> Option<EventTime>;
 
     /// How long (processing time) until the logic needs to run again even if
     /// neither input nor the watermark moves: processing-time timers. The
@@ -207,7 +208,7 @@ pub trait KeyedLogic<K, D>: 'static {
     /// `watermark`, so restored state due at or before it had already been
     /// emitted and must be dropped, not emitted again. Default: nothing
     /// (every logic that reports each such change in `take_changes`).
-    fn restore_watermark(&mut self, watermark: u64) {
+    fn restore_watermark(&mut self, watermark: EventTime) {
         let _ = watermark;
     }
 

@@ -36,6 +36,7 @@ use crate::checkpoint::keyed::{Flushed, KeyedCheckpointer};
 use crate::checkpoint::manifest::StepKind;
 use crate::checkpoint::runtime::FlushRecord;
 use crate::data::{Data, Key};
+use crate::time::{Epoch, EventTime};
 
 mod core;
 mod keyed_operator;
@@ -172,14 +173,15 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                         stamp,
                         records,
                     } => {
-                        emit.epoch = epoch;
+                        emit.epoch = Epoch(epoch);
                         for (event_time, record) in records {
+                            let (event_time, stamp) = (EventTime(event_time), EventTime(stamp));
                             logic.on_record(key(&record), event_time, record, stamp, &mut emit);
                         }
                     }
                     Step::Watermark { epoch, watermark } => {
-                        emit.epoch = epoch;
-                        logic.on_watermark(watermark, &mut emit);
+                        emit.epoch = Epoch(epoch);
+                        logic.on_watermark(EventTime(watermark), &mut emit);
                     }
                     Step::Flush { epoch } => {
                         let Some(checkpointer) = &mut checkpointer else {
@@ -245,11 +247,11 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     while let Some((epoch, at, event_time, first)) = results.next() {
                         let cap = delayed_to(&hold_out, epoch, at, &operator);
                         let mut session = handle.session(&cap);
-                        session.give((event_time, first));
+                        session.give((event_time.ms(), first));
                         while let Some((_, _, t, value)) =
                             results.next_if(|(e, a, _, _)| *e == epoch && *a == at)
                         {
-                            session.give((t, value));
+                            session.give((t.ms(), value));
                         }
                     }
                 }
@@ -263,13 +265,14 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                     let mut handle = late.activate();
                     for (epoch, stamp, event_time, value) in emit.late.drain(..) {
                         let cap = delayed_to(&hold_late, epoch, stamp, &operator);
-                        handle.session(&cap).give((event_time, value));
+                        handle.session(&cap).give((event_time.ms(), value));
                     }
                 }
 
                 // Hold only what may still be emitted.
                 let latest_held = hold_out.iter().map(|c| c.time().epoch).max().unwrap_or(0);
-                let (pending, waiting) = core.holds(logic.next_fire(), latest_held);
+                let next_fire = logic.next_fire().map(EventTime::ms);
+                let (pending, waiting) = core.holds(next_fire, latest_held);
                 let pending: Antichain<Time> = pending.into_iter().collect();
                 let waiting: Antichain<Time> = waiting.into_iter().collect();
                 if hold_out.try_downgrade(pending.elements()).is_err() {
@@ -348,8 +351,8 @@ fn report_written<K: Key>(
 /// that allows `event`.
 fn delayed_to(
     held: &CapabilitySet<Time>,
-    epoch: u64,
-    event: u64,
+    Epoch(epoch): Epoch,
+    EventTime(event): EventTime,
     operator: &str,
 ) -> timely::dataflow::operators::Capability<Time> {
     if let Some(cap) = held.try_delayed(&Time::new(epoch, event)) {

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use weir::stateful::Emit;
+use weir::EventTime;
 use weir::{DeadLetter, Fields, Origin, Raw};
 
 use weir::stateful::Timers;
@@ -90,7 +91,8 @@ impl<K: weir::Key, O, X> Context<'_, K, O, X> {
                 details: Fields::new(),
             },
         };
-        self.emit.late(self.watermark, self.timestamp, letter);
+        self.emit
+            .late(EventTime(self.watermark), EventTime(self.timestamp), letter);
     }
 
     /// Registers an event-time timer for this key: `on_timer(time)` runs
@@ -155,13 +157,13 @@ impl<K: weir::Key, O, X> Context<'_, K, O, X> {
 
     /// Sends a result to the main output.
     pub fn output(&mut self, value: O) {
-        self.emit
-            .output(self.watermark, self.timestamp, Emitted::Main(value));
+        let (at, event_time) = (EventTime(self.watermark), EventTime(self.timestamp));
+        self.emit.output(at, event_time, Emitted::Main(value));
     }
 
     /// Sends a result to the side output.
     pub fn side(&mut self, value: X) {
-        self.emit
-            .output(self.watermark, self.timestamp, Emitted::Side(value));
+        let (at, event_time) = (EventTime(self.watermark), EventTime(self.timestamp));
+        self.emit.output(at, event_time, Emitted::Side(value));
     }
 }

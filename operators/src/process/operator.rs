@@ -20,6 +20,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use weir::stateful::{Emit, KeyedOperator, KeyedState, Keys};
 use weir::watermark::unix_millis;
+use weir::EventTime;
 use weir::{Data, DeadLetter, FastSet, Key};
 
 use super::context::{system_time, Context, Emitted};
@@ -269,9 +270,9 @@ where
         &mut self,
         keys: &mut ProcessKeys<K, F::State>,
         key: K,
-        event_time: u64,
+        EventTime(event_time): EventTime,
         record: D,
-        stamp: u64,
+        EventTime(stamp): EventTime,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
         if !self.batch.is_empty() && stamp != self.batch_stamp {
@@ -286,7 +287,7 @@ where
     fn on_watermark(
         &mut self,
         keys: &mut ProcessKeys<K, F::State>,
-        watermark: u64,
+        EventTime(watermark): EventTime,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
         // The end of time passes every stamp, u64::MAX included.
@@ -296,19 +297,19 @@ where
         self.fire(keys, watermark, emit);
     }
 
-    fn next_fire(&self, keys: &ProcessKeys<K, F::State>) -> Option<u64> {
+    fn next_fire(&self, keys: &ProcessKeys<K, F::State>) -> Option<EventTime> {
         let batch = (!self.batch.is_empty()).then_some(self.batch_stamp);
         // A pending processing-time timer emits at the watermark it fires
         // at: hold the current one. (The primitive adds event timers.)
         let processing = (!keys.processing.is_empty()).then_some(self.watermark);
-        batch.into_iter().chain(processing).min()
+        batch.into_iter().chain(processing).min().map(EventTime)
     }
 
     fn on_restore(
         &mut self,
         key: &K,
         keyed: &mut Keyed<F::State>,
-        _watermark: u64,
+        _watermark: EventTime,
     ) -> Result<bool, String> {
         if let Some(at) = keyed.expires {
             self.expiries.insert((at, key.clone()));

@@ -2,6 +2,7 @@
 //! is rejected, and with which reason.
 
 use weir::stateful::{Emit, KeyedLogic, Managed};
+use weir::EventTime;
 use weir::{DeadLetter, Fields, Origin};
 
 use super::fixed::FixedWindows;
@@ -66,20 +67,20 @@ where
 {
     let mut emit = Emit::new();
     for &(ts, stamp) in records {
-        logic.on_watermark(stamp, &mut emit);
-        logic.on_record(1, ts, ts, stamp, &mut emit);
+        logic.on_watermark(EventTime(stamp), &mut emit);
+        logic.on_record(1, EventTime(ts), ts, EventTime(stamp), &mut emit);
     }
-    logic.on_watermark(MAX, &mut emit);
+    logic.on_watermark(EventTime(MAX), &mut emit);
     assert_eq!(
         logic.next_fire(),
         None,
         "everything fired at the end of time"
     );
     let mut outcome = Outcome::default();
-    for (at, t, f) in emit.drain_outputs() {
+    for (EventTime(at), EventTime(t), f) in emit.drain_outputs() {
         outcome.fired.push((at, t, f.window, f.value));
     }
-    for (_, _, r) in emit.drain_late() {
+    for (EventTime(_), EventTime(_), r) in emit.drain_late() {
         match r {
             Rejected::Late(l) => outcome.late.push(l.window),
             Rejected::Beyond(b) => {

@@ -3,6 +3,7 @@
 use std::marker::PhantomData;
 
 use weir::stateful::{Emit, KeyedOperator, Keys, SpacedState};
+use weir::EventTime;
 use weir::{Data, FastMap, Key};
 
 use super::assign::{sliding_windows, Window};
@@ -129,17 +130,17 @@ where
         &mut self,
         keys: &mut Keys<K, Self::Table>,
         key: K,
-        ts: u64,
+        EventTime(ts): EventTime,
         record: T,
-        stamp: u64,
+        EventTime(stamp): EventTime,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
         self.scratch.clear();
         let beyond = sliding_windows(ts, self.size, self.slide, &mut self.scratch);
         if let Some(start) = beyond {
             emit.reject(
-                stamp,
-                ts,
+                EventTime(stamp),
+                EventTime(ts),
                 Rejected::Beyond(Beyond {
                     record: record.clone(),
                     event_time: ts,
@@ -157,8 +158,8 @@ where
             let fire = fire_time(&window, self.lateness);
             if stamp >= fire {
                 emit.late(
-                    stamp,
-                    ts,
+                    EventTime(stamp),
+                    EventTime(ts),
                     Rejected::Late(Late {
                         key: key.clone(),
                         window,
@@ -185,7 +186,7 @@ where
     fn on_watermark(
         &mut self,
         keys: &mut Keys<K, Self::Table>,
-        watermark: u64,
+        EventTime(watermark): EventTime,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
         let groups = &mut keys.state;
@@ -248,15 +249,16 @@ where
         }
     }
 
-    fn next_fire(&self, keys: &Keys<K, Self::Table>) -> Option<u64> {
-        self.next_window(&keys.state).map(|(fire, _)| fire)
+    fn next_fire(&self, keys: &Keys<K, Self::Table>) -> Option<EventTime> {
+        self.next_window(&keys.state)
+            .map(|(fire, _)| EventTime(fire))
     }
 
     fn on_restore(
         &mut self,
         key: &K,
         groups: &mut Vec<(Group, A::Acc)>,
-        watermark: u64,
+        EventTime(watermark): EventTime,
     ) -> Result<bool, String> {
         for &((from, pane), _) in groups.iter() {
             if pane % self.pane != 0 || from % self.slide != 0 || from > pane {

@@ -97,8 +97,8 @@ impl<K, V> Fired<K, V> {
         value: V,
     ) {
         emit.output(
-            fire,
-            window.end.saturating_sub(1),
+            weir::EventTime(fire),
+            weir::EventTime(window.end.saturating_sub(1)),
             Fired { key, window, value },
         );
     }

@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use std::marker::PhantomData;
 
 use weir::stateful::{Emit, KeyedOperator, KeyedState, Keys};
+use weir::EventTime;
 use weir::{Data, Key};
 
 use super::assign::Window;
@@ -75,15 +76,15 @@ where
         &mut self,
         keys: &mut Keys<K, Self::Table>,
         key: K,
-        ts: u64,
+        EventTime(ts): EventTime,
         record: T,
-        stamp: u64,
+        EventTime(stamp): EventTime,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
         let Some(end) = ts.checked_add(self.gap) else {
             emit.reject(
-                stamp,
-                ts,
+                EventTime(stamp),
+                EventTime(ts),
                 Rejected::Beyond(Beyond {
                     record,
                     event_time: ts,
@@ -95,8 +96,8 @@ where
         let mut window = Window { start: ts, end };
         if stamp >= fire_time(&window, self.lateness) {
             emit.late(
-                stamp,
-                ts,
+                EventTime(stamp),
+                EventTime(ts),
                 Rejected::Late(Late {
                     key,
                     window,
@@ -136,7 +137,7 @@ where
     fn on_watermark(
         &mut self,
         keys: &mut Keys<K, Self::Table>,
-        watermark: u64,
+        EventTime(watermark): EventTime,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
         while let Some((fire, _, _)) = self.fires.first() {
@@ -160,15 +161,15 @@ where
         }
     }
 
-    fn next_fire(&self, _: &Keys<K, Self::Table>) -> Option<u64> {
-        self.fires.first().map(|(fire, _, _)| *fire)
+    fn next_fire(&self, _: &Keys<K, Self::Table>) -> Option<EventTime> {
+        self.fires.first().map(|(fire, _, _)| EventTime(*fire))
     }
 
     fn on_restore(
         &mut self,
         key: &K,
         sessions: &mut KeySessions<A::Acc>,
-        _watermark: u64,
+        _watermark: EventTime,
     ) -> Result<bool, String> {
         sessions.sort_by_key(|s| s.0.start);
         for (window, _) in sessions.iter() {

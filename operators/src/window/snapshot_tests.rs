@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use weir::rng::SplitMix64;
 use weir::stateful::{Emit, KeyedLogic, Managed};
+use weir::EventTime;
 
 use super::fixed::FixedWindows;
 use super::session::SessionWindows;
@@ -62,7 +63,7 @@ where
             }
             logic = fresh();
             logic.track_changes(true);
-            logic.restore_watermark(fired);
+            logic.restore_watermark(EventTime(fired));
             for (k, v) in &shadow {
                 if let Some(v) = v {
                     logic.restore(*k, v).expect("restores");
@@ -76,15 +77,21 @@ where
                 shadow.insert(k, v);
             }
         }
-        logic.on_watermark(stamp, &mut emit);
+        logic.on_watermark(EventTime(stamp), &mut emit);
         fired = fired.max(stamp);
-        logic.on_record(key, ts, (key, value, ts), stamp, &mut emit);
+        logic.on_record(
+            key,
+            EventTime(ts),
+            (key, value, ts),
+            EventTime(stamp),
+            &mut emit,
+        );
     }
-    logic.on_watermark(u64::MAX, &mut emit);
-    for (at, t, v) in emit.drain_outputs() {
+    logic.on_watermark(EventTime(u64::MAX), &mut emit);
+    for (EventTime(at), EventTime(t), v) in emit.drain_outputs() {
         out.push(format!("out {at} {t} {v:?}"));
     }
-    for (at, t, v) in emit.drain_late() {
+    for (EventTime(at), EventTime(t), v) in emit.drain_late() {
         out.push(format!("late {at} {t} {v:?}"));
     }
     out.sort();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use weir::rng::SplitMix64;
 
 use weir::stateful::{KeyedLogic, Managed};
+use weir::EventTime;
 
 use super::*;
 use crate::process::{ListState, MapState, ValueState};
@@ -131,30 +132,36 @@ fn run(cut: Option<usize>) -> (Vec<String>, Option<Option<Vec<u8>>>) {
         if i.is_multiple_of(13) || Some(i) == cut {
             // As the primitive does: an activation ends with the
             // watermark past every stamp applied, then the flush.
-            op.on_watermark(*stamp, &mut emit);
+            op.on_watermark(EventTime(*stamp), &mut emit);
             fired = fired.max(*stamp);
             checkpoint(&mut op, &mut store);
         }
         if Some(i) == cut {
             op = fresh();
             op.track_changes(true);
-            op.restore_watermark(fired);
+            op.restore_watermark(EventTime(fired));
             for (k, v) in &store {
                 op.restore(*k, v).expect("restores");
             }
         }
-        op.on_watermark(*stamp, &mut emit);
+        op.on_watermark(EventTime(*stamp), &mut emit);
         fired = fired.max(*stamp);
         for r in records.iter().filter(|r| r.0 == *stamp) {
-            op.on_record(r.1, r.2, (r.1, r.3, r.2), r.0, &mut emit);
+            op.on_record(
+                r.1,
+                EventTime(r.2),
+                (r.1, r.3, r.2),
+                EventTime(r.0),
+                &mut emit,
+            );
         }
     }
-    op.on_watermark(20_000, &mut emit);
+    op.on_watermark(EventTime(20_000), &mut emit);
     checkpoint(&mut op, &mut store);
-    op.on_watermark(u64::MAX, &mut emit);
+    op.on_watermark(EventTime(u64::MAX), &mut emit);
     let mut out: Vec<String> = emit
         .drain_outputs()
-        .map(|(at, t, e)| match e {
+        .map(|(EventTime(at), EventTime(t), e)| match e {
             Emitted::Main(s) => format!("main {at} {t} {s}"),
             Emitted::Side(s) => format!("side {at} {t} {s}"),
         })
@@ -244,16 +251,16 @@ fn chain(
 ) -> Vec<(u32, u64, u64)> {
     let mut op = Managed::new(ProcessOperator::new("chain", Chain { step, chain }));
     let mut emit = Emit::new();
-    op.on_watermark(0, &mut emit);
+    op.on_watermark(EventTime(0), &mut emit);
     for (k, ts) in records {
-        op.on_record(*k, *ts, *ts, 0, &mut emit);
+        op.on_record(*k, EventTime(*ts), *ts, EventTime(0), &mut emit);
     }
     for w in watermarks {
-        op.on_watermark(*w, &mut emit);
+        op.on_watermark(EventTime(*w), &mut emit);
     }
     assert!(op.keys.event.is_empty(), "every timer fired");
     emit.drain_outputs()
-        .map(|(_, _, out)| match out {
+        .map(|(EventTime(_), EventTime(_), out)| match out {
             Emitted::Main(o) => o,
             Emitted::Side(()) => unreachable!("no side output"),
         })
@@ -335,10 +342,10 @@ fn expired_state_leaves_the_checkpoint() {
         op.take_changes(&mut c);
         into.extend(c.to_vec());
     };
-    op.on_watermark(1_000, &mut emit);
-    op.on_record(1, 1_000, 7, 1_000, &mut emit);
-    op.on_record(2, 1_000, 8, 1_000, &mut emit);
-    op.on_watermark(1_001, &mut emit);
+    op.on_watermark(EventTime(1_000), &mut emit);
+    op.on_record(1, EventTime(1_000), 7, EventTime(1_000), &mut emit);
+    op.on_record(2, EventTime(1_000), 8, EventTime(1_000), &mut emit);
+    op.on_watermark(EventTime(1_001), &mut emit);
     take(&mut op, &mut changes);
     changes.sort();
     assert_eq!(changes.len(), 2);
@@ -347,13 +354,13 @@ fn expired_state_leaves_the_checkpoint() {
         "both keys hold a value"
     );
     // Key 2 is written again at 1200: it expires at 1700, key 1 at 1500.
-    op.on_watermark(1_200, &mut emit);
-    op.on_record(2, 1_200, 9, 1_200, &mut emit);
-    op.on_watermark(1_499, &mut emit);
+    op.on_watermark(EventTime(1_200), &mut emit);
+    op.on_record(2, EventTime(1_200), 9, EventTime(1_200), &mut emit);
+    op.on_watermark(EventTime(1_499), &mut emit);
     changes.clear();
     take(&mut op, &mut changes);
     assert_eq!(changes.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![2]);
-    op.on_watermark(1_500, &mut emit);
+    op.on_watermark(EventTime(1_500), &mut emit);
     changes.clear();
     take(&mut op, &mut changes);
     assert_eq!(
@@ -362,7 +369,7 @@ fn expired_state_leaves_the_checkpoint() {
         "key 1 expired and is deleted from the store"
     );
     assert_eq!(op.keys.state.len(), 1, "and from memory");
-    op.on_watermark(1_700, &mut emit);
+    op.on_watermark(EventTime(1_700), &mut emit);
     changes.clear();
     take(&mut op, &mut changes);
     assert_eq!(changes, vec![(2, None)]);
@@ -393,12 +400,12 @@ impl ProcessFunction<u32, u64> for SaysFresh {
 fn a_function_that_tells_fresh_states_is_believed() {
     let mut op = Managed::new(ProcessOperator::new("fresh", SaysFresh));
     let mut emit = Emit::new();
-    op.on_watermark(1_000, &mut emit);
-    op.on_record(1, 1_000, 0, 1_000, &mut emit);
-    op.on_watermark(1_001, &mut emit);
+    op.on_watermark(EventTime(1_000), &mut emit);
+    op.on_record(1, EventTime(1_000), 0, EventTime(1_000), &mut emit);
+    op.on_watermark(EventTime(1_001), &mut emit);
     assert_eq!(op.keys.state.len(), 1, "a count of 1 is not fresh: kept");
-    op.on_record(1, 1_001, 0, 1_001, &mut emit);
-    op.on_watermark(1_002, &mut emit);
+    op.on_record(1, EventTime(1_001), 0, EventTime(1_001), &mut emit);
+    op.on_watermark(EventTime(1_002), &mut emit);
     assert!(
         op.keys.state.is_empty(),
         "a count of 2 is fresh by its word: dropped"
