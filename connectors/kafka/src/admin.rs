@@ -1,0 +1,87 @@
+//! Creating topics (for tests, the CLI and demos), without an async
+//! runtime: rdkafka's admin calls return futures that its own background
+//! thread completes, so a thread that parks until woken is enough.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use weir::Fault;
+
+use crate::config::KafkaConfig;
+use crate::fault::fault;
+
+/// Wakes the thread that waits in [`block_on`].
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `future` to its end on this thread.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        match future.as_mut().poll(&mut context) {
+            Poll::Ready(out) => return out,
+            Poll::Pending => std::thread::park_timeout(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn admin(config: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, Fault> {
+    config
+        .client(&[])
+        .create()
+        .map_err(|e| fault("creating an admin client", &e))
+}
+
+fn options() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
+}
+
+/// Creates `topic` with `partitions` partitions (replication factor 1, for
+/// a local broker); a topic that already exists is left as it is.
+pub fn create_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> Result<(), Fault> {
+    let admin = admin(config)?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = block_on(admin.create_topics([&new], &options()))
+        .map_err(|e| fault(&format!("creating topic `{topic}`"), &e))?;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Fault::fatal(format!(
+                    "kafka: creating topic `{name}`: {code}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Raises `topic`'s partition count to `partitions`.
+pub fn add_partitions(config: &KafkaConfig, topic: &str, partitions: usize) -> Result<(), Fault> {
+    let admin = admin(config)?;
+    let new = NewPartitions::new(topic, partitions);
+    let results = block_on(admin.create_partitions([&new], &options()))
+        .map_err(|e| fault(&format!("adding partitions to `{topic}`"), &e))?;
+    for result in results {
+        if let Err((name, code)) = result {
+            return Err(Fault::fatal(format!(
+                "kafka: adding partitions to `{name}`: {code}"
+            )));
+        }
+    }
+    Ok(())
+}
