@@ -325,7 +325,7 @@ fn job(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--window must be at least --slide, and --slide more than 0");
     }
     let mut args = args;
-    let input = args.job.input::<Transaction>(100_000)?;
+    let input = args.job.input::<Transaction>("fraud", 100_000)?;
     args.job.prepare("fraud")?;
     let output = args.job.clone();
     let bound = args.job.bound;
@@ -388,7 +388,10 @@ fn job(args: Args) -> anyhow::Result<()> {
                 })
             })
             .union(many_countries.main)
-            .sink("alerts", output.output());
+            .sink(
+                "alerts",
+                output.output(|a: &Alert| a.card.to_string().into_bytes()),
+            );
         activity
             .late
             .dead_letter(|late| late.into_dead_letter("card_activity"));

@@ -81,7 +81,7 @@ fn job(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--min-value must not exceed --max-value");
     }
     let mut args = args;
-    let input = args.job.input::<Reading>(1_000)?;
+    let input = args.job.input::<Reading>("iot", 1_000)?;
     args.job.prepare("iot")?;
     let output = args.job.clone();
     let bound = args.job.bound;
@@ -133,7 +133,10 @@ fn job(args: Args) -> anyhow::Result<()> {
             .map(row("minute"))
             .union(sessions.fired.map(row("session")))
             .union(alerts)
-            .sink("rows", output.output());
+            .sink(
+                "rows",
+                output.output(|r: &Row| r.device.to_string().into_bytes()),
+            );
         minutes
             .late
             .dead_letter(|late| late.into_dead_letter("device_minutes"));

@@ -72,7 +72,7 @@ fn job(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--max-error-rate must be in [0, 1]");
     }
     let mut args = args;
-    let input = args.job.input::<Request>(20)?;
+    let input = args.job.input::<Request>("metrics", 20)?;
     args.job.prepare("metrics")?;
     let output = args.job.clone();
     let bound = args.job.bound;
@@ -119,7 +119,10 @@ fn job(args: Args) -> anyhow::Result<()> {
                     alert: alert.join("|"),
                 }
             })
-            .sink("service_windows", output.output());
+            .sink(
+                "service_windows",
+                output.output(|w: &ServiceWindow| w.service.clone().into_bytes()),
+            );
         stats
             .late
             .dead_letter(|late| late.into_dead_letter("service_latency"));

@@ -1,5 +1,8 @@
 //! Flags and plumbing shared by the example jobs: where records come from
-//! (the generator or files), where results and dead letters go.
+//! (the generator, files or a Kafka topic), where results and dead letters
+//! go.
+
+pub mod kafka;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +15,7 @@ use weir::{DeadLetter, RunArgs, Sink};
 use weir_connectors::{
     FileSink, FileSource, Format, Generated, Generator, GeneratorConfig, PartsSink, StdoutSink,
 };
+use weir_kafka::{KafkaDeadLetterSink, KafkaSink, KafkaSource};
 
 /// Input, output and generator flags, plus weir's run flags.
 #[derive(Args, Clone, Debug)]
@@ -99,12 +103,36 @@ pub struct JobArgs {
     pub bound: Duration,
 
     #[command(flatten)]
+    pub kafka: kafka::KafkaArgs,
+
+    /// The Kafka cluster and topics, once [`JobArgs::input`] resolved them.
+    #[arg(skip)]
+    pub kafka_job: Option<kafka::Kafka>,
+
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
 impl JobArgs {
-    /// The input, checked before the job starts (a missing file fails here).
-    pub fn input<T: Generated + Send + Sync>(&self, default_keys: u64) -> anyhow::Result<Input<T>> {
+    /// The input, checked before the job starts (a missing file or topic
+    /// fails here).
+    pub fn input<T: Generated + Send + Sync>(
+        &mut self,
+        job: &str,
+        default_keys: u64,
+    ) -> anyhow::Result<Input<T>> {
+        if let Some(kafka) = self.kafka.resolve(job)? {
+            if self.input.is_some() || self.output.is_some() || self.dead_letters.is_some() {
+                bail!("--kafka reads and writes topics: leave out --input, --output and --dead-letters");
+            }
+            let source = KafkaSource::<T>::new(kafka.config.clone(), &kafka.input_topic)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .start_at(kafka.start_at)
+                .stop_at_end(kafka.stop_at_end)
+                .format(kafka.format)?;
+            self.kafka_job = Some(kafka);
+            return Ok(Box::new(source));
+        }
         if self.file_chunk < 1024 {
             bail!(
                 "--file-chunk must be at least 1K (got {} bytes); below 1M reading only gets slower",
@@ -150,7 +178,12 @@ impl JobArgs {
                 self.run.checkpoint_dir = Some(PathBuf::from("weir-checkpoints").join(job));
             }
             self.run.backend = Some(weir_rocks::backend());
-            if self.output.is_none() {
+            if let Some(kafka) = &self.kafka_job {
+                self.run.start_notes.push(format!(
+                    "results go to topic {} at-least-once: after a restore, results since the last checkpoint are written again",
+                    kafka.output_topic
+                ));
+            } else if self.output.is_none() {
                 self.run.start_notes.push(
                     "results go to stdout, at-least-once: after a restore, output since the last checkpoint repeats (use --output DIR for exactly-once)".into(),
                 );
@@ -181,9 +214,19 @@ impl JobArgs {
         Ok(())
     }
 
-    /// Where results go: stdout, a file, or (when the job checkpoints) a
-    /// directory of exactly-once parts.
-    pub fn output<T: serde::Serialize + 'static>(&self) -> Box<dyn Sink<T>> {
+    /// Where results go: stdout, a file, (when the job checkpoints) a
+    /// directory of exactly-once parts, or the Kafka output topic, each
+    /// message keyed by `key`.
+    pub fn output<T: serde::Serialize + 'static>(
+        &self,
+        key: impl Fn(&T) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Box<dyn Sink<T>> {
+        if let Some(kafka) = &self.kafka_job {
+            let sink = KafkaSink::new(kafka.config.clone(), &kafka.output_topic)
+                .format(kafka.format)
+                .key(key);
+            return Box::new(sink);
+        }
         let format = self
             .output_format
             .or_else(|| self.output.as_deref().and_then(Format::from_path))
@@ -198,6 +241,12 @@ impl JobArgs {
     /// Where dead letters go: a file, or (when the job checkpoints) a
     /// directory of exactly-once parts.
     pub fn dead_letter_sink(&self, job: &str) -> Box<dyn Sink<DeadLetter>> {
+        if let Some(kafka) = &self.kafka_job {
+            return Box::new(KafkaDeadLetterSink::new(
+                kafka.config.clone(),
+                &kafka.dead_letter_topic,
+            ));
+        }
         // The defaults differ, so that runs with and without checkpoints do
         // not trip over each other's directory or file.
         let path = self.dead_letters.clone().unwrap_or_else(|| {

@@ -1,0 +1,136 @@
+//! The example jobs on Kafka: `--kafka HOST:PORT` reads the input topic,
+//! writes results and dead letters to topics.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+use weir_kafka::{KafkaConfig, StartAt, ValueFormat};
+
+/// How results reach the output topic.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Delivery {
+    /// Each epoch flushed to the broker when the input passes it; after a
+    /// restore, results since the last checkpoint are written again.
+    AtLeastOnce,
+    /// Through Kafka transactions (not built yet: refused at start).
+    ExactlyOnce,
+}
+
+/// Kafka flags.
+#[derive(Args, Clone, Debug, Default)]
+pub struct KafkaArgs {
+    /// Read from and write to Kafka at these bootstrap servers
+    /// (HOST:PORT[,HOST:PORT…]) instead of the generator or files.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka: Option<String>,
+
+    /// Kafka: the topic to read (default weir-<job>-input).
+    #[arg(long, value_name = "TOPIC", requires = "kafka")]
+    pub input_topic: Option<String>,
+
+    /// Kafka: the topic results go to (default weir-<job>-output).
+    #[arg(long, value_name = "TOPIC", requires = "kafka")]
+    pub output_topic: Option<String>,
+
+    /// Kafka: the topic dead letters go to, their exact bytes as values and
+    /// the reason and origin in headers (default weir-<job>-dead-letters).
+    #[arg(long, value_name = "TOPIC", requires = "kafka")]
+    pub dead_letter_topic: Option<String>,
+
+    /// Kafka: how results reach the output topic.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value = "at-least-once",
+        requires = "kafka"
+    )]
+    pub delivery: Option<Delivery>,
+
+    /// Kafka: read each partition up to the offset that was its end when
+    /// the job started, then finish, flushing every window (a bounded run).
+    #[arg(long, requires = "kafka")]
+    pub stop_at_end: bool,
+
+    /// Kafka: where partitions the checkpoint does not know start:
+    /// earliest, latest, committed (the group's offsets) or a timestamp in ms.
+    #[arg(
+        long,
+        value_name = "POSITION",
+        default_value = "earliest",
+        requires = "kafka"
+    )]
+    pub start_at: Option<StartAt>,
+
+    /// Kafka: the encoding of input and output values: json or csv (the
+    /// record's fields in declaration order, no header).
+    #[arg(
+        long,
+        value_name = "json|csv",
+        default_value = "json",
+        requires = "kafka"
+    )]
+    pub value_format: Option<ValueFormat>,
+
+    /// Kafka: a librdkafka property, KEY=VALUE (repeatable; TLS and SASL
+    /// included; secret values are never printed).
+    #[arg(long, value_name = "KEY=VALUE", requires = "kafka")]
+    pub kafka_config: Vec<String>,
+
+    /// Kafka: a file of librdkafka properties, KEY=VALUE lines (read before
+    /// --kafka-config, which overrides it).
+    #[arg(long, value_name = "PATH", requires = "kafka")]
+    pub kafka_config_file: Option<PathBuf>,
+}
+
+/// The Kafka side of a job: the cluster and its topics.
+#[derive(Clone, Debug)]
+pub struct Kafka {
+    pub config: KafkaConfig,
+    pub input_topic: String,
+    pub output_topic: String,
+    pub dead_letter_topic: String,
+    pub stop_at_end: bool,
+    pub start_at: StartAt,
+    pub format: ValueFormat,
+}
+
+impl KafkaArgs {
+    /// The cluster and topics of `job`, if `--kafka` was given; a bad flag
+    /// fails here, before the job starts.
+    pub fn resolve(&self, job: &str) -> anyhow::Result<Option<Kafka>> {
+        let Some(bootstrap) = &self.kafka else {
+            return Ok(None);
+        };
+        if bootstrap.trim().is_empty() {
+            bail!("--kafka needs the bootstrap servers, HOST:PORT");
+        }
+        if self.delivery == Some(Delivery::ExactlyOnce) {
+            bail!(
+                "--delivery exactly-once: Kafka transactions are not built yet; use --delivery at-least-once"
+            );
+        }
+        let mut config = KafkaConfig::new(bootstrap.trim());
+        if let Some(path) = &self.kafka_config_file {
+            config.add_file(path)?;
+        }
+        for pair in &self.kafka_config {
+            config.set_pair(pair)?;
+        }
+        let topic = |given: &Option<String>, kind: &str| {
+            given
+                .clone()
+                .unwrap_or_else(|| format!("weir-{job}-{kind}"))
+        };
+        Ok(Some(Kafka {
+            config,
+            input_topic: topic(&self.input_topic, "input"),
+            output_topic: topic(&self.output_topic, "output"),
+            dead_letter_topic: topic(&self.dead_letter_topic, "dead-letters"),
+            stop_at_end: self.stop_at_end,
+            start_at: self.start_at.unwrap_or_default(),
+            format: self.value_format.unwrap_or_default(),
+        }))
+    }
+}
