@@ -1,0 +1,203 @@
+//! Partitions added to a topic between two checkpointed runs (RocksDB), on
+//! the real broker: the restored run reads the partitions its checkpoint
+//! knows from their checkpointed offsets and the new ones from their start,
+//! so over both runs every message is read exactly once. Both runs are
+//! bounded (`stop_at_end`).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use support::{
+    checkpointed, consume_all, join_within, produce, runs, spawn_job, temp_dir, topic, Control,
+    Controlled, Outgoing,
+};
+use weir::backend::manifest;
+use weir::Watermarks;
+use weir_kafka::{add_partitions, KafkaConfig, KafkaSink, KafkaSource};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    partition: i32,
+    seq: i64,
+    ts_ms: u64,
+}
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Messages `from..to` of each of `partitions`; `seq` is the offset.
+fn batch(partitions: std::ops::Range<i32>, from: i64, to: i64) -> (Vec<Outgoing>, Vec<Event>) {
+    let mut messages = Vec::new();
+    let mut events = Vec::new();
+    for seq in from..to {
+        for partition in partitions.clone() {
+            let e = Event {
+                partition,
+                seq,
+                ts_ms: 1_000 + seq as u64,
+            };
+            messages.push((
+                partition,
+                seq.to_string().into_bytes(),
+                serde_json::to_vec(&e).expect("json"),
+            ));
+            events.push(e);
+        }
+    }
+    events.sort();
+    (messages, events)
+}
+
+fn job(
+    config: &KafkaConfig,
+    input: &str,
+    output: &str,
+    control: &Control,
+) -> impl Fn(&mut weir::Pipeline<'_>) + Send + Sync + 'static {
+    let (config, input, output, control) = (
+        config.clone(),
+        input.to_string(),
+        output.to_string(),
+        control.clone(),
+    );
+    move |p| {
+        let source = KafkaSource::<Event>::new(config.clone(), &input)
+            .expect("the topic exists")
+            .stop_at_end(true);
+        p.source(
+            "events",
+            Controlled {
+                inner: source,
+                control: control.clone(),
+            },
+        )
+        .event_time(|e: &Event| e.ts_ms, Watermarks::ascending())
+        .sink("copy", KafkaSink::new(config.clone(), &output));
+    }
+}
+
+fn events_of(topic: &str) -> Vec<Event> {
+    let mut events: Vec<Event> = consume_all(topic)
+        .iter()
+        .map(|m| serde_json::from_slice(&m.value).expect("JSON values"))
+        .collect();
+    events.sort();
+    events
+}
+
+/// What the second run must read: the old partitions after the first run's
+/// 0..200, the new ones whole.
+struct Second {
+    old: Vec<Event>,
+    new: Vec<Event>,
+}
+
+/// Adds partitions 2 and 3 to `input` and writes more to all four.
+fn grow(config: &KafkaConfig, input: &str) -> Second {
+    add_partitions(config, input, 4).expect("adds partitions 2 and 3");
+    let (old_messages, old) = batch(0..2, 200, 250);
+    let (new_messages, new) = batch(2..4, 0, 70);
+    produce(input, &old_messages);
+    produce(input, &new_messages);
+    Second { old, new }
+}
+
+fn offsets(events: &[Event]) -> BTreeMap<i32, Vec<String>> {
+    runs(events.iter().map(|e| (e.partition, e.seq)))
+}
+
+/// Checks the second run's output against [`Second`], independently
+/// computed from the input.
+fn check_second(second: &[Event], expected: &Second) {
+    let mut all: Vec<Event> = expected.old.iter().chain(&expected.new).cloned().collect();
+    all.sort();
+    let got = offsets(second);
+    assert_eq!(
+        got.get(&2).zip(got.get(&3)),
+        Some((&vec!["0..=69".to_string()], &vec!["0..=69".to_string()])),
+        "the new partitions were read from their start: {got:?}"
+    );
+    assert_eq!(
+        got,
+        offsets(&all),
+        "the old partitions from their checkpointed offsets (200), the new ones whole, each message once"
+    );
+    assert!(second == all, "and the very messages");
+}
+
+#[test]
+fn partitions_added_after_a_checkpoint_are_read_from_their_start_and_the_rest_once() {
+    let config = support::broker();
+    let input = topic(&config, "added-in", 2);
+    let (out1, out2) = (
+        topic(&config, "added-out-1", 1),
+        topic(&config, "added-out-2", 1),
+    );
+    let dir = temp_dir("added-partitions");
+    let (first_messages, first_events) = batch(0..2, 0, 200);
+    produce(&input, &first_messages);
+
+    // The first run, bounded, reads both partitions to their end, is
+    // checkpointed there and killed before it finishes.
+    let control = Control::default();
+    control.hold_done();
+    let run = spawn_job(checkpointed(2, &dir), job(&config, &input, &out1, &control));
+    control.wait_read(first_events.len() as u64, LIMIT);
+    control.checkpoint(LIMIT);
+    control.crash();
+    join_within(run, LIMIT).expect_err("the first run is crashed");
+    assert_eq!(
+        events_of(&out1),
+        first_events,
+        "the first run read 2 partitions, once"
+    );
+
+    let expected = grow(&config, &input);
+    let control = Control::default();
+    let run = spawn_job(checkpointed(2, &dir), job(&config, &input, &out2, &control));
+    join_within(run, LIMIT).expect("the restored run ends at the end of the input");
+    check_second(&events_of(&out2), &expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same after a first run that finished: restoring its last checkpoint
+/// (`--restore`, as a finished run otherwise starts over) should read what
+/// was written to the old partitions since, but the checkpoint marks their
+/// splits done and the engine restores that (`source_op.rs`: `split_state.done
+/// = saved.done`), so the restored run never polls them and their new
+/// messages are never read. The source cannot undo that from
+/// `connectors/kafka`; kept as the reproduction.
+#[test]
+#[ignore = "engine: a split a bounded run finished stays done on restore, so messages written to an old partition after a finished run are never read"]
+fn partitions_added_after_a_finished_bounded_run_are_read_from_their_start_and_the_rest_once() {
+    let config = support::broker();
+    let input = topic(&config, "added-finished-in", 2);
+    let (out1, out2) = (
+        topic(&config, "added-finished-out-1", 1),
+        topic(&config, "added-finished-out-2", 1),
+    );
+    let dir = temp_dir("added-partitions-finished");
+    let (first_messages, first_events) = batch(0..2, 0, 200);
+    produce(&input, &first_messages);
+    let control = Control::default();
+    let run = spawn_job(checkpointed(2, &dir), job(&config, &input, &out1, &control));
+    join_within(run, LIMIT).expect("the bounded first run ends");
+    assert_eq!(events_of(&out1), first_events);
+    let newest = manifest::read(&dir)
+        .expect("a manifest")
+        .complete
+        .last()
+        .map(|e| e.epoch)
+        .expect("the first run checkpointed");
+
+    let expected = grow(&config, &input);
+    let mut args = checkpointed(2, &dir);
+    args.restore = Some(newest);
+    let control = Control::default();
+    let run = spawn_job(args, job(&config, &input, &out2, &control));
+    join_within(run, LIMIT).expect("the restored run ends");
+    check_second(&events_of(&out2), &expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}
