@@ -8,10 +8,10 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Once;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::{args, example, run, sorted_lines, temp_dir};
 
@@ -74,12 +74,13 @@ fn unique(name: &str) -> String {
     format!("weir-test-{name}-{}-{nanos}", std::process::id())
 }
 
-/// A job's results from a file run and from Kafka runs are the same lines.
-fn same_on_kafka(job: &str, events: &str, keys: &str, workers: &[usize]) {
+/// Writes `job`'s generated records (`events`, `keys`, a few malformed) to
+/// a new 4-partition topic, generator split s to partition s, and returns
+/// the topic.
+fn produced(job: &str, events: &str, keys: &str) -> String {
     broker();
     let input = unique(&format!("{job}-in"));
     kafka_tool(&["topics", &format!("{input}:4")]);
-    // The producer writes generator split s to partition s (4 of each).
     kafka_tool(&[
         "produce",
         "--job",
@@ -93,7 +94,12 @@ fn same_on_kafka(job: &str, events: &str, keys: &str, workers: &[usize]) {
         "--malformed-fraction",
         "0.001",
     ]);
-    let dir = temp_dir(&format!("kafka-{job}"));
+    input
+}
+
+/// The results, sorted, and the number of dead letters of `job` run on a
+/// file from the same generated records as [`produced`] wrote.
+fn file_results(job: &str, events: &str, keys: &str, dir: &Path) -> (Vec<String>, usize) {
     let file = dir.join("out.jsonl");
     run(
         job,
@@ -116,35 +122,64 @@ fn same_on_kafka(job: &str, events: &str, keys: &str, workers: &[usize]) {
     );
     let expected = sorted_lines(&file);
     assert!(expected.len() > 10, "{job}: the file run has results");
-    let dead_expected = sorted_lines(&dir.join("dead.jsonl")).len();
+    (expected, sorted_lines(&dir.join("dead.jsonl")).len())
+}
+
+/// What a `read_committed` consumer sees in `topic`, sorted.
+fn committed_lines(topic: &str) -> Vec<String> {
+    let mut got: Vec<String> = kafka_tool(&["tail", "--topic", topic])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    got.sort();
+    got
+}
+
+/// The flags of a bounded Kafka run of a job from `input` to `output`.
+fn kafka_flags(input: &str, output: &str, dead: &str) -> Vec<String> {
+    args(&[
+        "--kafka",
+        KAFKA,
+        "--input-topic",
+        input,
+        "--output-topic",
+        output,
+        "--dead-letter-topic",
+        dead,
+        "--stop-at-end",
+    ])
+}
+
+/// A job's results from a file run and from Kafka runs are the same lines:
+/// without checkpoints (at least once), or with them (exactly once, the
+/// default), on each of `workers`.
+fn same_on_kafka(job: &str, events: &str, keys: &str, workers: &[usize], checkpoints: bool) {
+    let input = produced(job, events, keys);
+    let dir = temp_dir(&format!("kafka-{job}-{checkpoints}"));
+    let (expected, dead_expected) = file_results(job, events, keys, &dir);
     for &w in workers {
         let output = unique(&format!("{job}-out-w{w}"));
         let dead = unique(&format!("{job}-dead-w{w}"));
         kafka_tool(&["topics", &format!("{output}:3"), &format!("{dead}:1")]);
-        run(
-            job,
-            &args(&[
-                "--kafka",
-                KAFKA,
-                "--input-topic",
-                &input,
-                "--output-topic",
-                &output,
-                "--dead-letter-topic",
-                &dead,
-                "--stop-at-end",
-                "--no-checkpoints",
-                "--quiet",
-                "-w",
-                &w.to_string(),
-            ]),
+        let mut flags = kafka_flags(&input, &output, &dead);
+        flags.extend(args(&["--quiet", "-w", &w.to_string()]));
+        if checkpoints {
+            let ck = dir.join(format!("ck-w{w}"));
+            flags.extend(args(&[
+                "--checkpoint-dir",
+                ck.to_str().expect("utf-8"),
+                "--epoch-interval",
+                "200ms",
+            ]));
+        } else {
+            flags.push("--no-checkpoints".into());
+        }
+        run(job, &flags);
+        let got = committed_lines(&output);
+        assert_eq!(
+            got, expected,
+            "{job} on Kafka, {w} workers, checkpoints {checkpoints}: results"
         );
-        let mut got: Vec<String> = kafka_tool(&["tail", "--topic", &output])
-            .lines()
-            .map(str::to_string)
-            .collect();
-        got.sort();
-        assert_eq!(got, expected, "{job} on Kafka, {w} workers: results");
         let letters = kafka_tool(&["tail", "--topic", &dead, "--headers"]);
         assert_eq!(
             letters.lines().count(),
@@ -163,17 +198,23 @@ fn same_on_kafka(job: &str, events: &str, keys: &str, workers: &[usize]) {
 
 #[test]
 fn iot_on_kafka_equals_iot_on_a_file() {
-    same_on_kafka("iot", "60000", "50", &[1, 2, 4]);
+    same_on_kafka("iot", "60000", "50", &[1, 2, 4], false);
+}
+
+#[test]
+fn iot_on_kafka_exactly_once_equals_iot_on_a_file() {
+    same_on_kafka("iot", "60000", "50", &[1, 2], true);
 }
 
 #[test]
 fn metrics_on_kafka_equals_metrics_on_a_file() {
-    same_on_kafka("metrics", "60000", "8", &[1, 2]);
+    same_on_kafka("metrics", "60000", "8", &[1, 2], false);
 }
 
 #[test]
 fn fraud_on_kafka_equals_fraud_on_a_file() {
-    same_on_kafka("fraud", "60000", "300", &[1, 2]);
+    same_on_kafka("fraud", "60000", "300", &[1, 2], false);
+    same_on_kafka("fraud", "60000", "300", &[2], true);
 }
 
 #[test]
@@ -191,8 +232,14 @@ fn bad_kafka_flags_fail_at_start_in_one_line() {
             "does not exist",
         ),
         (
-            vec!["--kafka", KAFKA, "--delivery", "exactly-once"],
-            "not built yet",
+            vec![
+                "--kafka",
+                KAFKA,
+                "--delivery",
+                "exactly-once",
+                "--no-checkpoints",
+            ],
+            "needs checkpoints",
         ),
         (
             vec!["--kafka", KAFKA, "--input", "x.csv"],
@@ -214,4 +261,175 @@ fn bad_kafka_flags_fail_at_start_in_one_line() {
         assert!(stderr.contains(says), "{flags:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{flags:?}: {stderr}");
     }
+}
+
+/// Starts `job` with `flags` (and `env`), stderr captured.
+fn spawn(job: &str, flags: &[String], env: Option<(&str, &str)>) -> std::process::Child {
+    let mut command = Command::new(example(job));
+    command
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some((key, value)) = env {
+        command.env(key, value);
+    }
+    command.spawn().expect("starts the job")
+}
+
+/// Waits for `child` at most `limit`; its exit status and stderr.
+fn wait_within(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> (std::process::ExitStatus, String) {
+    let started = Instant::now();
+    loop {
+        if let Some(_status) = child.try_wait().expect("waits") {
+            let out = child.wait_with_output().expect("output");
+            return (
+                out.status,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "the job did not end within {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_commit_lost_after_its_checkpoint_completed_is_produced_again_exactly_once() {
+    let (events, keys) = ("300000", "50");
+    let input = produced("iot", events, keys);
+    let dir = temp_dir("kafka-lost-commit");
+    let (expected, _) = file_results("iot", events, keys, &dir);
+    let output = unique("iot-lost-commit-out");
+    let dead = unique("iot-lost-commit-dead");
+    kafka_tool(&["topics", &format!("{output}:3"), &format!("{dead}:1")]);
+    let mut flags = kafka_flags(&input, &output, &dead);
+    let ck = dir.join("ck");
+    flags.extend(args(&[
+        "--checkpoint-dir",
+        ck.to_str().expect("utf-8"),
+        "--epoch-interval",
+        "200ms",
+        "--status-interval",
+        "0s",
+    ]));
+    // The sink dies once the checkpoint of epoch 2 (or a later one) is
+    // complete, before the transaction holding its results commits: that
+    // transaction is lost.
+    let crashed = spawn("iot", &flags, Some(("WEIR_FAILPOINT", "lost-commit:2")));
+    let (status, stderr) = wait_within(crashed, Duration::from_secs(120));
+    assert!(!status.success(), "the failpoint stops the job: {stderr}");
+    assert!(stderr.contains("failpoint"), "{stderr}");
+    let before = committed_lines(&output);
+    assert!(
+        before.len() < expected.len(),
+        "the crash came before the end"
+    );
+    // The restart resumes from the checkpoint before the lost commit.
+    let resumed = spawn("iot", &flags, None);
+    let (status, stderr) = wait_within(resumed, Duration::from_secs(120));
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("committed only through epoch") && stderr.contains("resuming there"),
+        "{stderr}"
+    );
+    assert_eq!(
+        committed_lines(&output),
+        expected,
+        "every result exactly once"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Kills a bounded Kafka run of the iot job with `kill -9` at random
+/// moments on 1 and 2 workers, then lets it finish: with exactly-once
+/// delivery every result is there once; with at-least-once none is missing.
+fn kill_on_kafka(delivery: &str) {
+    let (events, keys) = ("600000", "50");
+    let input = produced("iot", events, keys);
+    let dir = temp_dir(&format!("kafka-kill-{delivery}"));
+    let (expected, _) = file_results("iot", events, keys, &dir);
+    let output = unique(&format!("iot-kill-{delivery}-out"));
+    let dead = unique(&format!("iot-kill-{delivery}-dead"));
+    kafka_tool(&["topics", &format!("{output}:3"), &format!("{dead}:1")]);
+    let mut flags = kafka_flags(&input, &output, &dead);
+    let ck = dir.join("ck");
+    flags.extend(args(&[
+        "--checkpoint-dir",
+        ck.to_str().expect("utf-8"),
+        "--epoch-interval",
+        "200ms",
+        "--quiet",
+        "--delivery",
+        delivery,
+    ]));
+    let seed = std::env::var("WEIR_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    let mut rng = weir::rng::SplitMix64::new(seed);
+    let rounds = std::env::var("WEIR_KAFKA_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    eprintln!("kill test on Kafka ({delivery}): {rounds} kills, WEIR_KILL_SEED={seed}");
+    let mut kills = 0;
+    for round in 0..rounds {
+        let mut f = flags.clone();
+        f.extend(args(&["-w", &(1 + round % 2).to_string()]));
+        let mut child = spawn("iot", &f, None);
+        let after = Duration::from_millis(500 + rng.next_u64() % 1_500);
+        let started = Instant::now();
+        while started.elapsed() < after && child.try_wait().expect("waits").is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if child.try_wait().expect("waits").is_none() {
+            child.kill().expect("kill -9");
+            kills += 1;
+        }
+        let _ = child.wait();
+    }
+    assert!(
+        kills >= rounds / 2,
+        "the job lived through most kills ({kills} of {rounds})"
+    );
+    let last = spawn("iot", &flags, None);
+    let (status, stderr) = wait_within(last, Duration::from_secs(300));
+    assert!(status.success(), "{stderr}");
+    let got = committed_lines(&output);
+    if delivery == "exactly-once" {
+        assert_eq!(got, expected, "seed {seed}: every result exactly once");
+    } else {
+        let mut distinct = got.clone();
+        distinct.dedup();
+        assert_eq!(
+            distinct, expected,
+            "seed {seed}: every result, nothing else"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn kill_minus_nine_with_exactly_once_output_loses_and_doubles_nothing() {
+    kill_on_kafka("exactly-once");
+}
+
+#[test]
+fn kill_minus_nine_with_at_least_once_output_loses_nothing() {
+    kill_on_kafka("at-least-once");
 }

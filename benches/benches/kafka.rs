@@ -43,7 +43,10 @@ fn start_broker() {
         .arg("start")
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "the Kafka broker did not start (scripts/kafka.sh start)");
+    assert!(
+        ok,
+        "the Kafka broker did not start (scripts/kafka.sh start)"
+    );
 }
 
 /// How many messages `topic` holds (0 if it does not exist).
@@ -69,7 +72,11 @@ fn write_input(topic: &str, events: u64) {
     if messages_in(topic) == events as i64 {
         return;
     }
-    assert_eq!(messages_in(topic), 0, "{topic} holds a partial input: reset the broker");
+    assert_eq!(
+        messages_in(topic),
+        0,
+        "{topic} holds a partial input: reset the broker"
+    );
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", BOOTSTRAP)
         .set("linger.ms", "20")
@@ -84,7 +91,9 @@ fn write_input(topic: &str, events: u64) {
         let ts_ms = start_ms + i / 20 - rng.below(500).min(i / 20);
         let v = (rng.below(80_000) as f64 - 20_000.0) / 1_000.0;
         value.clear();
-        value.push_str(&format!("{{\"device\":{device},\"ts_ms\":{ts_ms},\"value\":{v}}}"));
+        value.push_str(&format!(
+            "{{\"device\":{device},\"ts_ms\":{ts_ms},\"value\":{v}}}"
+        ));
         let mut record: BaseRecord<'_, (), str> = BaseRecord::to(topic)
             .partition((i % PARTITIONS as u64) as i32)
             .payload(value.as_str());
@@ -136,7 +145,8 @@ fn baseline(topic: &str) -> Vec<Row> {
             continue;
         };
         let message = message.expect("a message");
-        let r: Reading = serde_json::from_slice(message.payload().unwrap_or_default()).expect("JSON");
+        let r: Reading =
+            serde_json::from_slice(message.payload().unwrap_or_default()).expect("JSON");
         windows.add(r.device, r.ts_ms, r.value);
         if ends.get(&message.partition()) == Some(&(message.offset() + 1)) {
             ends.remove(&message.partition());
@@ -163,12 +173,30 @@ fn main() {
     start_broker();
     let topic = format!("weir-bench-readings-{events}");
     write_input(&topic, events);
-    println!("kafka: topic {topic}, {events} messages on {PARTITIONS} partitions, {runs} runs each");
+    println!(
+        "kafka: topic {topic}, {events} messages on {PARTITIONS} partitions, {runs} runs each"
+    );
     let expected = baseline(&topic);
     println!("{} windows", expected.len());
-    let base = measure("kafka baseline (1 thread)", runs, events, &expected, || baseline(&topic));
-    let one = measure("kafka weir -w 1", runs, events, &expected, || engine(&topic, 1));
-    let two = measure("kafka weir -w 2", runs, events, &expected, || engine(&topic, 2));
-    ratio("kafka weir -w 1 / baseline throughput", &one, &base, "goal >= 0.8");
-    ratio("kafka weir -w 2 / weir -w 1 throughput", &two, &one, "goal >= 1.7");
+    let base = measure("kafka baseline (1 thread)", runs, events, &expected, || {
+        baseline(&topic)
+    });
+    let one = measure("kafka weir -w 1", runs, events, &expected, || {
+        engine(&topic, 1)
+    });
+    let two = measure("kafka weir -w 2", runs, events, &expected, || {
+        engine(&topic, 2)
+    });
+    ratio(
+        "kafka weir -w 1 / baseline throughput",
+        &one,
+        &base,
+        "goal >= 0.8",
+    );
+    ratio(
+        "kafka weir -w 2 / weir -w 1 throughput",
+        &two,
+        &one,
+        "goal >= 1.7",
+    );
 }

@@ -87,6 +87,12 @@ pub struct RunArgs {
     /// what a job's delivery guarantee is (set by the program, not a flag).
     #[arg(skip)]
     pub start_notes: Vec<String>,
+
+    /// The commit logs of sinks whose staged output dies with a crash
+    /// (a Kafka transaction), asked before the job plans where it starts
+    /// ([`crate::commit_log`]; set by the program, not a flag).
+    #[arg(skip)]
+    pub commit_logs: Vec<crate::commit_log::CommitLogHandle>,
 }
 
 /// A shared state backend, as [`RunArgs`] carries it.
@@ -120,6 +126,7 @@ impl Default for RunArgs {
             keep_checkpoints: 3,
             backend: None,
             start_notes: Vec::new(),
+            commit_logs: Vec::new(),
         }
     }
 }

@@ -45,6 +45,7 @@
 
 pub mod backend;
 pub(crate) mod checkpoint;
+pub mod commit_log;
 pub mod config;
 pub mod data;
 pub mod dead_letter;
@@ -67,6 +68,7 @@ pub mod time;
 pub mod watermark;
 mod worker_context;
 
+pub use commit_log::{CommitLog, Committed};
 pub use config::RunArgs;
 pub use data::{Data, Key};
 pub use dead_letter::{DeadLetter, FieldValue, Fields, Origin, Raw};

@@ -5,6 +5,7 @@
 //! every source has ended and every window has fired, and returns the
 //! [`Summary`]. The same closure runs unchanged on `-w 4` or `-n 2 -p …`.
 
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use timely::dataflow::Scope;
 
 use crate::checkpoint::manifest::{Step, StepKind};
 use crate::checkpoint::runtime::{Plan, WorkerCheckpoint};
+use crate::commit_log::{start_for, Checkpoints, Start};
 use crate::config::RunArgs;
 use crate::dead_letter::DeadLetter;
 use crate::error::{ConfigError, JobError};
@@ -154,6 +156,68 @@ where
     }
 }
 
+/// Where a checkpointing run starts (`--fresh`, `--restore`), after the
+/// commit logs of sinks whose staging dies with a crash had their say
+/// ([`crate::commit_log`]).
+fn start_after_commits(args: &RunArgs, dir: &Path) -> Result<(bool, Option<u64>), JobError> {
+    let (log, rest) = match args.commit_logs.split_first() {
+        None => return Ok((args.fresh, args.restore)),
+        Some(split) => split,
+    };
+    if let Some(other) = rest.first() {
+        return Err(ConfigError::new(format!(
+            "sinks `{}` and `{}` both commit through transactions that a crash loses: a job can have one such sink (make the other at-least-once)",
+            log.0.sink(),
+            other.0.sink()
+        ))
+        .into());
+    }
+    let log = &log.0;
+    if args.keep_checkpoints < 2 {
+        return Err(ConfigError::new(format!(
+            "--keep-checkpoints {}: sink `{}` needs the two newest checkpoints kept (a commit a crash cut short is produced again from the one before): use 2 or more",
+            args.keep_checkpoints,
+            log.sink()
+        ))
+        .into());
+    }
+    log.check(args.epoch_interval)?;
+    let committed = log.committed().map_err(|fault| JobError::Sink {
+        sink: log.sink().to_string(),
+        message: fault.message,
+    })?;
+    let held = match crate::checkpoint::manifest::read(dir) {
+        Ok(manifest) => Checkpoints {
+            complete: manifest.complete.iter().map(|e| e.epoch).collect(),
+            finished: manifest.finished,
+        },
+        // A missing manifest starts fresh; a corrupt one is plan_for's to report.
+        Err(_) => Checkpoints::default(),
+    };
+    let start = start_for(log.sink(), &held, args.restore, args.fresh, committed)
+        .map_err(ConfigError::new)?;
+    if !args.quiet && args.process == 0 && !args.fresh {
+        let newest = held.complete.iter().max();
+        match start {
+            Start::Restore(epoch) if newest.is_some_and(|n| *n > epoch) && !held.finished => {
+                eprintln!(
+                    "weir: sink `{}` committed only through epoch {epoch}: resuming there, to produce what followed again",
+                    log.sink()
+                );
+            }
+            Start::Fresh if !held.complete.is_empty() && !held.finished => eprintln!(
+                "weir: sink `{}` committed nothing yet: starting over",
+                log.sink()
+            ),
+            _ => {}
+        }
+    }
+    Ok(match start {
+        Start::Fresh => (true, None),
+        Start::Restore(epoch) => (false, Some(epoch)),
+    })
+}
+
 /// Runs a job: builds `job` on every worker and runs it to completion.
 ///
 /// Returns the run's counters, or the first fault (a bad flag, an unreadable
@@ -171,15 +235,18 @@ where
                 .filter(|_| !args.no_checkpoints),
             &args.backend,
         ) {
-            (Some(dir), Some(backend)) => Some(Arc::new(crate::checkpoint::runtime::plan_for(
-                dir,
-                Arc::clone(&backend.0),
-                args.keep_checkpoints,
-                args.fresh,
-                args.total_workers(),
-                args.process * args.workers..(args.process + 1) * args.workers,
-                args.restore,
-            )?)),
+            (Some(dir), Some(backend)) => {
+                let (fresh, restore) = start_after_commits(args, dir)?;
+                Some(Arc::new(crate::checkpoint::runtime::plan_for(
+                    dir,
+                    Arc::clone(&backend.0),
+                    args.keep_checkpoints,
+                    fresh,
+                    args.total_workers(),
+                    args.process * args.workers..(args.process + 1) * args.workers,
+                    restore,
+                )?))
+            }
             (Some(_), None) => return Err(ConfigError::new(
                 "--checkpoint-dir needs a state backend: set RunArgs::backend (weir_rocks::Rocks)",
             )

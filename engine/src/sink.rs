@@ -119,6 +119,17 @@ pub trait Sink<T>: 'static {
         false
     }
 
+    /// Whether what [`Sink::prepare`] made durable survives a crash, so a
+    /// restore can still commit it (a directory of parts: `true`, the
+    /// default). A Kafka transaction does not (`false`): the engine then
+    /// reports an epoch only once everything reported before is committed,
+    /// and such a sink keeps a [`CommitLog`](crate::CommitLog) in
+    /// [`RunArgs::commit_logs`](crate::RunArgs) so that a restore resumes
+    /// from exactly what is visible ([`crate::commit_log`]).
+    fn staging_survives_crash(&self) -> bool {
+        true
+    }
+
     /// Called after `open` when the job checkpoints, before any write:
     /// resolve what earlier runs left, each epoch by
     /// [`Recovery::resolve`], for the earlier workers
@@ -294,6 +305,9 @@ impl<T: 'static> Sink<T> for Box<dyn Sink<T>> {
     }
     fn needs_checkpoints(&self) -> bool {
         (**self).needs_checkpoints()
+    }
+    fn staging_survives_crash(&self) -> bool {
+        (**self).staging_survives_crash()
     }
     fn recover(&mut self, recovery: &Recovery) -> Result<(), Fault> {
         (**self).recover(recovery)

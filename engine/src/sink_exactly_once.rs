@@ -108,7 +108,8 @@ impl<S> Driver<S> {
                 let restored = plan.restore.as_ref().map(|r| r.epoch);
                 let writes = sink_protocol::writes_on(parallel, worker);
                 let kind = step_kind(parallel);
-                let mut machine = SinkMachine::new(Delivery::ExactlyOnce);
+                let mut machine =
+                    SinkMachine::new(Delivery::ExactlyOnce).serial(!sink.staging_survives_crash());
                 let mut failed = false;
                 // The capability for flush records, at the next epoch to report.
                 let mut cap: Option<Capability<Time>> = None;
@@ -168,6 +169,7 @@ impl<S> Driver<S> {
                                     shared.retrying(&name, || sink.prepare(through))
                                 }
                                 Action::Commit(through) => {
+                                    crate::failpoint::before_sink_commit(through);
                                     shared.retrying(&name, || sink.commit(through))
                                 }
                                 Action::EndEpoch(through) => {
@@ -220,11 +222,13 @@ impl<S> Driver<S> {
                         cap = None;
                         return;
                     }
-                    let open = lowest_open_epoch(frontier);
-                    let mut actions = machine.on(Event::Passed { open });
+                    // Commits first: a serial sink reports only after them.
+                    let mut actions = Vec::new();
                     if let Some(complete) = checkpoint.last_complete() {
                         actions.extend(machine.on(Event::Complete(complete)));
                     }
+                    let open = lowest_open_epoch(frontier);
+                    actions.extend(machine.on(Event::Passed { open }));
                     if checkpoint.finished() {
                         actions.extend(machine.on(Event::Finished));
                     }

@@ -56,6 +56,14 @@
 //!    run's worker `p % workers` ([`resolves`]), so every earlier worker's
 //!    staging has exactly one owner.
 //!
+//! **Serial reports**: a sink whose staging a crash loses (a Kafka
+//! transaction, [`Sink::staging_survives_crash`] is `false`) reports an
+//! epoch only once everything it reported before is committed (and ends
+//! only then). Between the epoch it last committed and the newest complete
+//! checkpoint there is then no other complete checkpoint, so the restore
+//! that produces a lost commit again ([`crate::commit_log`]) finds its
+//! checkpoint among the two newest.
+//!
 //! A restored worker starts with everything through `r` prepared and
 //! committed; in a new store generation (another worker count) it reports
 //! `r` flushed again, so the generation is self-contained.
@@ -193,6 +201,8 @@ pub(crate) struct SinkMachine {
     complete: Option<u64>,
     ended: bool,
     released: bool,
+    /// Reports wait until everything reported before is committed.
+    serial: bool,
 }
 
 impl SinkMachine {
@@ -205,7 +215,19 @@ impl SinkMachine {
             complete: None,
             ended: false,
             released: false,
+            serial: false,
         }
+    }
+
+    /// A worker whose reports are serial (see the module docs).
+    pub fn serial(mut self, serial: bool) -> Self {
+        self.serial = serial;
+        self
+    }
+
+    /// Whether a serial worker must wait for a commit before it reports.
+    fn held_back(&self) -> bool {
+        self.serial && self.prepared > self.committed
     }
 
     /// Whether the worker has released its capabilities (nothing more to do).
@@ -244,7 +266,7 @@ impl SinkMachine {
                 actions
             }
             Event::Passed { open: u64::MAX } => {
-                if self.ended {
+                if self.ended || (exactly && self.held_back()) {
                     return Vec::new();
                 }
                 self.ended = true;
@@ -259,7 +281,7 @@ impl SinkMachine {
                 let Some(last) = open.checked_sub(1) else {
                     return Vec::new();
                 };
-                if self.ended || self.prepared >= Some(last) {
+                if self.ended || self.prepared >= Some(last) || (exactly && self.held_back()) {
                     return Vec::new();
                 }
                 self.prepared = Some(last);
@@ -489,6 +511,36 @@ mod tests {
         ];
         for (what, events, expected) in rows {
             assert_eq!(run(ExactlyOnce, &events), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn serial_reports_wait_for_the_commit_of_the_one_before() {
+        let mut m = SinkMachine::new(ExactlyOnce).serial(true);
+        let rows: Vec<(Event, Vec<Action>)> = vec![
+            (
+                Start {
+                    restored: Some(2),
+                    rescaled: false,
+                },
+                vec![Recover(Some(2))],
+            ),
+            (Passed { open: 4 }, vec![Prepare(3), Report(3)]),
+            // Epoch 3 is not committed: 4 and 5 wait.
+            (Passed { open: 6 }, vec![]),
+            (Passed { open: u64::MAX }, vec![]),
+            (Complete(3), vec![Commit(3)]),
+            (Passed { open: 6 }, vec![Prepare(5), Report(5)]),
+            (Passed { open: u64::MAX }, vec![]),
+            (Complete(5), vec![Commit(5)]),
+            (
+                Passed { open: u64::MAX },
+                vec![Prepare(u64::MAX), ReportEnd],
+            ),
+            (Finished, vec![Commit(u64::MAX), Release]),
+        ];
+        for (i, (event, expected)) in rows.into_iter().enumerate() {
+            assert_eq!(m.on(event), expected, "row {i}: {event:?}");
         }
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use weir_kafka::{KafkaConfig, StartAt, ValueFormat};
+use weir_kafka::{KafkaConfig, KafkaSink, StartAt, ValueFormat};
 
 /// How results reach the output topic.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -13,7 +13,10 @@ pub enum Delivery {
     /// Each epoch flushed to the broker when the input passes it; after a
     /// restore, results since the last checkpoint are written again.
     AtLeastOnce,
-    /// Through Kafka transactions (not built yet: refused at start).
+    /// Through Kafka transactions: each checkpoint's results become
+    /// visible to `read_committed` consumers at once, when the checkpoint
+    /// is complete; a restore neither loses nor repeats any (needs
+    /// checkpoints).
     ExactlyOnce,
 }
 
@@ -38,14 +41,9 @@ pub struct KafkaArgs {
     #[arg(long, value_name = "TOPIC", requires = "kafka")]
     pub dead_letter_topic: Option<String>,
 
-    /// Kafka: how results reach the output topic.
-    #[arg(
-        long,
-        value_enum,
-        value_name = "MODE",
-        default_value = "at-least-once",
-        requires = "kafka"
-    )]
+    /// Kafka: how results reach the output topic (default: exactly-once
+    /// when the job checkpoints, at-least-once with --no-checkpoints).
+    #[arg(long, value_enum, value_name = "MODE", requires = "kafka")]
     pub delivery: Option<Delivery>,
 
     /// Kafka: read each partition up to the offset that was its end when
@@ -94,23 +92,44 @@ pub struct Kafka {
     pub stop_at_end: bool,
     pub start_at: StartAt,
     pub format: ValueFormat,
+    /// Exactly-once: the output's `transactional.id`.
+    pub transactional_id: Option<String>,
+}
+
+impl Kafka {
+    /// The output sink, keyed by `key`.
+    pub fn sink<T: serde::Serialize + 'static>(
+        &self,
+        key: impl Fn(&T) -> Vec<u8> + Send + Sync + 'static,
+    ) -> KafkaSink<T> {
+        let sink = KafkaSink::new(self.config.clone(), &self.output_topic)
+            .format(self.format)
+            .key(key);
+        match &self.transactional_id {
+            Some(id) => sink.exactly_once(id),
+            None => sink,
+        }
+    }
 }
 
 impl KafkaArgs {
     /// The cluster and topics of `job`, if `--kafka` was given; a bad flag
     /// fails here, before the job starts.
-    pub fn resolve(&self, job: &str) -> anyhow::Result<Option<Kafka>> {
+    pub fn resolve(&self, job: &str, checkpoints: bool) -> anyhow::Result<Option<Kafka>> {
         let Some(bootstrap) = &self.kafka else {
             return Ok(None);
         };
         if bootstrap.trim().is_empty() {
             bail!("--kafka needs the bootstrap servers, HOST:PORT");
         }
-        if self.delivery == Some(Delivery::ExactlyOnce) {
-            bail!(
-                "--delivery exactly-once: Kafka transactions are not built yet; use --delivery at-least-once"
-            );
-        }
+        let delivery = match (self.delivery, checkpoints) {
+            (Some(Delivery::ExactlyOnce), false) => bail!(
+                "--delivery exactly-once needs checkpoints: leave out --no-checkpoints, or use --delivery at-least-once"
+            ),
+            (Some(d), _) => d,
+            (None, true) => Delivery::ExactlyOnce,
+            (None, false) => Delivery::AtLeastOnce,
+        };
         let mut config = KafkaConfig::new(bootstrap.trim());
         if let Some(path) = &self.kafka_config_file {
             config.add_file(path)?;
@@ -123,10 +142,16 @@ impl KafkaArgs {
                 .clone()
                 .unwrap_or_else(|| format!("weir-{job}-{kind}"))
         };
+        let output_topic = topic(&self.output_topic, "output");
+        // The same in every run of this job on this topic, so a restore
+        // fences what an earlier run left and finds its commit log entry.
+        let transactional_id =
+            (delivery == Delivery::ExactlyOnce).then(|| format!("weir-{job}-{output_topic}"));
         Ok(Some(Kafka {
             config,
             input_topic: topic(&self.input_topic, "input"),
-            output_topic: topic(&self.output_topic, "output"),
+            output_topic,
+            transactional_id,
             dead_letter_topic: topic(&self.dead_letter_topic, "dead-letters"),
             stop_at_end: self.stop_at_end,
             start_at: self.start_at.unwrap_or_default(),

@@ -15,7 +15,7 @@ use weir::{DeadLetter, RunArgs, Sink};
 use weir_connectors::{
     FileSink, FileSource, Format, Generated, Generator, GeneratorConfig, PartsSink, StdoutSink,
 };
-use weir_kafka::{KafkaDeadLetterSink, KafkaSink, KafkaSource};
+use weir_kafka::{KafkaDeadLetterSink, KafkaSource};
 
 /// Input, output and generator flags, plus weir's run flags.
 #[derive(Args, Clone, Debug)]
@@ -121,7 +121,7 @@ impl JobArgs {
         job: &str,
         default_keys: u64,
     ) -> anyhow::Result<Input<T>> {
-        if let Some(kafka) = self.kafka.resolve(job)? {
+        if let Some(kafka) = self.kafka.resolve(job, !self.run.no_checkpoints)? {
             if self.input.is_some() || self.output.is_some() || self.dead_letters.is_some() {
                 bail!("--kafka reads and writes topics: leave out --input, --output and --dead-letters");
             }
@@ -179,10 +179,23 @@ impl JobArgs {
             }
             self.run.backend = Some(weir_rocks::backend());
             if let Some(kafka) = &self.kafka_job {
-                self.run.start_notes.push(format!(
-                    "results go to topic {} at-least-once: after a restore, results since the last checkpoint are written again",
-                    kafka.output_topic
-                ));
+                let log = kafka
+                    .sink::<()>(|_| Vec::new())
+                    .commit_log(&kafka.output_topic);
+                if let Some(log) = log {
+                    self.run
+                        .commit_logs
+                        .push(weir::commit_log::CommitLogHandle(std::sync::Arc::new(log)));
+                    self.run.start_notes.push(format!(
+                        "results go to topic {} exactly once: each checkpoint's results become visible to read_committed consumers when it is complete",
+                        kafka.output_topic
+                    ));
+                } else {
+                    self.run.start_notes.push(format!(
+                        "results go to topic {} at-least-once: after a restore, results since the last checkpoint are written again",
+                        kafka.output_topic
+                    ));
+                }
             } else if self.output.is_none() {
                 self.run.start_notes.push(
                     "results go to stdout, at-least-once: after a restore, output since the last checkpoint repeats (use --output DIR for exactly-once)".into(),
@@ -222,10 +235,7 @@ impl JobArgs {
         key: impl Fn(&T) -> Vec<u8> + Send + Sync + 'static,
     ) -> Box<dyn Sink<T>> {
         if let Some(kafka) = &self.kafka_job {
-            let sink = KafkaSink::new(kafka.config.clone(), &kafka.output_topic)
-                .format(kafka.format)
-                .key(key);
-            return Box::new(sink);
+            return Box::new(kafka.sink(key));
         }
         let format = self
             .output_format

@@ -52,8 +52,21 @@ fn options() -> AdminOptions {
 /// Creates `topic` with `partitions` partitions (replication factor 1, for
 /// a local broker); a topic that already exists is left as it is.
 pub fn create_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> Result<(), Fault> {
+    create_topic_with(config, topic, partitions, &[])
+}
+
+/// [`create_topic`] with topic-level settings (`cleanup.policy=compact`).
+pub(crate) fn create_topic_with(
+    config: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+    settings: &[(&str, &str)],
+) -> Result<(), Fault> {
     let admin = admin(config)?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (key, value) in settings {
+        new = new.set(key, value);
+    }
     let results = block_on(admin.create_topics([&new], &options()))
         .map_err(|e| fault(&format!("creating topic `{topic}`"), &e))?;
     for result in results {

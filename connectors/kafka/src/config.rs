@@ -74,6 +74,16 @@ impl KafkaConfig {
         Ok(())
     }
 
+    /// The value the user gave `key`, if any (the last one wins, as in
+    /// [`KafkaConfig::client`]).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// A librdkafka client configuration: the bootstrap servers, then
     /// `defaults` (weir's own choices for this kind of client), then the
     /// user's properties, which override both.

@@ -11,10 +11,12 @@ mod config;
 mod fault;
 mod sink;
 mod source;
+pub mod transactions;
 mod value;
 
 pub use admin::{add_partitions, create_topic};
 pub use config::KafkaConfig;
 pub use sink::{KafkaDeadLetterSink, KafkaSink};
 pub use source::{KafkaSource, StartAt};
+pub use transactions::{KafkaCommitLog, DEFAULT_COMMIT_LOG};
 pub use value::ValueFormat;

@@ -7,8 +7,10 @@
 //!   once**: each epoch's messages are flushed to the broker when the input
 //!   passes the epoch ([`Sink::end_epoch`]), so a checkpoint never covers
 //!   output the broker has not acknowledged; a restore may write the
-//!   messages since the last checkpoint again. (Exactly-once through Kafka
-//!   transactions is not built yet.)
+//!   messages since the last checkpoint again. Or **exactly once**
+//!   ([`KafkaSink::exactly_once`]): one transaction per checkpoint, written
+//!   by one worker, with a commit log that lets a restore resume from
+//!   exactly what is visible ([`crate::transactions`]).
 //! - [`KafkaDeadLetterSink`] writes each dead letter in the spirit of Kafka
 //!   Connect's dead-letter queue: the record's exact bytes as the value, and
 //!   the reason, the source and the origin (JSON) as headers
@@ -26,10 +28,11 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use serde::Serialize;
-use weir::{DeadLetter, Fault, Sink, WorkerIndex};
+use weir::{DeadLetter, Fault, Recovery, Sink, WorkerIndex};
 
 use crate::config::KafkaConfig;
 use crate::fault::fault;
+use crate::transactions::{Identity, KafkaCommitLog, Transactions, DEFAULT_COMMIT_LOG};
 use crate::value::{encode, ValueFormat};
 
 /// How long an epoch's flush may wait for the broker before the engine
@@ -62,16 +65,29 @@ pub(crate) struct Producing {
 
 impl Producing {
     pub(crate) fn new(config: &KafkaConfig) -> Result<Self, Fault> {
+        Self::with(config, &[])
+    }
+
+    /// A producer with `extra` settings on top of weir's defaults (the
+    /// user's properties still override both).
+    pub(crate) fn with(config: &KafkaConfig, extra: &[(&str, &str)]) -> Result<Self, Fault> {
+        let mut defaults = vec![
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("queue.buffering.max.kbytes", "65536"),
+        ];
+        defaults.extend_from_slice(extra);
         let producer = config
-            .client(&[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
-                ("linger.ms", "5"),
-                ("queue.buffering.max.kbytes", "65536"),
-            ])
+            .client(&defaults)
             .create_with_context(Deliveries::default())
             .map_err(|e| fault("creating a producer", &e))?;
         Ok(Producing { producer })
+    }
+
+    /// The librdkafka producer (for transactions).
+    pub(crate) fn producer(&self) -> &BaseProducer<Deliveries> {
+        &self.producer
     }
 
     /// Queues one message, waiting while librdkafka's queue is full.
@@ -140,6 +156,9 @@ pub struct KafkaSink<T> {
     key: Option<KeyOf<T>>,
     producer: Option<Producing>,
     value: Vec<u8>,
+    /// Exactly-once: who writes, and (once open) the transactions.
+    exactly: Option<Identity>,
+    transactions: Option<Transactions>,
 }
 
 impl<T> Clone for KafkaSink<T> {
@@ -152,6 +171,8 @@ impl<T> Clone for KafkaSink<T> {
             key: self.key.clone(),
             producer: None,
             value: Vec::new(),
+            exactly: self.exactly.clone(),
+            transactions: None,
         }
     }
 }
@@ -166,6 +187,8 @@ impl<T: Serialize + 'static> KafkaSink<T> {
             key: None,
             producer: None,
             value: Vec::new(),
+            exactly: None,
+            transactions: None,
         }
     }
 
@@ -182,6 +205,49 @@ impl<T: Serialize + 'static> KafkaSink<T> {
         self
     }
 
+    /// Delivers exactly once through Kafka transactions with this
+    /// `transactional.id` (unique to the job and sink, the same in every run
+    /// of it), instead of at least once: see [`crate::transactions`]. The
+    /// job must checkpoint, and must put [`KafkaSink::commit_log`] in
+    /// `RunArgs::commit_logs`.
+    pub fn exactly_once(mut self, transactional_id: &str) -> Self {
+        self.exactly = Some(Identity {
+            transactional_id: transactional_id.to_string(),
+            log_topic: DEFAULT_COMMIT_LOG.to_string(),
+        });
+        self
+    }
+
+    /// The commit log's topic (default `weir-commits`) of an exactly-once sink.
+    pub fn commit_log_topic(mut self, topic: &str) -> Self {
+        if let Some(id) = &mut self.exactly {
+            id.log_topic = topic.to_string();
+        }
+        self
+    }
+
+    /// The commit log the engine asks before it plans a restore (for
+    /// `RunArgs::commit_logs`; `sink` is the sink's name in the job), or
+    /// `None` for an at-least-once sink.
+    pub fn commit_log(&self, sink: &str) -> Option<KafkaCommitLog> {
+        let id = self.exactly.clone()?;
+        Some(KafkaCommitLog::new(sink, self.config.clone(), id))
+    }
+
+    fn transactions(&mut self) -> Result<&mut Transactions, Fault> {
+        if self.transactions.is_none() {
+            let Some(id) = &self.exactly else {
+                return Err(Fault::fatal(
+                    "kafka: an at-least-once sink has no transactions",
+                ));
+            };
+            self.transactions = Some(Transactions::start(&self.config, id.clone())?);
+        }
+        self.transactions
+            .as_mut()
+            .ok_or_else(|| Fault::fatal("kafka: no transactions"))
+    }
+
     fn producer(&mut self) -> Result<&Producing, Fault> {
         if self.producer.is_none() {
             self.producer = Some(Producing::new(&self.config)?);
@@ -194,7 +260,33 @@ impl<T: Serialize + 'static> KafkaSink<T> {
 
 impl<T: Serialize + 'static> Sink<T> for KafkaSink<T> {
     fn open(&mut self, _: WorkerIndex) -> Result<(), Fault> {
+        if self.exactly.is_some() {
+            return self.transactions().map(|_| ());
+        }
         self.producer().map(|_| ())
+    }
+
+    fn write_epoch(&mut self, epoch: u64, records: &mut Vec<T>) -> Result<(), Fault> {
+        if self.exactly.is_none() {
+            return self.write(records);
+        }
+        let mut value = std::mem::take(&mut self.value);
+        let (topic, format, key) = (self.topic.clone(), self.format, self.key.clone());
+        let transactions = self.transactions()?;
+        transactions.check()?;
+        // Part of a batch may be in the transaction: a retry would repeat it.
+        let fatal = |f: Fault| Fault::fatal(f.message);
+        for record in records.drain(..) {
+            encode(format, &record, &mut value).map_err(|e| {
+                Fault::fatal(format!("kafka: encoding a record for `{topic}`: {e}"))
+            })?;
+            let key = key.as_ref().map(|k| k(&record));
+            transactions
+                .write(&topic, epoch, key, &value)
+                .map_err(fatal)?;
+        }
+        self.value = value;
+        Ok(())
     }
 
     fn write(&mut self, records: &mut Vec<T>) -> Result<(), Fault> {
@@ -218,8 +310,35 @@ impl<T: Serialize + 'static> Sink<T> for KafkaSink<T> {
         self.producer()?.flush()
     }
 
+    /// At least once, every worker writes; exactly once, worker 0 alone
+    /// (one transaction per commit for the whole job).
     fn parallel(&self) -> bool {
-        true
+        self.exactly.is_none()
+    }
+
+    fn exactly_once(&self) -> bool {
+        self.exactly.is_some()
+    }
+
+    fn needs_checkpoints(&self) -> bool {
+        self.exactly.is_some()
+    }
+
+    fn staging_survives_crash(&self) -> bool {
+        self.exactly.is_none()
+    }
+
+    fn recover(&mut self, recovery: &Recovery) -> Result<(), Fault> {
+        self.transactions()?.recover(recovery.restored)
+    }
+
+    fn prepare(&mut self, _through: u64) -> Result<(), Fault> {
+        self.transactions()?.check()
+    }
+
+    fn commit(&mut self, through: u64) -> Result<(), Fault> {
+        let topic = self.topic.clone();
+        self.transactions()?.commit(&topic, through)
     }
 }
 
