@@ -22,8 +22,6 @@
 //! kafka`. Optional: `-- --events N` (default 2 000 000), `--runs R`
 //! (default 3).
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +30,9 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir::rng::SplitMix64;
-use weir_benches::{arg, engine_minute_rows, measure, ratio, Fields, MinuteWindows, Row};
+use weir_benches::{
+    arg, engine_minute_rows, measure, ratio, start_kafka, Fields, MinuteWindows, Row,
+};
 use weir_connectors::Reading;
 use weir_kafka::{create_topic, KafkaConfig, KafkaSource};
 
@@ -41,19 +41,6 @@ const PARTITIONS: i32 = 4;
 /// Messages read from one partition queue per round (weir's source reads
 /// up to 4096 per split per activation).
 const BATCH: usize = 4096;
-
-fn start_broker() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
-    let ok = Command::new("bash")
-        .arg(script)
-        .arg("start")
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "the Kafka broker did not start (scripts/kafka.sh start)"
-    );
-}
 
 /// How many messages `topic` holds (0 if it does not exist).
 fn messages_in(topic: &str) -> i64 {
@@ -212,7 +199,7 @@ fn engine(topic: &str, workers: usize) -> Vec<Row> {
 fn main() {
     let events = arg("--events", 2_000_000);
     let runs = arg("--runs", 3) as usize;
-    start_broker();
+    start_kafka();
     let topic = format!("weir-bench-readings-{events}");
     write_input(&topic, events);
     println!(

@@ -1,8 +1,11 @@
 //! Benches live in `benches/`; see each file for what it isolates. This
 //! library holds what several of them share: the iot window computation's
-//! output row and its hand-written accumulator, timing and the ratio lines.
+//! output row and its hand-written accumulator, timing and the ratio lines,
+//! flags, and starting the local Kafka broker.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -199,4 +202,20 @@ pub fn arg_str(name: &str) -> Option<String> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .cloned()
+}
+
+/// Starts the local Kafka broker (`scripts/kafka.sh start`; a broker
+/// already running is left as it is). Panics if it does not come up: the
+/// Kafka benches need it.
+pub fn start_kafka() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+    let ok = Command::new("bash")
+        .arg(script)
+        .arg("start")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "the Kafka broker did not start (scripts/kafka.sh start)"
+    );
 }
