@@ -148,7 +148,25 @@ impl Producing {
 /// Chooses a record's message key.
 type KeyOf<T> = Arc<dyn Fn(&T) -> Vec<u8> + Send + Sync>;
 
-/// Writes records to a topic, at least once. See the [module docs](self).
+/// Encodes each of `records` into `value` and hands its key and value to
+/// `send`.
+fn encode_each<T: Serialize>(
+    format: ValueFormat,
+    topic: &str,
+    key: &Option<KeyOf<T>>,
+    records: &[T],
+    value: &mut Vec<u8>,
+    mut send: impl FnMut(Option<Vec<u8>>, &[u8]) -> Result<(), Fault>,
+) -> Result<(), Fault> {
+    for record in records {
+        encode(format, record, value)
+            .map_err(|e| Fault::fatal(format!("kafka: encoding a record for `{topic}`: {e}")))?;
+        send(key.as_ref().map(|k| k(record)), value)?;
+    }
+    Ok(())
+}
+
+/// Writes records to a topic, at least or exactly once. See the [module docs](self).
 pub struct KafkaSink<T> {
     config: KafkaConfig,
     topic: String,
@@ -270,39 +288,43 @@ impl<T: Serialize + 'static> Sink<T> for KafkaSink<T> {
         if self.exactly.is_none() {
             return self.write(records);
         }
-        let mut value = std::mem::take(&mut self.value);
-        let (topic, format, key) = (self.topic.clone(), self.format, self.key.clone());
-        let transactions = self.transactions()?;
-        transactions.check()?;
-        // Part of a batch may be in the transaction: a retry would repeat it.
-        let fatal = |f: Fault| Fault::fatal(f.message);
-        for record in records.drain(..) {
-            encode(format, &record, &mut value).map_err(|e| {
-                Fault::fatal(format!("kafka: encoding a record for `{topic}`: {e}"))
-            })?;
-            let key = key.as_ref().map(|k| k(&record));
-            transactions
-                .write(&topic, epoch, key, &value)
-                .map_err(fatal)?;
-        }
-        self.value = value;
+        self.transactions()?.check()?;
+        let Some(transactions) = self.transactions.as_mut() else {
+            return Err(Fault::fatal("kafka: no transactions"));
+        };
+        let topic = &self.topic;
+        encode_each(
+            self.format,
+            topic,
+            &self.key,
+            records,
+            &mut self.value,
+            |key, value| {
+                // Part of a batch may be in the transaction: a retry would repeat it.
+                transactions
+                    .write(topic, epoch, key, value)
+                    .map_err(|f| Fault::fatal(f.message))
+            },
+        )?;
+        records.clear();
         Ok(())
     }
 
     fn write(&mut self, records: &mut Vec<T>) -> Result<(), Fault> {
-        let mut value = std::mem::take(&mut self.value);
-        let (topic, format, key) = (self.topic.clone(), self.format, self.key.clone());
-        let producer = self.producer()?;
-        producer.check()?;
-        for record in records.iter() {
-            encode(format, record, &mut value).map_err(|e| {
-                Fault::fatal(format!("kafka: encoding a record for `{topic}`: {e}"))
-            })?;
-            let key = key.as_ref().map(|k| k(record));
-            producer.send(&topic, key.as_deref(), &value, None)?;
-        }
+        self.producer()?.check()?;
+        let Some(producer) = &self.producer else {
+            return Err(Fault::fatal("kafka: no producer"));
+        };
+        let topic = &self.topic;
+        encode_each(
+            self.format,
+            topic,
+            &self.key,
+            records,
+            &mut self.value,
+            |key, value| producer.send(topic, key.as_deref(), value, None),
+        )?;
         records.clear();
-        self.value = value;
         Ok(())
     }
 
