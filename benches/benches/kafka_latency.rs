@@ -63,17 +63,12 @@
 //! printed and then all runs' histograms merged, and the p99 differences
 //! are taken on the merged ones).
 
-use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -114,6 +109,20 @@ struct Stamp {
 }
 
 /// µs from `epoch` to now.
+/// Queues `record`, serving deliveries while librdkafka's queue is full.
+fn send(producer: &BaseProducer, mut record: BaseRecord<'_, (), [u8]>, who: &str) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                producer.poll(Duration::from_millis(1));
+                record = back;
+            }
+            Err((e, _)) => panic!("{who}: {e}"),
+        }
+    }
+}
+
 fn micros_since(epoch: Instant) -> u64 {
     epoch.elapsed().as_micros() as u64
 }
@@ -176,19 +185,10 @@ fn inject(topic: &str, rate: u64, messages: u64, epoch: Instant, t0: u64) -> Sen
         };
         value.clear();
         serde_json::to_writer(&mut value, &msg).expect("JSON");
-        let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic)
+        let record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic)
             .partition((seq % PARTITIONS as u64) as i32)
             .payload(&value[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    producer.poll(Duration::from_millis(1));
-                    record = back;
-                }
-                Err((e, _)) => panic!("injector: {e}"),
-            }
-        }
+        send(&producer, record, "injector");
         let _ = late.record(micros_since(epoch).saturating_sub(due_us).max(1));
         if seq % 1024 == 0 {
             producer.poll(Duration::ZERO);
@@ -398,18 +398,9 @@ fn plain(input: &str, output: &str, stop: &AtomicBool) {
             producer.poll(Duration::ZERO);
             return !stop.load(Ordering::Relaxed);
         };
-        let mut record: BaseRecord<'_, (), [u8]> =
+        let record: BaseRecord<'_, (), [u8]> =
             BaseRecord::to(output).payload(message.payload().unwrap_or_default());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    producer.poll(Duration::from_millis(1));
-                    record = back;
-                }
-                Err((e, _)) => panic!("plain pipe: {e}"),
-            }
-        }
+        send(&producer, record, "plain pipe");
         // Serve delivery reports now and then, as weir's sink does per batch.
         since_poll += 1;
         if since_poll == 1024 {
@@ -573,34 +564,8 @@ fn measure(pipe: Pipe, rate: u64, seconds: u64, warmup: u64, run: &str) -> Outco
 
 /// Deletes the bench's topics from the shared broker (best effort).
 fn delete_topics(topics: &[&str]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", BOOTSTRAP)
-        .create()
-        .expect("an admin client");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    if let Err(e) = block_on(admin.delete_topics(topics, &options)) {
-        eprintln!("kafka_latency: deleting {topics:?}: {e}");
-    }
-}
-
-/// Runs `future` to its end on this thread: rdkafka's admin futures are
-/// completed by its own background thread, so parking until woken is enough
-/// (as `connectors/kafka/src/admin.rs` does).
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        match future.as_mut().poll(&mut context) {
-            Poll::Ready(out) => return out,
-            Poll::Pending => thread::park_timeout(Duration::from_millis(100)),
-        }
+    if let Err(e) = weir_kafka::delete_topics(&KafkaConfig::new(BOOTSTRAP), topics) {
+        eprintln!("kafka_latency: {e}");
     }
 }
 

@@ -1,4 +1,4 @@
-//! Creating topics (for tests, the CLI and demos), without an async
+//! Creating and deleting topics (for tests, benches, the CLI and demos), without an async
 //! runtime: rdkafka's admin calls return futures that its own background
 //! thread completes, so a thread that parks until woken is enough.
 
@@ -93,6 +93,21 @@ pub fn add_partitions(config: &KafkaConfig, topic: &str, partitions: usize) -> R
         if let Err((name, code)) = result {
             return Err(Fault::fatal(format!(
                 "kafka: adding partitions to `{name}`: {code}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Deletes `topics` (a topic that does not exist is an error).
+pub fn delete_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), Fault> {
+    let admin = admin(config)?;
+    let results = block_on(admin.delete_topics(topics, &options()))
+        .map_err(|e| fault(&format!("deleting topics {topics:?}"), &e))?;
+    for result in results {
+        if let Err((name, code)) = result {
+            return Err(Fault::fatal(format!(
+                "kafka: deleting topic `{name}`: {code}"
             )));
         }
     }
