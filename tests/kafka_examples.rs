@@ -135,6 +135,25 @@ fn committed_lines(topic: &str) -> Vec<String> {
     got
 }
 
+/// New output (3 partitions) and dead-letter (1) topics for the run `tag`.
+fn output_topics(tag: &str) -> (String, String) {
+    let output = unique(&format!("{tag}-out"));
+    let dead = unique(&format!("{tag}-dead"));
+    kafka_tool(&["topics", &format!("{output}:3"), &format!("{dead}:1")]);
+    (output, dead)
+}
+
+/// Flags that checkpoint to `dir` every 200 ms (exactly-once output by
+/// default).
+fn checkpoint_flags(dir: &Path) -> Vec<String> {
+    args(&[
+        "--checkpoint-dir",
+        dir.to_str().expect("utf-8"),
+        "--epoch-interval",
+        "200ms",
+    ])
+}
+
 /// The flags of a bounded Kafka run of a job from `input` to `output`.
 fn kafka_flags(input: &str, output: &str, dead: &str) -> Vec<String> {
     args(&[
@@ -158,19 +177,11 @@ fn same_on_kafka(job: &str, events: &str, keys: &str, workers: &[usize], checkpo
     let dir = temp_dir(&format!("kafka-{job}-{checkpoints}"));
     let (expected, dead_expected) = file_results(job, events, keys, &dir);
     for &w in workers {
-        let output = unique(&format!("{job}-out-w{w}"));
-        let dead = unique(&format!("{job}-dead-w{w}"));
-        kafka_tool(&["topics", &format!("{output}:3"), &format!("{dead}:1")]);
+        let (output, dead) = output_topics(&format!("{job}-w{w}"));
         let mut flags = kafka_flags(&input, &output, &dead);
         flags.extend(args(&["--quiet", "-w", &w.to_string()]));
         if checkpoints {
-            let ck = dir.join(format!("ck-w{w}"));
-            flags.extend(args(&[
-                "--checkpoint-dir",
-                ck.to_str().expect("utf-8"),
-                "--epoch-interval",
-                "200ms",
-            ]));
+            flags.extend(checkpoint_flags(&dir.join(format!("ck-w{w}"))));
         } else {
             flags.push("--no-checkpoints".into());
         }
@@ -309,19 +320,10 @@ fn a_commit_lost_after_its_checkpoint_completed_is_produced_again_exactly_once()
     let input = produced("iot", events, keys);
     let dir = temp_dir("kafka-lost-commit");
     let (expected, _) = file_results("iot", events, keys, &dir);
-    let output = unique("iot-lost-commit-out");
-    let dead = unique("iot-lost-commit-dead");
-    kafka_tool(&["topics", &format!("{output}:3"), &format!("{dead}:1")]);
+    let (output, dead) = output_topics("iot-lost-commit");
     let mut flags = kafka_flags(&input, &output, &dead);
-    let ck = dir.join("ck");
-    flags.extend(args(&[
-        "--checkpoint-dir",
-        ck.to_str().expect("utf-8"),
-        "--epoch-interval",
-        "200ms",
-        "--status-interval",
-        "0s",
-    ]));
+    flags.extend(checkpoint_flags(&dir.join("ck")));
+    flags.extend(args(&["--status-interval", "0s"]));
     // The sink dies once the checkpoint of epoch 2 (or a later one) is
     // complete, before the transaction holding its results commits: that
     // transaction is lost.
@@ -358,20 +360,10 @@ fn kill_on_kafka(delivery: &str) {
     let input = produced("iot", events, keys);
     let dir = temp_dir(&format!("kafka-kill-{delivery}"));
     let (expected, _) = file_results("iot", events, keys, &dir);
-    let output = unique(&format!("iot-kill-{delivery}-out"));
-    let dead = unique(&format!("iot-kill-{delivery}-dead"));
-    kafka_tool(&["topics", &format!("{output}:3"), &format!("{dead}:1")]);
+    let (output, dead) = output_topics(&format!("iot-kill-{delivery}"));
     let mut flags = kafka_flags(&input, &output, &dead);
-    let ck = dir.join("ck");
-    flags.extend(args(&[
-        "--checkpoint-dir",
-        ck.to_str().expect("utf-8"),
-        "--epoch-interval",
-        "200ms",
-        "--quiet",
-        "--delivery",
-        delivery,
-    ]));
+    flags.extend(checkpoint_flags(&dir.join("ck")));
+    flags.extend(args(&["--quiet", "--delivery", delivery]));
     let seed = std::env::var("WEIR_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
