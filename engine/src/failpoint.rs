@@ -60,7 +60,7 @@ pub(crate) fn before_sink_commit(through: u64) {
 }
 
 /// Whether a torn-flush failpoint is set.
-pub(crate) fn any() -> bool {
+pub(crate) fn tears_flushes() -> bool {
     matches!(configured(), Some(Point::TornFlush { .. }))
 }
 
