@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use weir_connectors::{Generation, Generator, GeneratorConfig, Reading};
 
 mod support;
-use support::{args, example, free_port, sorted_lines, temp_dir, Run};
+use support::{args, example, free_port, sorted_lines, temp_dir, wait_within, Run, RUN_LIMIT};
 
 /// Runs `job` quietly (no status lines) to its end.
 fn run(job: &str, args: &[String]) -> Output {
@@ -113,7 +113,7 @@ fn run_two_processes(job: &str, dir: &Path, flags: &[String]) -> Run {
         })
         .collect();
     for child in children {
-        let result = child.wait_with_output().expect("wait for a process");
+        let result = wait_within(child, RUN_LIMIT);
         assert!(
             result.status.success(),
             "{job} process failed: {}",
@@ -413,11 +413,14 @@ fn file_input_sends_bad_lines_to_dead_letters_with_file_and_line() {
 }
 
 fn run_failing(job: &str, args: &[&str]) -> (i32, String) {
-    let output = Command::new(example(job))
+    let child = Command::new(example(job))
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("start the example");
+    let output = wait_within(child, RUN_LIMIT);
     assert!(!output.status.success(), "{job} {args:?} should fail");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
@@ -504,7 +507,7 @@ fn ctrl_c_ends_the_input_flushes_windows_and_prints_the_summary() {
         .status()
         .expect("send SIGINT");
     assert!(status.success());
-    let result = child.wait_with_output().expect("wait for iot");
+    let result = wait_within(child, RUN_LIMIT);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(
         result.status.success(),
@@ -632,7 +635,7 @@ fn base64_decode(text: &str) -> Vec<u8> {
 /// Runs a job like `run_job`, failing (not hanging) if it does not end in 60 s.
 fn run_job_within(job: &str, dir: &Path, tag: &str, flags: &[String]) -> Run {
     let (out, dead) = output_paths(dir, tag);
-    let mut child = Command::new(example(job))
+    let child = Command::new(example(job))
         .args(flags)
         .args(["--no-checkpoints", "--quiet", "--output"])
         .arg(&out)
@@ -643,18 +646,8 @@ fn run_job_within(job: &str, dir: &Path, tag: &str, flags: &[String]) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the example");
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "{job} {tag} failed: {status}");
-            break;
-        }
-        if started.elapsed() > std::time::Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("{job} {tag} did not end within 60 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let status = wait_within(child, std::time::Duration::from_secs(60)).status;
+    assert!(status.success(), "{job} {tag} failed: {status}");
     Run::read(&out, &dead)
 }
 

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{args, example, run, sorted_lines, temp_dir};
+use support::{args, example, output_within, run, sorted_lines, temp_dir, wait_within};
 
 const KAFKA: &str = "127.0.0.1:9092";
 
@@ -52,12 +52,15 @@ fn broker() {
 
 /// Runs `weir-kafka` and returns its stdout.
 fn kafka_tool(a: &[&str]) -> String {
-    let out = Command::new(tool())
+    let child = Command::new(tool())
         .args(["--kafka", KAFKA])
         .args(a)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("runs weir-kafka");
+    let out = wait_within(child, Duration::from_secs(180));
     assert!(
         out.status.success(),
         "weir-kafka {a:?}: {}",
@@ -262,11 +265,7 @@ fn bad_kafka_flags_fail_at_start_in_one_line() {
         ),
         (vec!["--input-topic", "t"], "--kafka"),
     ] {
-        let out = Command::new(example("iot"))
-            .args(&flags)
-            .stdin(Stdio::null())
-            .output()
-            .expect("runs");
+        let out = output_within(Command::new(example("iot")).args(&flags));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{flags:?} must fail");
         assert!(stderr.contains(says), "{flags:?}: {stderr}");
@@ -288,32 +287,6 @@ fn spawn(job: &str, flags: &[String], env: Option<(&str, &str)>) -> std::process
     command.spawn().expect("starts the job")
 }
 
-/// Waits for `child` at most `limit`; its exit status and stderr.
-fn wait_within(
-    mut child: std::process::Child,
-    limit: Duration,
-) -> (std::process::ExitStatus, String) {
-    let started = Instant::now();
-    loop {
-        if let Some(_status) = child.try_wait().expect("waits") {
-            let out = child.wait_with_output().expect("output");
-            return (
-                out.status,
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            );
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "the job did not end within {limit:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_commit_lost_after_its_checkpoint_completed_is_produced_again_exactly_once() {
     let (events, keys) = ("300000", "50");
@@ -328,7 +301,11 @@ fn a_commit_lost_after_its_checkpoint_completed_is_produced_again_exactly_once()
     // complete, before the transaction holding its results commits: that
     // transaction is lost.
     let crashed = spawn("iot", &flags, Some(("WEIR_FAILPOINT", "lost-commit:2")));
-    let (status, stderr) = wait_within(crashed, Duration::from_secs(120));
+    let out = wait_within(crashed, Duration::from_secs(120));
+    let (status, stderr) = (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert!(!status.success(), "the failpoint stops the job: {stderr}");
     assert!(stderr.contains("failpoint"), "{stderr}");
     let before = committed_lines(&output);
@@ -338,7 +315,11 @@ fn a_commit_lost_after_its_checkpoint_completed_is_produced_again_exactly_once()
     );
     // The restart resumes from the checkpoint before the lost commit.
     let resumed = spawn("iot", &flags, None);
-    let (status, stderr) = wait_within(resumed, Duration::from_secs(120));
+    let out = wait_within(resumed, Duration::from_secs(120));
+    let (status, stderr) = (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert!(status.success(), "{stderr}");
     assert!(
         stderr.contains("committed only through epoch") && stderr.contains("resuming there"),
@@ -400,7 +381,11 @@ fn kill_on_kafka(delivery: &str) {
         "the job lived through most kills ({kills} of {rounds})"
     );
     let last = spawn("iot", &flags, None);
-    let (status, stderr) = wait_within(last, Duration::from_secs(300));
+    let out = wait_within(last, Duration::from_secs(300));
+    let (status, stderr) = (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert!(status.success(), "{stderr}");
     let got = committed_lines(&output);
     if delivery == "exactly-once" {

@@ -18,7 +18,7 @@ use weir::rng::SplitMix64;
 use weir_connectors::staged;
 
 mod support;
-use support::{args, example, free_port, temp_dir};
+use support::{args, example, free_port, output_within, temp_dir, wait_within, RUN_LIMIT};
 
 /// The generator and window flags every run of a test shares.
 fn job_flags(job: &str, events: u64, keys: u64) -> Vec<String> {
@@ -110,7 +110,7 @@ fn start(flags: &[String], paths: &Paths, workers: usize, env: Option<(&str, &st
 fn reference(job: &str, flags: &[String], dir: &Path) -> (Lines, Lines) {
     let out = dir.join("reference.jsonl");
     let dead = dir.join("reference.dead.jsonl");
-    let status = Command::new(example(job))
+    let child = Command::new(example(job))
         .args(flags)
         .args(["-w", "2", "--no-checkpoints"])
         .arg("--output")
@@ -118,8 +118,9 @@ fn reference(job: &str, flags: &[String], dir: &Path) -> (Lines, Lines) {
         .arg("--dead-letters")
         .arg(&dead)
         .stdin(Stdio::null())
-        .status()
+        .spawn()
         .expect("start the reference run");
+    let status = wait_within(child, RUN_LIMIT).status;
     assert!(status.success(), "the reference run failed");
     let lines = file_lines(&out);
     assert!(lines.len() > 20, "the reference run produced output");
@@ -168,9 +169,7 @@ impl Case {
 
     /// Runs the job unpaced on `workers` until it ends; it must succeed.
     fn run_to_end(&self, workers: usize) {
-        let out = start(&self.flags, &self.paths, workers, None)
-            .output()
-            .expect("run the job");
+        let out = output_within(&mut start(&self.flags, &self.paths, workers, None));
         assert!(
             out.status.success(),
             "the run to the end failed: {}",
@@ -301,14 +300,12 @@ fn kill_at_random_moments(job: &'static str, keys: u64) {
 fn a_checkpoint_flushed_by_some_workers_only_is_not_restored() {
     let case = Case::new("iot", "torn", 30_000, 40);
     let paths = &case.paths;
-    let crashed = start(
+    let crashed = output_within(&mut start(
         &case.paced(10_000),
         paths,
         2,
         Some(("WEIR_FAILPOINT", "torn-flush:1:4")),
-    )
-    .output()
-    .expect("run iot");
+    ));
     assert!(
         !crashed.status.success(),
         "the failpoint stopped the job: {}",
@@ -383,9 +380,7 @@ fn a_full_disk_stops_the_job_and_its_last_checkpoint_resumes() {
     let disk = Tmpfs::mount(case.dir.join("disk"), "1m");
     case.paths.checkpoints = disk.0.join("checkpoints");
     let paths = &case.paths;
-    let full = start(&case.paced(50_000), paths, 2, None)
-        .output()
-        .expect("run iot");
+    let full = output_within(&mut start(&case.paced(50_000), paths, 2, None));
     let stderr = String::from_utf8_lossy(&full.stderr);
     assert!(
         !full.status.success(),
@@ -480,7 +475,7 @@ fn two_processes_killed_and_restored_lose_nothing_and_both_fold() {
     assert!(folded.is_some(), "process 1's worker folded its store");
     drop(store);
     for child in start_cluster(&case.flags, paths, &case.dir) {
-        let out = child.wait_with_output().expect("wait");
+        let out = wait_within(child, RUN_LIMIT);
         assert!(
             out.status.success(),
             "{}",

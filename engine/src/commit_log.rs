@@ -19,11 +19,10 @@
 //!   checkpoint — weir's output is a function of its input and the
 //!   checkpoint, so it is the same output, and nothing is lost.
 //!
-//! This needs the checkpoint of the committed epoch to be kept. The sink
-//! protocol makes sure it is one of the two newest complete checkpoints:
-//! such a sink reports an epoch only when everything it reported before is
-//! committed, so no complete checkpoint lies between the committed epoch
-//! and the newest (and the job refuses `--keep-checkpoints` below 2).
+//! This needs the checkpoint of the committed epoch to be kept, however
+//! far commits lag behind checkpoints: the manifest keeps it and every
+//! later complete checkpoint, besides the newest `--keep-checkpoints`
+//! ([`crate::sink_protocol`], "Keeping what a restore needs").
 //!
 //! One such sink per job: two logs could disagree after a crash between
 //! their commits, and no single checkpoint would then be right for both.

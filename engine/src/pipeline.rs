@@ -173,14 +173,6 @@ fn start_after_commits(args: &RunArgs, dir: &Path) -> Result<(bool, Option<u64>)
         .into());
     }
     let log = &log.0;
-    if args.keep_checkpoints < 2 {
-        return Err(ConfigError::new(format!(
-            "--keep-checkpoints {}: sink `{}` needs the two newest checkpoints kept (a commit a crash cut short is produced again from the one before): use 2 or more",
-            args.keep_checkpoints,
-            log.sink()
-        ))
-        .into());
-    }
     log.check(args.epoch_interval)?;
     let committed = log.committed().map_err(|fault| JobError::Sink {
         sink: log.sink().to_string(),

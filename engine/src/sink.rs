@@ -121,11 +121,11 @@ pub trait Sink<T>: 'static {
 
     /// Whether what [`Sink::prepare`] made durable survives a crash, so a
     /// restore can still commit it (a directory of parts: `true`, the
-    /// default). A Kafka transaction does not (`false`): the engine then
-    /// reports an epoch only once everything reported before is committed,
-    /// and such a sink keeps a [`CommitLog`](crate::CommitLog) in
-    /// [`RunArgs::commit_logs`](crate::RunArgs) so that a restore resumes
-    /// from exactly what is visible ([`crate::commit_log`]).
+    /// default). A Kafka transaction does not (`false`): such a sink is not
+    /// parallel and keeps a [`CommitLog`](crate::CommitLog) in
+    /// [`RunArgs::commit_logs`](crate::RunArgs), so that a restore resumes
+    /// from exactly what is visible ([`crate::commit_log`]); the engine then
+    /// keeps the checkpoint of the epoch it last committed.
     fn staging_survives_crash(&self) -> bool {
         true
     }

@@ -108,8 +108,10 @@ impl<S> Driver<S> {
                 let restored = plan.restore.as_ref().map(|r| r.epoch);
                 let writes = sink_protocol::writes_on(parallel, worker);
                 let kind = step_kind(parallel);
-                let mut machine =
-                    SinkMachine::new(Delivery::ExactlyOnce).serial(!sink.staging_survives_crash());
+                let mut machine = SinkMachine::new(Delivery::ExactlyOnce);
+                // A sink whose staging a crash loses resumes from the
+                // checkpoint of what it made visible: keep that one.
+                let keeps_visible = !sink.staging_survives_crash() && !parallel;
                 let mut failed = false;
                 // The capability for flush records, at the next epoch to report.
                 let mut cap: Option<Capability<Time>> = None;
@@ -147,6 +149,9 @@ impl<S> Driver<S> {
                         {
                             fail(fault, &mut failed);
                         }
+                        if keeps_visible {
+                            plan.keep_from(restored);
+                        }
                         actions = machine.on(Event::Start {
                             restored,
                             rescaled: plan.rescaled(),
@@ -170,7 +175,11 @@ impl<S> Driver<S> {
                                 }
                                 Action::Commit(through) => {
                                     crate::failpoint::before_sink_commit(through);
-                                    shared.retrying(&name, || sink.commit(through))
+                                    let done = shared.retrying(&name, || sink.commit(through));
+                                    if done.is_ok() && keeps_visible {
+                                        plan.keep_from((through < FINAL_EPOCH).then_some(through));
+                                    }
+                                    done
                                 }
                                 Action::EndEpoch(through) => {
                                     shared.retrying(&name, || sink.end_epoch(through))
@@ -222,7 +231,7 @@ impl<S> Driver<S> {
                         cap = None;
                         return;
                     }
-                    // Commits first: a serial sink reports only after them.
+                    // Commits first, then what the frontier allows.
                     let mut actions = Vec::new();
                     if let Some(complete) = checkpoint.last_complete() {
                         actions.extend(machine.on(Event::Complete(complete)));

@@ -56,13 +56,17 @@
 //!    run's worker `p % workers` ([`resolves`]), so every earlier worker's
 //!    staging has exactly one owner.
 //!
-//! **Serial reports**: a sink whose staging a crash loses (a Kafka
-//! transaction, [`Sink::staging_survives_crash`] is `false`) reports an
-//! epoch only once everything it reported before is committed (and ends
-//! only then). Between the epoch it last committed and the newest complete
-//! checkpoint there is then no other complete checkpoint, so the restore
-//! that produces a lost commit again ([`crate::commit_log`]) finds its
-//! checkpoint among the two newest.
+//! **Keeping what a restore needs**: a sink whose staging a crash loses
+//! (a Kafka transaction, [`Sink::staging_survives_crash`] is `false`) is
+//! restored from the checkpoint of exactly the epoch it made visible
+//! ([`crate::commit_log`]), however far commits lag behind checkpoints. So
+//! the manifest keeps that checkpoint and every later one, besides the
+//! newest `keep` ([`crate::checkpoint::protocol::retained`]): the driver
+//! tells the plan the restored epoch at start and each epoch it commits.
+//! (An earlier rule, report an epoch only once everything reported before
+//! was committed, could wait forever: a stateful step that saw several
+//! epochs pass at once flushes only the newest, so the epoch the sink
+//! reported might never complete.)
 //!
 //! A restored worker starts with everything through `r` prepared and
 //! committed; in a new store generation (another worker count) it reports
@@ -87,14 +91,20 @@ pub(crate) enum Delivery {
     ExactlyOnce,
 }
 
-/// How the sink `name` is driven, or why it cannot run.
+/// How the sink `name` is driven, or why it cannot run. `lost_in_parallel`:
+/// the sink is parallel and its staging does not survive a crash, which
+/// the engine cannot restore (one commit log, written by one worker).
 pub(crate) fn delivery(
     name: &str,
     exactly_once: bool,
     needs_checkpoints: bool,
     checkpointing: bool,
+    lost_in_parallel: bool,
 ) -> Result<Delivery, ConfigError> {
     match (exactly_once, checkpointing) {
+        (true, true) if lost_in_parallel => Err(ConfigError::new(format!(
+            "sink `{name}` is parallel and its staged output dies with a crash: weir restores such a sink only when one worker writes it (make it not parallel)"
+        ))),
         (true, true) => Ok(Delivery::ExactlyOnce),
         (true, false) if needs_checkpoints => Err(ConfigError::new(format!(
             "sink `{name}` is exactly-once only through checkpoints: pass --checkpoint-dir DIR, or make the sink at-least-once"
@@ -201,8 +211,6 @@ pub(crate) struct SinkMachine {
     complete: Option<u64>,
     ended: bool,
     released: bool,
-    /// Reports wait until everything reported before is committed.
-    serial: bool,
 }
 
 impl SinkMachine {
@@ -215,19 +223,7 @@ impl SinkMachine {
             complete: None,
             ended: false,
             released: false,
-            serial: false,
         }
-    }
-
-    /// A worker whose reports are serial (see the module docs).
-    pub fn serial(mut self, serial: bool) -> Self {
-        self.serial = serial;
-        self
-    }
-
-    /// Whether a serial worker must wait for a commit before it reports.
-    fn held_back(&self) -> bool {
-        self.serial && self.prepared > self.committed
     }
 
     /// Whether the worker has released its capabilities (nothing more to do).
@@ -266,7 +262,7 @@ impl SinkMachine {
                 actions
             }
             Event::Passed { open: u64::MAX } => {
-                if self.ended || (exactly && self.held_back()) {
+                if self.ended {
                     return Vec::new();
                 }
                 self.ended = true;
@@ -281,7 +277,7 @@ impl SinkMachine {
                 let Some(last) = open.checked_sub(1) else {
                     return Vec::new();
                 };
-                if self.ended || self.prepared >= Some(last) || (exactly && self.held_back()) {
+                if self.ended || self.prepared >= Some(last) {
                     return Vec::new();
                 }
                 self.prepared = Some(last);
@@ -343,7 +339,7 @@ mod tests {
             (true, true, false, None),
         ];
         for (eo, needs, ck, expected) in rows {
-            let got = delivery("out", eo, needs, ck);
+            let got = delivery("out", eo, needs, ck, false);
             assert_eq!(got.as_ref().ok().copied(), expected, "{eo} {needs} {ck}");
             if let Err(e) = got {
                 let text = e.to_string();
@@ -351,6 +347,13 @@ mod tests {
                 assert!(!text.contains('\n'));
             }
         }
+        let refused = delivery("out", true, true, true, true).expect_err("refused");
+        assert!(refused.to_string().contains("not parallel"), "{refused}");
+        assert_eq!(delivery("out", true, true, false, true).ok(), None);
+        assert_eq!(
+            delivery("out", false, false, true, true).ok(),
+            Some(AtLeastOnce)
+        );
     }
 
     #[test]
@@ -511,36 +514,6 @@ mod tests {
         ];
         for (what, events, expected) in rows {
             assert_eq!(run(ExactlyOnce, &events), expected, "{what}");
-        }
-    }
-
-    #[test]
-    fn serial_reports_wait_for_the_commit_of_the_one_before() {
-        let mut m = SinkMachine::new(ExactlyOnce).serial(true);
-        let rows: Vec<(Event, Vec<Action>)> = vec![
-            (
-                Start {
-                    restored: Some(2),
-                    rescaled: false,
-                },
-                vec![Recover(Some(2))],
-            ),
-            (Passed { open: 4 }, vec![Prepare(3), Report(3)]),
-            // Epoch 3 is not committed: 4 and 5 wait.
-            (Passed { open: 6 }, vec![]),
-            (Passed { open: u64::MAX }, vec![]),
-            (Complete(3), vec![Commit(3)]),
-            (Passed { open: 6 }, vec![Prepare(5), Report(5)]),
-            (Passed { open: u64::MAX }, vec![]),
-            (Complete(5), vec![Commit(5)]),
-            (
-                Passed { open: u64::MAX },
-                vec![Prepare(u64::MAX), ReportEnd],
-            ),
-            (Finished, vec![Commit(u64::MAX), Release]),
-        ];
-        for (i, (event, expected)) in rows.into_iter().enumerate() {
-            assert_eq!(m.on(event), expected, "row {i}: {event:?}");
         }
     }
 

@@ -129,6 +129,7 @@ impl<'s, D: Data> Stream<'s, D> {
             sink.exactly_once(),
             sink.needs_checkpoints(),
             checkpoint.is_some(),
+            sink.parallel() && !sink.staging_survives_crash(),
         );
         match (delivery, checkpoint) {
             (Err(e), _) => self.state.ctx.shared.fail(e.into()),

@@ -220,12 +220,18 @@ impl OfEpoch for Entry {
     }
 }
 
-/// The complete epochs the manifest keeps listing: the newest `keep` (at
-/// least one), oldest first.
-pub fn retained<E: OfEpoch + Clone>(complete: &[E], keep: usize) -> Vec<E> {
+/// The complete epochs the manifest keeps listing, oldest first: the
+/// newest `keep` (at least one), and every epoch at or after `from` (the
+/// epoch through which a sink whose staging a crash loses has made output
+/// visible: a restore must find its checkpoint, [`crate::commit_log`]).
+pub fn retained<E: OfEpoch + Clone>(complete: &[E], keep: usize, from: Option<u64>) -> Vec<E> {
     let mut epochs = complete.to_vec();
     epochs.sort_by_key(OfEpoch::epoch);
-    let drop = epochs.len().saturating_sub(keep.max(1));
+    let newest = epochs.len().saturating_sub(keep.max(1));
+    let drop = match from {
+        Some(from) => newest.min(epochs.partition_point(|e| e.epoch() < from)),
+        None => newest,
+    };
     epochs.split_off(drop)
 }
 
@@ -449,12 +455,29 @@ mod tests {
 
     #[test]
     fn retained_keeps_the_newest() {
-        let kept: Vec<u64> = retained(&complete(&[4, 1, 3, 2]), 2)
+        let kept: Vec<u64> = retained(&complete(&[4, 1, 3, 2]), 2, None)
             .iter()
             .map(|c| c.epoch)
             .collect();
         assert_eq!(kept, vec![3, 4]);
-        assert_eq!(retained(&complete(&[1]), 5).len(), 1);
+        assert_eq!(retained(&complete(&[1]), 5, None).len(), 1);
+    }
+
+    #[test]
+    fn retained_also_keeps_everything_from_the_epoch_a_commit_log_shows() {
+        let kept = |keep, from| -> Vec<u64> {
+            retained(&complete(&[6, 2, 3, 4, 5]), keep, from)
+                .iter()
+                .map(|c| c.epoch)
+                .collect()
+        };
+        // Commits lag: epoch 3 is the newest visible, so 3 stays.
+        assert_eq!(kept(2, Some(3)), vec![3, 4, 5, 6]);
+        // Visible through an epoch the newest `keep` hold anyway.
+        assert_eq!(kept(2, Some(6)), vec![5, 6]);
+        // An epoch the manifest never listed keeps everything after it.
+        assert_eq!(kept(1, Some(1)), vec![2, 3, 4, 5, 6]);
+        assert_eq!(kept(1, None), vec![6]);
     }
 
     fn step(name: &str, kind: StepKind) -> Step {

@@ -91,6 +91,10 @@ pub struct Plan {
     /// yet): the manifest writer's process records it, the others learn it
     /// from its broadcast.
     completed: AtomicU64,
+    /// The epoch through which a sink whose staging a crash loses has made
+    /// its output visible (`u64::MAX`: none): the manifest keeps its
+    /// checkpoint and every later one ([`Plan::keep_from`]).
+    kept_from: AtomicU64,
 }
 
 impl Plan {
@@ -114,6 +118,7 @@ impl Plan {
             skipped,
             fold_target: AtomicU64::new(0),
             completed: AtomicU64::new(0),
+            kept_from: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -138,6 +143,24 @@ impl Plan {
     pub(crate) fn mark_complete(&self, epoch: u64) -> bool {
         let next = epoch.saturating_add(1);
         self.completed.fetch_max(next, Ordering::SeqCst) < next
+    }
+
+    /// Keeps the checkpoint of `epoch` and every later one restorable
+    /// (`None`: no such need): the epoch through which a sink whose staging
+    /// a crash loses has made output visible, where a restore resumes
+    /// ([`crate::commit_log`]). The sink on worker 0 sets it; the manifest
+    /// writer, on the same worker, reads it ([`Plan::kept_from`]).
+    pub(crate) fn keep_from(&self, epoch: Option<u64>) {
+        self.kept_from
+            .store(epoch.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// The epoch [`Plan::keep_from`] set.
+    pub(crate) fn kept_from(&self) -> Option<u64> {
+        match self.kept_from.load(Ordering::SeqCst) {
+            u64::MAX => None,
+            epoch => Some(epoch),
+        }
     }
 
     /// Records the run as finished in the manifest (a job started on the

@@ -188,13 +188,13 @@ fn record_complete(
     flushes.sort();
     m.complete.retain(|e| e.epoch != epoch);
     m.complete.push(Entry { epoch, flushes });
-    m.complete = retained(&m.complete, plan.keep);
+    m.complete = retained(&m.complete, plan.keep, plan.kept_from());
     manifest::write(&plan.dir, &m)?;
     plan.mark_complete(epoch);
     let epochs: Vec<u64> = m.complete.iter().map(|e| e.epoch).collect();
     // Fold only below the oldest kept epoch: its own delta and marker stay,
     // so a restore that falls back to it can still verify it.
-    if let Some(target) = fold_through(&epochs, plan.keep, None) {
+    if let Some(target) = fold_through(&epochs, plan.keep.max(epochs.len()), None) {
         plan.fold_target
             .fetch_max(target.saturating_sub(1), Ordering::SeqCst);
     }
