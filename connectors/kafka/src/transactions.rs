@@ -366,6 +366,9 @@ impl Transactions {
     }
 
     fn commit_open(&mut self, what: &str) -> Result<(), Fault> {
+        // Deliver first with weir's flush: rdkafka's commit_transaction
+        // flushes in whole 100 ms slices, and then finds nothing to wait for.
+        self.producer.flush()?;
         let producer = self.producer.producer();
         match producer.commit_transaction(CALL_TIMEOUT) {
             Ok(()) => {
