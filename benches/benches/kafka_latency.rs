@@ -494,6 +494,10 @@ impl<T> SplitReader<T> for StoppableReader<T> {
     fn position(&self) -> Vec<u8> {
         self.inner.position()
     }
+
+    fn wake_when_ready(&mut self, waker: weir::Waker) {
+        self.inner.wake_when_ready(waker)
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -77,7 +77,7 @@ pub use ids::{FastMap, FastSet, KeyGroup, SplitId, WorkerIndex};
 pub use metrics::Summary;
 pub use pipeline::{run, Pipeline, SourceBuilder};
 pub use sink::{Recovery, Sink};
-pub use source::{ReadItem, ReadStatus, Source, SplitReader};
+pub use source::{ReadItem, ReadStatus, Source, SplitReader, Waker};
 pub use source_op::IntoEventTime;
 pub use stream::{KeyedStream, Stream};
 pub use time::{Epoch, EventTime, Time};

@@ -136,6 +136,22 @@ where
         E: IntoEventTime,
         F: Fn(&S::Item) -> E + 'static,
     {
+        self.timed(move |r, _| extract(r).into_event_time(), watermarks)
+    }
+
+    /// Takes each record's event time from the source: the time it read
+    /// with the record ([`ReadItem::Timed`](crate::ReadItem::Timed), such as
+    /// a Kafka message's timestamp, `KafkaSource::timestamps`). A record
+    /// the source gives no time goes to dead letters.
+    pub fn source_time(self, watermarks: Watermarks) -> Stream<'s, S::Item> {
+        self.timed(|_, known| known, watermarks)
+    }
+
+    fn timed(
+        self,
+        extract: impl Fn(&S::Item, Option<u64>) -> Option<u64> + 'static,
+        watermarks: Watermarks,
+    ) -> Stream<'s, S::Item> {
         let register = self.state.ctx.checkpoint.is_some().then(|| {
             let state = Rc::clone(&self.state);
             let name = self.name.clone();
@@ -147,7 +163,7 @@ where
             &self.state.ctx,
             &self.name,
             self.source,
-            move |r: &S::Item| extract(r).into_event_time(),
+            extract,
             watermarks,
             register,
         );

@@ -13,9 +13,36 @@
 //! ([`Source::checkpoint_complete`]). Faults are [`Fault`]s: transient ones
 //! are retried with backoff, fatal ones stop the job.
 
+use std::fmt;
+use std::sync::Arc;
+
 use crate::dead_letter::DeadLetter;
 use crate::error::Fault;
 use crate::ids::SplitId;
+
+/// Wakes a source from any thread: a client's callback calls it when
+/// records arrive for an idle split ([`SplitReader::wake_when_ready`]), and
+/// the source's operator runs at once instead of at its next look.
+#[derive(Clone)]
+pub struct Waker(Arc<dyn Fn() + Send + Sync>);
+
+impl Waker {
+    /// A waker that calls `wake`.
+    pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        Waker(Arc::new(wake))
+    }
+
+    /// Schedules the source to run (cheap; any number of calls).
+    pub fn wake(&self) {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Waker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Waker")
+    }
+}
 
 /// What one call to [`SplitReader::poll`] found.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -33,6 +60,11 @@ pub enum ReadStatus {
 pub enum ReadItem<T> {
     /// A decoded record.
     Record(T),
+    /// A decoded record with the event time (ms) its source knows, such as
+    /// a Kafka message's timestamp: used when the job takes event time from
+    /// the source ([`SourceBuilder::source_time`](crate::SourceBuilder::source_time));
+    /// otherwise the job's extractor decides, as for [`ReadItem::Record`].
+    Timed(T, u64),
     /// A record that failed to decode; the engine fills in `DeadLetter::source`.
     /// (Boxed: dead letters are rare and large, and readers fill batches of
     /// thousands of items, so the item stays the size of the record.)
@@ -57,6 +89,14 @@ pub trait SplitReader<T> {
     /// returned. A checkpoint stores it; [`Source::open_splits`] resumes
     /// from it.
     fn position(&self) -> Vec<u8>;
+
+    /// Asks the reader to call `waker` whenever records arrive while it
+    /// is idle (a client's "queue no longer empty" callback), once, after
+    /// it is opened. Without it (the default) an idle split is polled
+    /// again every 5 ms, which is what such a reader's records wait.
+    fn wake_when_ready(&mut self, waker: Waker) {
+        let _ = waker;
+    }
 }
 
 /// A split to open, and where: at a position its reader returned earlier

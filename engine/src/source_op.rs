@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -32,7 +33,7 @@ use crate::dead_letter::{DeadLetter, Origin, Raw};
 use crate::error::retry_delay;
 use crate::error::JobError;
 use crate::ids::SplitId;
-use crate::source::{ReadItem, ReadStatus, Source, SplitReader, SplitStart};
+use crate::source::{ReadItem, ReadStatus, Source, SplitReader, SplitStart, Waker};
 use crate::time::{Time, TimedOutput, TimedStream};
 use crate::watermark::{SplitWatermark, Watermarks};
 use crate::worker_context::{ctrl_c_pressed, WorkerCtx};
@@ -78,7 +79,7 @@ pub(crate) fn build_source<'s, S>(
     state: &Rc<WorkerCtx>,
     name: &str,
     mut source: S,
-    extract: impl Fn(&S::Item) -> Option<u64> + 'static,
+    extract: impl Fn(&S::Item, Option<u64>) -> Option<u64> + 'static,
     strategy: Watermarks,
     register: Option<RegisterFlushes<'s>>,
 ) -> (TimedStream<'s, S::Item>, TimedStream<'s, DeadLetter>)
@@ -89,6 +90,7 @@ where
     let mut builder = OperatorBuilder::new(format!("Source({name})"), scope);
     let info = builder.operator_info();
     let activator = scope.activator_for(Rc::clone(&info.address));
+    let wake = Arc::new(scope.worker().sync_activator_for(info.address.to_vec()));
     let (records_out, records) = builder.new_output::<Vec<(u64, S::Item)>>();
     let (dead_out, dead) = builder.new_output::<Vec<(u64, DeadLetter)>>();
     let mut records_out: TimedOutput<S::Item> = OutputBuilder::from(records_out);
@@ -195,7 +197,12 @@ where
                 };
                 match opened {
                     Ok(readers) if readers.len() == splits.len() => {
-                        for (split, reader) in splits.iter_mut().zip(readers) {
+                        for (split, mut reader) in splits.iter_mut().zip(readers) {
+                            let wake = wake.clone();
+                            reader.wake_when_ready(Waker::new(move || {
+                                // An error means the worker is gone: nothing to wake.
+                                let _ = wake.activate();
+                            }));
                             split.reader = Some(reader);
                         }
                     }
@@ -332,39 +339,51 @@ where
                     for item in buffer.drain(..) {
                         let stamp = split.watermark.current();
                         let offset = split.offset;
-                        if matches!(item, ReadItem::Record(_) | ReadItem::Bad(_)) {
+                        if matches!(
+                            item,
+                            ReadItem::Record(_) | ReadItem::Timed(..) | ReadItem::Bad(_)
+                        ) {
                             split.offset += 1;
                         }
-                        match item {
-                            ReadItem::Record(record) => match extract(&record) {
-                                Some(event) => {
-                                    split.watermark.observe(&strategy, event);
-                                    stamped.push((Time::new(time.epoch, stamp), (event, record)));
-                                }
-                                None => {
-                                    let raw = Raw::json(&record);
-                                    dead_letters.push((
-                                        Time::new(time.epoch, stamp),
-                                        (
-                                            stamp,
-                                            DeadLetter {
-                                                source: name.clone(),
-                                                origin: Origin::split(split.id.0, offset),
-                                                reason: "the record has no event timestamp".into(),
-                                                raw,
-                                            },
-                                        ),
-                                    ))
-                                }
-                            },
+                        let (record, known) = match item {
+                            ReadItem::Record(record) => (record, None),
+                            ReadItem::Timed(record, at) => (record, Some(at)),
                             ReadItem::Bad(mut dead) => {
                                 dead.source.clone_from(&name);
                                 dead_letters.push((Time::new(time.epoch, stamp), (stamp, *dead)));
+                                continue;
                             }
-                            ReadItem::Watermark(w) => split.watermark.raise_to(w),
+                            ReadItem::Watermark(w) => {
+                                split.watermark.raise_to(w);
+                                continue;
+                            }
                             // Readers return right after an epoch end, so the
                             // positions recorded below are exactly at it.
-                            ReadItem::EndEpoch => end_epoch = true,
+                            ReadItem::EndEpoch => {
+                                end_epoch = true;
+                                continue;
+                            }
+                        };
+                        match extract(&record, known) {
+                            Some(event) => {
+                                split.watermark.observe(&strategy, event);
+                                stamped.push((Time::new(time.epoch, stamp), (event, record)));
+                            }
+                            None => {
+                                let raw = Raw::json(&record);
+                                dead_letters.push((
+                                    Time::new(time.epoch, stamp),
+                                    (
+                                        stamp,
+                                        DeadLetter {
+                                            source: name.clone(),
+                                            origin: Origin::split(split.id.0, offset),
+                                            reason: "the record has no event timestamp".into(),
+                                            raw,
+                                        },
+                                    ),
+                                ))
+                            }
                         }
                     }
                     // Emit in runs of equal times (stamps only rise within a split).

@@ -31,22 +31,27 @@
 //!   a broker is down is a transient fault, which the engine retries with
 //!   backoff and shows in the status line; nothing is lost, since the
 //!   position only moves past messages returned.
+//! - **Event time** from a field of the value (the job's extractor,
+//!   `event_time`), or from the message's Kafka timestamp
+//!   ([`KafkaSource::timestamps`] and the job's `source_time`): create time
+//!   or log-append time, whichever the topic keeps. A message without one
+//!   (or with a negative one) is a dead letter.
 //! - **Isolation.** The consumer reads `read_committed`: records of aborted
 //!   or open transactions are never read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{BorrowedMessage, Message, Timestamp};
+use rdkafka::message::{Message, OwnedMessage, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 use weir::dead_letter::{FieldValue, Fields, Origin};
 use weir::source::{position_of, position_word, SplitStart};
 use weir::{
-    ConfigError, DeadLetter, Fault, Raw, ReadItem, ReadStatus, Source, SplitId, SplitReader,
+    ConfigError, DeadLetter, Fault, Raw, ReadItem, ReadStatus, Source, SplitId, SplitReader, Waker,
 };
 
 use crate::config::KafkaConfig;
@@ -96,6 +101,8 @@ pub struct KafkaSource<T> {
     start: StartAt,
     stop_at_end: bool,
     format: ValueFormat,
+    /// Whether records carry their message's timestamp as event time.
+    timestamps: bool,
     /// The offsets the open readers have reached, for the group commit.
     reached: Arc<Mutex<BTreeMap<i32, i64>>>,
     /// The consumer this worker's splits share, once open.
@@ -114,6 +121,7 @@ impl<T> Clone for KafkaSource<T> {
             start: self.start,
             stop_at_end: self.stop_at_end,
             format: self.format,
+            timestamps: self.timestamps,
             reached: Arc::new(Mutex::new(BTreeMap::new())),
             consumer: None,
             _record: PhantomData,
@@ -135,6 +143,7 @@ impl<T: DeserializeOwned + 'static> KafkaSource<T> {
             start: StartAt::Earliest,
             stop_at_end: false,
             format: ValueFormat::Json,
+            timestamps: false,
             reached: Arc::new(Mutex::new(BTreeMap::new())),
             consumer: None,
             _record: PhantomData,
@@ -151,6 +160,15 @@ impl<T: DeserializeOwned + 'static> KafkaSource<T> {
     /// opened, then ends (a bounded run).
     pub fn stop_at_end(mut self, on: bool) -> Self {
         self.stop_at_end = on;
+        self
+    }
+
+    /// Gives each record its message's Kafka timestamp (ms) as the event
+    /// time it was read with, for a job that takes event time from the
+    /// source (`SourceBuilder::source_time`). A message without a timestamp
+    /// becomes a dead letter.
+    pub fn timestamps(mut self, on: bool) -> Self {
+        self.timestamps = on;
         self
     }
 
@@ -299,6 +317,7 @@ impl<T: DeserializeOwned + 'static> Source for KafkaSource<T> {
             .map_err(|e| fault("assigning partitions", &e))?;
         let decoder =
             Arc::new(Decoder::new::<T>(self.format).map_err(|e| Fault::fatal(e.to_string()))?);
+        let strays: Strays = Arc::default();
         let mut readers: Vec<Box<dyn SplitReader<T>>> = Vec::with_capacity(opened.len());
         for (partition, next, end) in opened {
             let queue = consumer
@@ -314,6 +333,8 @@ impl<T: DeserializeOwned + 'static> Source for KafkaSource<T> {
                 next,
                 end,
                 decoder: decoder.clone(),
+                strays: strays.clone(),
+                timestamps: self.timestamps,
                 reached: self.reached.clone(),
                 pending: None,
                 _record: PhantomData,
@@ -345,6 +366,14 @@ impl<T: DeserializeOwned + 'static> Source for KafkaSource<T> {
     }
 }
 
+/// Messages that reached the consumer's main queue instead of their
+/// partition's, by partition. Fetched between `assign` and the split of
+/// the partition queues (librdkafka forwards a partition to its own queue
+/// only from the split on), they precede everything in that partition's
+/// queue; every poll moves them here before it reads a partition queue, so
+/// none is skipped or read out of order.
+type Strays = Arc<Mutex<BTreeMap<i32, VecDeque<OwnedMessage>>>>;
+
 /// Reads one partition from the queue the worker's consumer split off for it.
 struct PartitionReader<T> {
     consumer: Arc<BaseConsumer>,
@@ -357,6 +386,10 @@ struct PartitionReader<T> {
     /// Where a bounded run ends.
     end: Option<i64>,
     decoder: Arc<Decoder>,
+    /// Messages of this worker's partitions that came on the main queue.
+    strays: Strays,
+    /// Whether records carry their message's timestamp.
+    timestamps: bool,
     reached: Arc<Mutex<BTreeMap<i32, i64>>>,
     /// A fault met after records were already returned in the same call.
     pending: Option<Fault>,
@@ -365,10 +398,18 @@ struct PartitionReader<T> {
 
 impl<T: DeserializeOwned> PartitionReader<T> {
     /// The record in `message`, or a dead letter with its coordinates.
-    fn item(&self, message: &BorrowedMessage<'_>) -> ReadItem<T> {
+    fn item(&self, message: &impl Message) -> ReadItem<T> {
         let value = message.payload().unwrap_or_default();
+        let timestamp = match message.timestamp() {
+            Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => ms,
+            Timestamp::NotAvailable => -1,
+        };
         let reason = match self.decoder.decode(value) {
-            Ok(record) => return ReadItem::Record(record),
+            Ok(record) if !self.timestamps => return ReadItem::Record(record),
+            Ok(record) => match u64::try_from(timestamp) {
+                Ok(ms) => return ReadItem::Timed(record, ms),
+                Err(_) => "the message has no timestamp to take event time from".to_string(),
+            },
             Err(reason) => reason,
         };
         let mut at = Fields::new()
@@ -376,10 +417,6 @@ impl<T: DeserializeOwned> PartitionReader<T> {
             .with("partition", i64::from(self.partition))
             .with("offset", message.offset());
         at.insert("key", FieldValue::bytes(message.key().unwrap_or_default()));
-        let timestamp = match message.timestamp() {
-            Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => ms,
-            Timestamp::NotAvailable => -1,
-        };
         at.insert("timestamp", timestamp);
         ReadItem::Bad(Box::new(DeadLetter {
             source: String::new(),
@@ -402,12 +439,36 @@ impl<T: DeserializeOwned> SplitReader<T> for PartitionReader<T> {
         if self.done() {
             return Ok(ReadStatus::Done);
         }
-        // Serves the consumer's events (errors, statistics); its messages
-        // all go to the partition queues.
-        if let Some(Err(e)) = self.consumer.poll(Duration::ZERO) {
-            return Err(fault("polling the consumer", &e));
+        // Serves the consumer's events (errors, statistics), and keeps any
+        // message that came on its main queue for its partition's reader.
+        loop {
+            match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Err(e)) => return Err(fault("polling the consumer", &e)),
+                Some(Ok(message)) => {
+                    if let Ok(mut strays) = self.strays.lock() {
+                        strays
+                            .entry(message.partition())
+                            .or_default()
+                            .push_back(message.detach());
+                    }
+                }
+            }
         }
         let before = out.len();
+        let strays: Vec<OwnedMessage> = match self.strays.lock() {
+            Ok(mut strays) => strays
+                .get_mut(&self.partition)
+                .map(|q| q.drain(..).collect())
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        for message in strays {
+            if message.offset() >= self.next && !self.done() {
+                out.push(self.item(&message));
+                self.next = message.offset() + 1;
+            }
+        }
         while out.len() - before < max && !self.done() {
             match self.queue.poll(Duration::ZERO) {
                 None => break,
@@ -443,5 +504,11 @@ impl<T: DeserializeOwned> SplitReader<T> for PartitionReader<T> {
 
     fn position(&self) -> Vec<u8> {
         position_of(&[self.next as u64])
+    }
+
+    /// librdkafka calls it as the partition's queue stops being empty, so
+    /// a record waits for no timer.
+    fn wake_when_ready(&mut self, waker: Waker) {
+        self.queue.set_nonempty_callback(move || waker.wake());
     }
 }

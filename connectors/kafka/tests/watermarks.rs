@@ -3,7 +3,8 @@
 //! lag behind the others' loses nothing to lateness (a windowed count on 4
 //! partitions equals the same events' count on 1 partition, and an
 //! independent count), and a partition that goes silent holds windows open
-//! until its idle timeout releases them.
+//! until its idle timeout releases them. Event time can come from the
+//! messages' Kafka timestamps instead of a field.
 
 mod support;
 
@@ -13,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use support::{join_within, produce, spawn_job, topic, wait_until, Control, Controlled, Outgoing};
+use support::{
+    join_within, produce, produce_at, spawn_job, topic, wait_until, Control, Controlled, Outgoing,
+};
 use weir::testing::{run_workers, Capture};
 use weir::{RunArgs, Watermarks};
 use weir_kafka::{KafkaConfig, KafkaSource};
@@ -80,6 +83,25 @@ fn count_windows<S>(
         .fired
         .map(|f| Out::Window(f.key, f.window.start, f.value))
         .union(counted.late.map(|l| Out::Late(l.key, l.record.ts_ms)))
+        .sink("out", capture.sink());
+}
+
+/// The windowed count of `source`'s readings with event time from the
+/// source (Kafka timestamps), not from `ts_ms`.
+fn count_windows_by_source_time<S>(p: &mut weir::Pipeline<'_>, source: S, capture: &Capture<Out>)
+where
+    S: weir::Source<Item = Reading>,
+{
+    p.source("readings", source)
+        .source_time(Watermarks::bounded(BOUND))
+        .key_by("by_key", |r| r.key)
+        .window(
+            "counts",
+            Windows::tumbling(Duration::from_millis(WINDOW_MS)),
+            Count,
+        )
+        .fired
+        .map(|f| Out::Window(f.key, f.window.start, f.value))
         .sink("out", capture.sink());
 }
 
@@ -270,4 +292,46 @@ fn a_silent_partition_holds_windows_open_until_its_idle_timeout() {
         waited_for < IDLE * 4,
         "released soon after the idle timeout, not by something else ({waited_for:?})"
     );
+}
+
+#[test]
+fn event_time_can_come_from_the_kafka_timestamp_instead_of_a_field() {
+    let config = support::broker();
+    let input = topic(&config, "wm-timestamps", 4);
+    let truth: Vec<Vec<Reading>> = (0..4)
+        .map(|p| readings(1_700_000_000_000, 200, p))
+        .collect();
+    // The values' own field says 0 for every reading: only the message
+    // timestamps carry the event times.
+    let mut messages: Vec<(Outgoing, i64)> = Vec::new();
+    for (p, rs) in truth.iter().enumerate() {
+        for r in rs {
+            let zeroed = Reading {
+                key: r.key,
+                ts_ms: 0,
+            };
+            messages.push((message(p as i32, &zeroed), r.ts_ms as i64));
+        }
+    }
+    produce_at(&input, &messages);
+    let expected = expected_counts(truth.iter().flatten());
+    assert!(
+        expected.len() >= 16,
+        "windows of every key: {}",
+        expected.len()
+    );
+    for workers in [1, 2] {
+        let (config, input) = (config.clone(), input.clone());
+        let got = run_workers(workers, move |p, capture| {
+            let source = KafkaSource::<Reading>::new(config.clone(), &input)
+                .expect("the topic exists")
+                .stop_at_end(true)
+                .timestamps(true);
+            count_windows_by_source_time(p, source, capture);
+        });
+        assert_eq!(
+            got, expected,
+            "{workers} workers: counts by Kafka timestamp"
+        );
+    }
 }

@@ -258,7 +258,7 @@ fn produce_generated<T: Generated + serde::Serialize>(
             let partition = Some(s as i32 % partitions);
             for item in items.drain(..) {
                 match item {
-                    ReadItem::Record(record) => {
+                    ReadItem::Record(record) | ReadItem::Timed(record, _) => {
                         value.clear();
                         match format {
                             ValueFormat::Json => serde_json::to_writer(&mut value, &record)

@@ -71,16 +71,31 @@ pub fn produce(topic: &str, messages: &[Outgoing]) {
 
 /// [`produce`] on the cluster of `config`.
 pub fn produce_on(config: &KafkaConfig, topic: &str, messages: &[Outgoing]) {
+    let untimed: Vec<(&Outgoing, Option<i64>)> = messages.iter().map(|m| (m, None)).collect();
+    produce_with(config, topic, &untimed);
+}
+
+/// [`produce`], each message with the Kafka timestamp (ms) given.
+pub fn produce_at(topic: &str, messages: &[(Outgoing, i64)]) {
+    let timed: Vec<(&Outgoing, Option<i64>)> =
+        messages.iter().map(|(m, at)| (m, Some(*at))).collect();
+    produce_with(&KafkaConfig::new(bootstrap()), topic, &timed);
+}
+
+fn produce_with(config: &KafkaConfig, topic: &str, messages: &[(&Outgoing, Option<i64>)]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &config.bootstrap)
         .set("enable.idempotence", "true")
         .create()
         .expect("a producer");
-    for (partition, key, value) in messages {
+    for ((partition, key, value), at) in messages {
         let mut record = BaseRecord::to(topic)
             .partition(*partition)
             .key(key.as_slice())
             .payload(value.as_slice());
+        if let Some(at) = at {
+            record = record.timestamp(*at);
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -361,7 +376,12 @@ impl<T> SplitReader<T> for ControlledReader<T> {
         let status = self.inner.poll(max, out)?;
         let items = out[before..]
             .iter()
-            .filter(|i| matches!(i, ReadItem::Record(_) | ReadItem::Bad(_)))
+            .filter(|i| {
+                matches!(
+                    i,
+                    ReadItem::Record(_) | ReadItem::Timed(..) | ReadItem::Bad(_)
+                )
+            })
             .count();
         state.read.fetch_add(items as u64, Ordering::SeqCst);
         if status == ReadStatus::Done && state.hold_done.load(Ordering::SeqCst) {
@@ -372,6 +392,10 @@ impl<T> SplitReader<T> for ControlledReader<T> {
 
     fn position(&self) -> Vec<u8> {
         self.inner.position()
+    }
+
+    fn wake_when_ready(&mut self, waker: weir::Waker) {
+        self.inner.wake_when_ready(waker)
     }
 }
 
