@@ -1,0 +1,136 @@
+//! The broker stops and starts again while a job reads and writes through
+//! it: the job retries (counted in its summary, shown in its status line),
+//! and once the broker is back it resumes with nothing lost. The test runs
+//! a broker of its own (`WEIR_KAFKA_PORT`), so stopping it disturbs no
+//! other test.
+//!
+//! Ignored for now: it found that after the restart the job often stops
+//! reading (2 of 3 runs time out waiting for the messages produced after
+//! it; the third passes with 20 retries and nothing lost). Run it with
+//! `cargo test -p weir-kafka --test outage -- --ignored`.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use support::{consume_all_on, join_within, kafka_sh, produce_on, spawn_job, Control, Controlled};
+use weir::Watermarks;
+use weir_kafka::{create_topic, KafkaConfig, KafkaSink, KafkaSource};
+
+/// Not 9092 and not its controller's 9093: the shared broker's.
+const PORT: u16 = 9192;
+const PARTITIONS: i32 = 3;
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    partition: i32,
+    seq: i64,
+    ts_ms: u64,
+}
+
+fn batch(from: i64, to: i64) -> (Vec<support::Outgoing>, Vec<Event>) {
+    let mut messages = Vec::new();
+    let mut events = Vec::new();
+    for seq in from..to {
+        for partition in 0..PARTITIONS {
+            let e = Event {
+                partition,
+                seq,
+                ts_ms: 1_000 + seq as u64,
+            };
+            messages.push((
+                partition,
+                seq.to_string().into_bytes(),
+                serde_json::to_vec(&e).expect("json"),
+            ));
+            events.push(e);
+        }
+    }
+    (messages, events)
+}
+
+/// Stops the test's broker however the test ends.
+struct OwnBroker;
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        kafka_sh("stop", Some(PORT));
+    }
+}
+
+#[test]
+#[ignore = "known defect (issue 11): after the broker restarts the source often reads nothing more (2 of 3 runs time out in wait_read)"]
+fn a_broker_outage_mid_run_is_retried_and_loses_nothing() {
+    kafka_sh("start", Some(PORT));
+    let _broker = OwnBroker;
+    let config = KafkaConfig::new(format!("127.0.0.1:{PORT}"));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let input = format!("weir-test-outage-in-{stamp}");
+    let output = format!("weir-test-outage-out-{stamp}");
+    create_topic(&config, &input, PARTITIONS).expect("creates the input topic");
+    create_topic(&config, &output, 2).expect("creates the output topic");
+
+    let (before_messages, before) = batch(0, 200);
+    let (after_messages, after) = batch(200, 400);
+    produce_on(&config, &input, &before_messages);
+
+    let control = Control::default();
+    // Epochs of 1 s: the at-least-once sink flushes while the broker is away.
+    let args = weir::RunArgs::threads(2);
+    let job = {
+        let (config, input, output, control) = (
+            config.clone(),
+            input.clone(),
+            output.clone(),
+            control.clone(),
+        );
+        move |p: &mut weir::Pipeline<'_>| {
+            let source = KafkaSource::<Event>::new(config.clone(), &input).expect("the topic");
+            p.source(
+                "events",
+                Controlled {
+                    inner: source,
+                    control: control.clone(),
+                },
+            )
+            .event_time(|e: &Event| e.ts_ms, Watermarks::ascending())
+            .sink("copy", KafkaSink::new(config.clone(), &output));
+        }
+    };
+    let running = spawn_job(args, job);
+    control.wait_read(before.len() as u64, LIMIT);
+
+    kafka_sh("stop", Some(PORT));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!running.is_finished(), "the job outlives the outage");
+    kafka_sh("start", Some(PORT));
+
+    produce_on(&config, &input, &after_messages);
+    control.wait_read((before.len() + after.len()) as u64, LIMIT);
+    control.stop();
+    let summary = join_within(running, LIMIT).expect("the job ends once stopped");
+
+    let got: Vec<Event> = consume_all_on(&config, &output)
+        .iter()
+        .map(|m| serde_json::from_slice(&m.value).expect("JSON values"))
+        .collect();
+    let distinct: BTreeSet<&Event> = got.iter().collect();
+    let expected: BTreeSet<&Event> = before.iter().chain(&after).collect();
+    assert_eq!(distinct, expected, "every event written, none invented");
+    assert!(
+        summary.retries > 0,
+        "the outage was retried (and shown in the status line): {summary:?}"
+    );
+    eprintln!(
+        "outage: {} written ({} distinct), {} retries",
+        got.len(),
+        distinct.len(),
+        summary.retries
+    );
+}
