@@ -5,8 +5,8 @@
 //! other test.
 //!
 //! Ignored for now: it found that after the restart the job often stops
-//! reading (2 of 3 runs time out waiting for the messages produced after
-//! it; the third passes with 20 retries and nothing lost). Run it with
+//! reading (3 of 6 runs timed out waiting for the messages produced after
+//! it; the others passed, 20 retries and nothing lost). Run it with
 //! `cargo test -p weir-kafka --test outage -- --ignored`.
 
 mod support;
@@ -62,7 +62,7 @@ impl Drop for OwnBroker {
 }
 
 #[test]
-#[ignore = "known defect (issue 11): after the broker restarts the source often reads nothing more (2 of 3 runs time out in wait_read)"]
+#[ignore = "known defect (issue 11): after the broker restarts the source often reads nothing more (3 of 6 runs timed out in wait_read)"]
 fn a_broker_outage_mid_run_is_retried_and_loses_nothing() {
     kafka_sh("start", Some(PORT));
     let _broker = OwnBroker;
