@@ -9,83 +9,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use support::{
-    checkpointed, consume_all, join_within, produce, runs, spawn_job, temp_dir, topic, Control,
-    Controlled, Outgoing,
-};
+use support::copy::{batch, copy_job, events_on, Event};
+use support::{checkpointed, join_within, produce, runs, spawn_job, temp_dir, topic, Control};
 use weir::backend::manifest;
-use weir::Watermarks;
-use weir_kafka::{add_partitions, KafkaConfig, KafkaSink, KafkaSource};
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-struct Event {
-    partition: i32,
-    seq: i64,
-    ts_ms: u64,
-}
+use weir_kafka::{add_partitions, KafkaConfig};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// Messages `from..to` of each of `partitions`; `seq` is the offset.
-fn batch(partitions: std::ops::Range<i32>, from: i64, to: i64) -> (Vec<Outgoing>, Vec<Event>) {
-    let mut messages = Vec::new();
-    let mut events = Vec::new();
-    for seq in from..to {
-        for partition in partitions.clone() {
-            let e = Event {
-                partition,
-                seq,
-                ts_ms: 1_000 + seq as u64,
-            };
-            messages.push((
-                partition,
-                seq.to_string().into_bytes(),
-                serde_json::to_vec(&e).expect("json"),
-            ));
-            events.push(e);
-        }
-    }
-    events.sort();
-    (messages, events)
-}
-
-fn job(
-    config: &KafkaConfig,
-    input: &str,
-    output: &str,
-    control: &Control,
-) -> impl Fn(&mut weir::Pipeline<'_>) + Send + Sync + 'static {
-    let (config, input, output, control) = (
-        config.clone(),
-        input.to_string(),
-        output.to_string(),
-        control.clone(),
-    );
-    move |p| {
-        let source = KafkaSource::<Event>::new(config.clone(), &input)
-            .expect("the topic exists")
-            .stop_at_end(true);
-        p.source(
-            "events",
-            Controlled {
-                inner: source,
-                control: control.clone(),
-            },
-        )
-        .event_time(|e: &Event| e.ts_ms, Watermarks::ascending())
-        .sink("copy", KafkaSink::new(config.clone(), &output));
-    }
-}
-
-fn events_of(topic: &str) -> Vec<Event> {
-    let mut events: Vec<Event> = consume_all(topic)
-        .iter()
-        .map(|m| serde_json::from_slice(&m.value).expect("JSON values"))
-        .collect();
-    events.sort();
-    events
-}
 
 /// What the second run must read: the old partitions after the first run's
 /// 0..200, the new ones whole.
@@ -97,8 +26,8 @@ struct Second {
 /// Adds partitions 2 and 3 to `input` and writes more to all four.
 fn grow(config: &KafkaConfig, input: &str) -> Second {
     add_partitions(config, input, 4).expect("adds partitions 2 and 3");
-    let (old_messages, old) = batch(0..2, 200, 250);
-    let (new_messages, new) = batch(2..4, 0, 70);
+    let (old_messages, old) = batch(0..2, 200, 250, 1);
+    let (new_messages, new) = batch(2..4, 0, 70, 1);
     produce(input, &old_messages);
     produce(input, &new_messages);
     Second { old, new }
@@ -136,29 +65,35 @@ fn partitions_added_after_a_checkpoint_are_read_from_their_start_and_the_rest_on
         topic(&config, "added-out-2", 1),
     );
     let dir = temp_dir("added-partitions");
-    let (first_messages, first_events) = batch(0..2, 0, 200);
+    let (first_messages, first_events) = batch(0..2, 0, 200, 1);
     produce(&input, &first_messages);
 
     // The first run, bounded, reads both partitions to their end, is
     // checkpointed there and killed before it finishes.
     let control = Control::default();
     control.hold_done();
-    let run = spawn_job(checkpointed(2, &dir), job(&config, &input, &out1, &control));
+    let run = spawn_job(
+        checkpointed(2, &dir),
+        copy_job(&config, &input, &out1, &control, true),
+    );
     control.wait_read(first_events.len() as u64, LIMIT);
     control.checkpoint(LIMIT);
     control.crash();
     join_within(run, LIMIT).expect_err("the first run is crashed");
     assert_eq!(
-        events_of(&out1),
+        events_on(&config, &out1),
         first_events,
         "the first run read 2 partitions, once"
     );
 
     let expected = grow(&config, &input);
     let control = Control::default();
-    let run = spawn_job(checkpointed(2, &dir), job(&config, &input, &out2, &control));
+    let run = spawn_job(
+        checkpointed(2, &dir),
+        copy_job(&config, &input, &out2, &control, true),
+    );
     join_within(run, LIMIT).expect("the restored run ends at the end of the input");
-    check_second(&events_of(&out2), &expected);
+    check_second(&events_on(&config, &out2), &expected);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -179,12 +114,15 @@ fn partitions_added_after_a_finished_bounded_run_are_read_from_their_start_and_t
         topic(&config, "added-finished-out-2", 1),
     );
     let dir = temp_dir("added-partitions-finished");
-    let (first_messages, first_events) = batch(0..2, 0, 200);
+    let (first_messages, first_events) = batch(0..2, 0, 200, 1);
     produce(&input, &first_messages);
     let control = Control::default();
-    let run = spawn_job(checkpointed(2, &dir), job(&config, &input, &out1, &control));
+    let run = spawn_job(
+        checkpointed(2, &dir),
+        copy_job(&config, &input, &out1, &control, true),
+    );
     join_within(run, LIMIT).expect("the bounded first run ends");
-    assert_eq!(events_of(&out1), first_events);
+    assert_eq!(events_on(&config, &out1), first_events);
     let newest = manifest::read(&dir)
         .expect("a manifest")
         .complete
@@ -196,8 +134,8 @@ fn partitions_added_after_a_finished_bounded_run_are_read_from_their_start_and_t
     let mut args = checkpointed(2, &dir);
     args.restore = Some(newest);
     let control = Control::default();
-    let run = spawn_job(args, job(&config, &input, &out2, &control));
+    let run = spawn_job(args, copy_job(&config, &input, &out2, &control, true));
     join_within(run, LIMIT).expect("the restored run ends");
-    check_second(&events_of(&out2), &expected);
+    check_second(&events_on(&config, &out2), &expected);
     let _ = std::fs::remove_dir_all(&dir);
 }

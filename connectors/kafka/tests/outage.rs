@@ -14,43 +14,14 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use support::{consume_all_on, join_within, kafka_sh, produce_on, spawn_job, Control, Controlled};
-use weir::Watermarks;
-use weir_kafka::{create_topic, KafkaConfig, KafkaSink, KafkaSource};
+use support::copy::{batch, copy_job, events_on, Event};
+use support::{join_within, kafka_sh, produce_on, spawn_job, Control};
+use weir_kafka::{create_topic, KafkaConfig};
 
 /// Not 9092 and not its controller's 9093: the shared broker's.
 const PORT: u16 = 9192;
 const PARTITIONS: i32 = 3;
 const LIMIT: Duration = Duration::from_secs(120);
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-struct Event {
-    partition: i32,
-    seq: i64,
-    ts_ms: u64,
-}
-
-fn batch(from: i64, to: i64) -> (Vec<support::Outgoing>, Vec<Event>) {
-    let mut messages = Vec::new();
-    let mut events = Vec::new();
-    for seq in from..to {
-        for partition in 0..PARTITIONS {
-            let e = Event {
-                partition,
-                seq,
-                ts_ms: 1_000 + seq as u64,
-            };
-            messages.push((
-                partition,
-                seq.to_string().into_bytes(),
-                serde_json::to_vec(&e).expect("json"),
-            ));
-            events.push(e);
-        }
-    }
-    (messages, events)
-}
 
 /// Stops the test's broker however the test ends.
 struct OwnBroker;
@@ -76,34 +47,14 @@ fn a_broker_outage_mid_run_is_retried_and_loses_nothing() {
     create_topic(&config, &input, PARTITIONS).expect("creates the input topic");
     create_topic(&config, &output, 2).expect("creates the output topic");
 
-    let (before_messages, before) = batch(0, 200);
-    let (after_messages, after) = batch(200, 400);
+    let (before_messages, before) = batch(0..PARTITIONS, 0, 200, 1);
+    let (after_messages, after) = batch(0..PARTITIONS, 200, 400, 1);
     produce_on(&config, &input, &before_messages);
 
     let control = Control::default();
     // Epochs of 1 s: the at-least-once sink flushes while the broker is away.
     let args = weir::RunArgs::threads(2);
-    let job = {
-        let (config, input, output, control) = (
-            config.clone(),
-            input.clone(),
-            output.clone(),
-            control.clone(),
-        );
-        move |p: &mut weir::Pipeline<'_>| {
-            let source = KafkaSource::<Event>::new(config.clone(), &input).expect("the topic");
-            p.source(
-                "events",
-                Controlled {
-                    inner: source,
-                    control: control.clone(),
-                },
-            )
-            .event_time(|e: &Event| e.ts_ms, Watermarks::ascending())
-            .sink("copy", KafkaSink::new(config.clone(), &output));
-        }
-    };
-    let running = spawn_job(args, job);
+    let running = spawn_job(args, copy_job(&config, &input, &output, &control, false));
     control.wait_read(before.len() as u64, LIMIT);
 
     kafka_sh("stop", Some(PORT));
@@ -116,10 +67,7 @@ fn a_broker_outage_mid_run_is_retried_and_loses_nothing() {
     control.stop();
     let summary = join_within(running, LIMIT).expect("the job ends once stopped");
 
-    let got: Vec<Event> = consume_all_on(&config, &output)
-        .iter()
-        .map(|m| serde_json::from_slice(&m.value).expect("JSON values"))
-        .collect();
+    let got = events_on(&config, &output);
     let distinct: BTreeSet<&Event> = got.iter().collect();
     let expected: BTreeSet<&Event> = before.iter().chain(&after).collect();
     assert_eq!(distinct, expected, "every event written, none invented");

@@ -9,87 +9,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use support::{
-    checkpointed, consume_all, join_within, produce, spawn_job, temp_dir, topic, Control,
-    Controlled, Outgoing,
-};
-use weir::Watermarks;
-use weir_kafka::{KafkaConfig, KafkaSink, KafkaSource};
-
-/// Message `seq` of partition `partition`: offsets are `seq` too, since
-/// each topic is fresh and written without transactions.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-struct Event {
-    partition: i32,
-    seq: i64,
-    ts_ms: u64,
-}
+use support::copy::{batch, copy_job, events_on, Event};
+use support::{checkpointed, join_within, produce, spawn_job, temp_dir, topic, Control};
 
 const PARTITIONS: i32 = 3;
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// Messages `from..to` of every partition.
-fn batch(from: i64, to: i64) -> (Vec<Outgoing>, Vec<Event>) {
-    let mut messages = Vec::new();
-    let mut events = Vec::new();
-    for seq in from..to {
-        for partition in 0..PARTITIONS {
-            let e = Event {
-                partition,
-                seq,
-                ts_ms: 1_000 + seq as u64 * 10,
-            };
-            messages.push((
-                partition,
-                seq.to_string().into_bytes(),
-                serde_json::to_vec(&e).expect("json"),
-            ));
-            events.push(e);
-        }
-    }
-    events.sort();
-    (messages, events)
-}
-
-/// The job: events copied to `output` through the at-least-once sink.
-fn job(
-    config: &KafkaConfig,
-    input: &str,
-    output: &str,
-    control: &Control,
-    stop_at_end: bool,
-) -> impl Fn(&mut weir::Pipeline<'_>) + Send + Sync + 'static {
-    let (config, input, output, control) = (
-        config.clone(),
-        input.to_string(),
-        output.to_string(),
-        control.clone(),
-    );
-    move |p| {
-        let source = KafkaSource::<Event>::new(config.clone(), &input)
-            .expect("the topic exists")
-            .stop_at_end(stop_at_end);
-        p.source(
-            "events",
-            Controlled {
-                inner: source,
-                control: control.clone(),
-            },
-        )
-        .event_time(|e: &Event| e.ts_ms, Watermarks::ascending())
-        .sink("copy", KafkaSink::new(config.clone(), &output));
-    }
-}
-
-fn events_of(topic: &str) -> Vec<Event> {
-    let mut events: Vec<Event> = consume_all(topic)
-        .iter()
-        .map(|m| serde_json::from_slice(&m.value).expect("JSON values"))
-        .collect();
-    events.sort();
-    events
-}
 
 #[test]
 fn a_restore_resumes_every_partition_at_its_checkpointed_offset() {
@@ -103,15 +27,15 @@ fn a_restore_resumes_every_partition_at_its_checkpointed_offset() {
     // Before the checkpoint: 0..100 of each partition; after it, read
     // by the first run and lost in its crash: 100..150; written while no
     // job runs: 150..170.
-    let (a_messages, a) = batch(0, 100);
-    let (b_messages, b) = batch(100, 150);
-    let (c_messages, c) = batch(150, 170);
+    let (a_messages, a) = batch(0..PARTITIONS, 0, 100, 10);
+    let (b_messages, b) = batch(0..PARTITIONS, 100, 150, 10);
+    let (c_messages, c) = batch(0..PARTITIONS, 150, 170, 10);
     produce(&input, &a_messages);
 
     let control = Control::default();
     let first = spawn_job(
         checkpointed(2, &dir),
-        job(&config, &input, &out1, &control, false),
+        copy_job(&config, &input, &out1, &control, false),
     );
     control.wait_read(a.len() as u64, LIMIT);
     control.checkpoint(LIMIT);
@@ -126,7 +50,7 @@ fn a_restore_resumes_every_partition_at_its_checkpointed_offset() {
     let control = Control::default();
     let second = spawn_job(
         checkpointed(2, &dir),
-        job(&config, &input, &out2, &control, true),
+        copy_job(&config, &input, &out2, &control, true),
     );
     join_within(second, LIMIT).expect("the restored run ends at the end of the input");
 
@@ -135,7 +59,7 @@ fn a_restore_resumes_every_partition_at_its_checkpointed_offset() {
     // once each (its sink is flushed at the end of its input).
     let mut after_checkpoint: Vec<Event> = b.iter().chain(&c).cloned().collect();
     after_checkpoint.sort();
-    let second_out = events_of(&out2);
+    let second_out = events_on(&config, &out2);
     let first_seq: BTreeMap<i32, i64> = second_out.iter().fold(BTreeMap::new(), |mut m, e| {
         let at = m.entry(e.partition).or_insert(e.seq);
         *at = (*at).min(e.seq);
@@ -154,7 +78,7 @@ fn a_restore_resumes_every_partition_at_its_checkpointed_offset() {
     // The first run's output: everything before the checkpoint (flushed at
     // the epoch end the checkpoint covers), and of what it read after it
     // (lost in the crash or not) nothing else.
-    let first_out = events_of(&out1);
+    let first_out = events_on(&config, &out1);
     let mut before: Vec<Event> = first_out.iter().filter(|e| e.seq < 100).cloned().collect();
     before.dedup();
     assert_eq!(

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod copy;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
