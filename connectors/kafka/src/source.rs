@@ -30,7 +30,10 @@
 //! - **Outages.** librdkafka reconnects by itself; an error it reports while
 //!   a broker is down is a transient fault, which the engine retries with
 //!   backoff and shows in the status line; nothing is lost, since the
-//!   position only moves past messages returned.
+//!   position only moves past messages returned. Each poll drains the
+//!   client's whole error backlog (one event per failed connection
+//!   attempt) and reports it only when the partition had nothing to read,
+//!   so a partition is read again as soon as the broker is back.
 //! - **Event time** from a field of the value (the job's extractor,
 //!   `event_time`), or from the message's Kafka timestamp
 //!   ([`KafkaSource::timestamps`] and the job's `source_time`): create time
@@ -441,10 +444,22 @@ impl<T: DeserializeOwned> SplitReader<T> for PartitionReader<T> {
         }
         // Serves the consumer's events (errors, statistics), and keeps any
         // message that came on its main queue for its partition's reader.
+        // The whole queue, every time: an outage leaves one error event per
+        // failed connection attempt there, and taking one per poll (then
+        // backing off) would leave the partition unread long after the
+        // broker is back. Those errors are the client's, not the
+        // partition's: they count only if the partition has nothing either.
+        let mut client_fault: Option<Fault> = None;
         loop {
             match self.consumer.poll(Duration::ZERO) {
                 None => break,
-                Some(Err(e)) => return Err(fault("polling the consumer", &e)),
+                Some(Err(e)) => {
+                    let f = fault("polling the consumer", &e);
+                    if !f.is_transient() {
+                        return Err(f);
+                    }
+                    client_fault = Some(f);
+                }
                 Some(Ok(message)) => {
                     if let Ok(mut strays) = self.strays.lock() {
                         strays
@@ -492,6 +507,11 @@ impl<T: DeserializeOwned> SplitReader<T> for PartitionReader<T> {
         }
         if let Ok(mut reached) = self.reached.lock() {
             reached.insert(self.partition, self.next);
+        }
+        if out.len() == before {
+            if let Some(f) = client_fault {
+                return Err(f);
+            }
         }
         Ok(if self.done() && out.len() == before {
             ReadStatus::Done
