@@ -57,7 +57,7 @@ mod metrics;
 pub mod pipeline;
 pub mod rng;
 pub mod sink;
-mod sink_exactly_once;
+mod sink_checkpointed;
 pub mod sink_protocol;
 pub mod source;
 mod source_op;

@@ -21,7 +21,13 @@
 //! when the input has passed an epoch, [`Sink::end_epoch`] is called once
 //! with the newest epoch passed (make what was written durable or visible),
 //! and once more with `u64::MAX` when the input ends. A restore writes again
-//! what followed the restored checkpoint.
+//! what followed the restored checkpoint. In a job that checkpoints
+//! ([`Delivery::AtLeastOnceCheckpointed`]) the worker then reports the epoch
+//! flushed, like step 2 below, so a checkpoint is complete only once every
+//! writing worker's output through it is durable: a crash right after a
+//! checkpoint cannot lose output the restore will not produce again. At the
+//! end of input it reports the end and, like an exactly-once sink, waits for
+//! the run to be recorded finished.
 //!
 //! **Exactly-once (two-phase commit)**, on every worker that writes:
 //!
@@ -87,6 +93,10 @@ pub(crate) enum Delivery {
     /// Write, and end each epoch; a restore writes again what followed the
     /// restored checkpoint.
     AtLeastOnce,
+    /// At-least-once in a job that checkpoints: each ended epoch is also
+    /// reported flushed, so no checkpoint completes before its output is
+    /// durable.
+    AtLeastOnceCheckpointed,
     /// Stage, prepare, commit when the checkpoint is complete.
     ExactlyOnce,
 }
@@ -245,12 +255,17 @@ impl SinkMachine {
             return Vec::new();
         }
         let exactly = self.delivery == Delivery::ExactlyOnce;
+        let reports = self.delivery != Delivery::AtLeastOnce;
         match event {
             Event::Start { restored, rescaled } => {
-                if !exactly {
+                if !reports {
                     return Vec::new();
                 }
-                let mut actions = vec![Action::Recover(restored)];
+                let mut actions = if exactly {
+                    vec![Action::Recover(restored)]
+                } else {
+                    Vec::new()
+                };
                 if let Some(r) = restored {
                     self.prepared = Some(r);
                     self.committed = Some(r);
@@ -268,6 +283,8 @@ impl SinkMachine {
                 self.ended = true;
                 if exactly {
                     vec![Action::Prepare(u64::MAX), Action::ReportEnd]
+                } else if reports {
+                    vec![Action::EndEpoch(u64::MAX), Action::ReportEnd]
                 } else {
                     self.released = true;
                     vec![Action::EndEpoch(u64::MAX), Action::Release]
@@ -291,6 +308,8 @@ impl SinkMachine {
                         actions.extend(through.map(Action::Commit));
                     }
                     actions
+                } else if reports {
+                    vec![Action::EndEpoch(last), Action::Report(last)]
                 } else {
                     vec![Action::EndEpoch(last)]
                 }
@@ -309,10 +328,13 @@ impl SinkMachine {
                 }
             }
             Event::Finished => {
-                if !exactly || !self.ended {
+                if !reports || !self.ended {
                     return Vec::new();
                 }
                 self.released = true;
+                if !exactly {
+                    return vec![Action::Release];
+                }
                 self.committed = Some(u64::MAX);
                 vec![Action::Commit(u64::MAX), Action::Release]
             }
@@ -540,6 +562,51 @@ mod tests {
                 vec![EndEpoch(u64::MAX), Release],
                 vec![],
             ]
+        );
+    }
+
+    #[test]
+    fn at_least_once_in_a_checkpointed_job_reports_each_epoch_after_ending_it() {
+        let events = [
+            Start {
+                restored: Some(3),
+                rescaled: true,
+            },
+            Passed { open: 3 },
+            Passed { open: 6 },
+            Complete(5),
+            Passed { open: u64::MAX },
+            Passed { open: u64::MAX },
+            Finished,
+            Finished,
+        ];
+        assert_eq!(
+            run(AtLeastOnceCheckpointed, &events),
+            vec![
+                // A new store generation gets the restored epoch again.
+                vec![Report(3)],
+                // Epochs the restored checkpoint covers are not ended again.
+                vec![],
+                // Durable first, then reported: the checkpoint waits for it.
+                vec![EndEpoch(5), Report(5)],
+                // Nothing to commit.
+                vec![],
+                vec![EndEpoch(u64::MAX), ReportEnd],
+                vec![],
+                vec![Release],
+                vec![],
+            ]
+        );
+        let fresh = [
+            Start {
+                restored: None,
+                rescaled: false,
+            },
+            Passed { open: 1 },
+        ];
+        assert_eq!(
+            run(AtLeastOnceCheckpointed, &fresh),
+            vec![vec![], vec![EndEpoch(0), Report(0)]]
         );
     }
 

@@ -15,7 +15,7 @@ use crate::data::{Data, Key};
 use crate::dead_letter::DeadLetter;
 use crate::ids::KeyGroup;
 use crate::sink::{build_at_least_once, Sink};
-use crate::sink_exactly_once;
+use crate::sink_checkpointed;
 use crate::sink_protocol::{self, Delivery};
 use crate::time::Time;
 use crate::worker_context::PipelineState;
@@ -116,6 +116,14 @@ impl<'s, D: Data> Stream<'s, D> {
         }
     }
 
+    /// Sends every record to a sink whose writes are done when they return
+    /// (stderr), outside checkpoints: for sinks the pipeline attaches once
+    /// its checkpoint steps are fixed.
+    pub(crate) fn sink_unchecked(self, name: &str, sink: impl Sink<D>) {
+        self.state.claim_name("sink", name);
+        build_at_least_once(self.inner, &self.state, self.held, name, sink);
+    }
+
     /// Sends every record to `sink`. Sinks that are not parallel receive all
     /// records on worker 0.
     pub fn sink(self, name: &str, sink: impl Sink<D>) {
@@ -133,8 +141,22 @@ impl<'s, D: Data> Stream<'s, D> {
         );
         match (delivery, checkpoint) {
             (Err(e), _) => self.state.ctx.shared.fail(e.into()),
-            (Ok(Delivery::ExactlyOnce), Some(checkpoint)) => {
-                sink_exactly_once::build(self.inner, &self.state, self.held, name, sink, checkpoint)
+            // Both take part in checkpoints: no checkpoint completes before
+            // the sink's output through it is durable.
+            (Ok(delivery), Some(checkpoint)) => {
+                let delivery = match delivery {
+                    Delivery::ExactlyOnce => Delivery::ExactlyOnce,
+                    _ => Delivery::AtLeastOnceCheckpointed,
+                };
+                sink_checkpointed::build(
+                    self.inner,
+                    &self.state,
+                    self.held,
+                    name,
+                    sink,
+                    checkpoint,
+                    delivery,
+                )
             }
             (Ok(_), _) => build_at_least_once(self.inner, &self.state, self.held, name, sink),
         }

@@ -1,14 +1,16 @@
-//! The operator that drives an exactly-once sink in a checkpointing job:
-//! two-phase commit on every worker that writes the sink (worker 0, or
+//! The operator that drives every sink of a checkpointing job: two-phase
+//! commit for an exactly-once sink, ended and reported epochs for an
+//! at-least-once one, on every worker that writes the sink (worker 0, or
 //! every worker of a parallel sink).
 //!
 //! It is a step of the checkpoint like a stateful operator, and does what
 //! [`SinkMachine`] decides — the rules are in [`crate::sink_protocol`]. It
 //! stages records with [`Sink::write_epoch`]; when its input has passed an
-//! epoch it prepares it and reports it (a marker in the worker's store and
-//! a flush record to the manifest writer); when the manifest writer
-//! announces a complete checkpoint or the finished run (broadcast to every
-//! worker, which activates this operator: it never polls), it commits.
+//! epoch it prepares it (at-least-once: ends it) and reports it (a marker
+//! in the worker's store and a flush record to the manifest writer); when
+//! the manifest writer announces a complete checkpoint or the finished run
+//! (broadcast to every worker, which activates this operator: it never
+//! polls), it commits.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -40,6 +42,7 @@ pub(crate) fn build<'s, D: Data, S: Sink<D>>(
     name: &str,
     sink: S,
     checkpoint: Rc<WorkerCheckpoint>,
+    delivery: Delivery,
 ) {
     let consumer = (!held).then(|| state.ctx.flow.register());
     let parallel = sink.parallel();
@@ -50,6 +53,7 @@ pub(crate) fn build<'s, D: Data, S: Sink<D>>(
         checkpoint,
         consumer,
         parallel,
+        delivery,
     };
     let flushes = if parallel {
         driver.build(input, Local)
@@ -75,6 +79,7 @@ struct Driver<S> {
     checkpoint: Rc<WorkerCheckpoint>,
     consumer: Option<Consumer>,
     parallel: bool,
+    delivery: Delivery,
 }
 
 impl<S> Driver<S> {
@@ -102,16 +107,19 @@ impl<S> Driver<S> {
                     checkpoint,
                     consumer,
                     parallel,
+                    delivery,
                 } = self;
                 checkpoint.listen(scope.activator_for(Rc::clone(&info.address)));
                 let plan = Arc::clone(&checkpoint.plan);
                 let restored = plan.restore.as_ref().map(|r| r.epoch);
                 let writes = sink_protocol::writes_on(parallel, worker);
                 let kind = step_kind(parallel);
-                let mut machine = SinkMachine::new(Delivery::ExactlyOnce);
+                let mut machine = SinkMachine::new(delivery);
                 // A sink whose staging a crash loses resumes from the
                 // checkpoint of what it made visible: keep that one.
-                let keeps_visible = !sink.staging_survives_crash() && !parallel;
+                let keeps_visible = delivery == Delivery::ExactlyOnce
+                    && !sink.staging_survives_crash()
+                    && !parallel;
                 let mut failed = false;
                 // The capability for flush records, at the next epoch to report.
                 let mut cap: Option<Capability<Time>> = None;
