@@ -18,7 +18,9 @@
 //! - **Bounded runs** ([`KafkaSource::stop_at_end`]): each partition is read
 //!   up to the offset that was its end when it opened, then the split is
 //!   done, as Flink's bounded Kafka source does; the job then finishes and
-//!   flushes every window.
+//!   flushes every window. On a topic written in transactions the end is
+//!   reached when the consumer's position passes it (the commit markers
+//!   take offsets but are never read).
 //! - **Values** are decoded as JSON or CSV ([`ValueFormat`]) into the job's
 //!   record type. A message that does not decode becomes a dead letter with
 //!   its exact value bytes and its coordinates: `{"kafka": {"topic",
@@ -432,6 +434,32 @@ impl<T: DeserializeOwned> PartitionReader<T> {
     fn done(&self) -> bool {
         self.end.is_some_and(|end| self.next >= end)
     }
+
+    /// In a bounded run with nothing left to read: whether the consumer's
+    /// position has reached the end. Transaction markers (and aborted
+    /// records) take offsets but are never returned, so on a topic written
+    /// in transactions the last record's offset stays below the end; the
+    /// consumer's position moves past them. Only the end is taken from it:
+    /// below the end, `next` moves with records returned alone.
+    fn skip_markers_at_end(&mut self) {
+        let Some(end) = self.end else {
+            return;
+        };
+        if self.next >= end {
+            return;
+        }
+        let Ok(positions) = self.consumer.position() else {
+            return;
+        };
+        let at = positions
+            .find_partition(&self.topic, self.partition)
+            .map(|p| p.offset());
+        if let Some(Offset::Offset(at)) = at {
+            if at >= end {
+                self.next = end;
+            }
+        }
+    }
 }
 
 impl<T: DeserializeOwned> SplitReader<T> for PartitionReader<T> {
@@ -504,6 +532,9 @@ impl<T: DeserializeOwned> SplitReader<T> for PartitionReader<T> {
                     break;
                 }
             }
+        }
+        if out.len() == before && client_fault.is_none() {
+            self.skip_markers_at_end();
         }
         if let Ok(mut reached) = self.reached.lock() {
             reached.insert(self.partition, self.next);
