@@ -156,8 +156,8 @@ pub trait Sink<T>: 'static {
 }
 
 /// Builds the operator that drives an at-least-once `sink` on `input` in a
-/// job without checkpoints (`held`: an upstream stateful operator holds the input's frontier, so
-/// flow control does not watch it).
+/// job without checkpoints (`held`: an upstream stateful operator holds the
+/// input's frontier, so flow control does not watch it).
 pub(crate) fn build_at_least_once<D: Data>(
     input: TimedStream<'_, D>,
     state: &PipelineState<'_>,

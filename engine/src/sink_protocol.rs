@@ -119,7 +119,8 @@ pub(crate) fn delivery(
         (true, false) if needs_checkpoints => Err(ConfigError::new(format!(
             "sink `{name}` is exactly-once only through checkpoints: pass --checkpoint-dir DIR, or make the sink at-least-once"
         ))),
-        _ => Ok(Delivery::AtLeastOnce),
+        (false, true) => Ok(Delivery::AtLeastOnceCheckpointed),
+        (_, false) => Ok(Delivery::AtLeastOnce),
     }
 }
 
@@ -354,7 +355,7 @@ mod tests {
         let rows = [
             // exactly_once, needs_checkpoints, checkpointing, expected
             (false, false, false, Some(AtLeastOnce)),
-            (false, false, true, Some(AtLeastOnce)),
+            (false, false, true, Some(AtLeastOnceCheckpointed)),
             (true, false, true, Some(ExactlyOnce)),
             (true, true, true, Some(ExactlyOnce)),
             (true, false, false, Some(AtLeastOnce)),
@@ -374,7 +375,7 @@ mod tests {
         assert_eq!(delivery("out", true, true, false, true).ok(), None);
         assert_eq!(
             delivery("out", false, false, true, true).ok(),
-            Some(AtLeastOnce)
+            Some(AtLeastOnceCheckpointed)
         );
     }
 

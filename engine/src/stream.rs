@@ -141,24 +141,20 @@ impl<'s, D: Data> Stream<'s, D> {
         );
         match (delivery, checkpoint) {
             (Err(e), _) => self.state.ctx.shared.fail(e.into()),
-            // Both take part in checkpoints: no checkpoint completes before
-            // the sink's output through it is durable.
-            (Ok(delivery), Some(checkpoint)) => {
-                let delivery = match delivery {
-                    Delivery::ExactlyOnce => Delivery::ExactlyOnce,
-                    _ => Delivery::AtLeastOnceCheckpointed,
-                };
-                sink_checkpointed::build(
-                    self.inner,
-                    &self.state,
-                    self.held,
-                    name,
-                    sink,
-                    checkpoint,
-                    delivery,
-                )
+            (Ok(Delivery::AtLeastOnce), _) | (Ok(_), None) => {
+                build_at_least_once(self.inner, &self.state, self.held, name, sink)
             }
-            (Ok(_), _) => build_at_least_once(self.inner, &self.state, self.held, name, sink),
+            // A step of the checkpoint: no checkpoint completes before the
+            // sink's output through it is durable.
+            (Ok(delivery), Some(checkpoint)) => sink_checkpointed::build(
+                self.inner,
+                &self.state,
+                self.held,
+                name,
+                sink,
+                checkpoint,
+                delivery,
+            ),
         }
     }
 

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::ClientConfig;
 use support::copy::{batch, copy_job, events_on, Event};
 use support::{join_within, spawn_job, topic, Control};
@@ -24,20 +24,8 @@ fn in_transaction(
     commit: bool,
 ) {
     producer.begin_transaction().expect("begins");
-    for (partition, key, value) in messages {
-        let mut record = BaseRecord::to(topic)
-            .partition(*partition)
-            .key(key.as_slice())
-            .payload(value.as_slice());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = back;
-                }
-            }
-        }
+    for message in messages {
+        support::send(producer, topic, message, None);
     }
     producer.flush(LIMIT).expect("flushes");
     if commit {

@@ -90,25 +90,32 @@ fn produce_with(config: &KafkaConfig, topic: &str, messages: &[(&Outgoing, Optio
         .set("enable.idempotence", "true")
         .create()
         .expect("a producer");
-    for ((partition, key, value), at) in messages {
-        let mut record = BaseRecord::to(topic)
-            .partition(*partition)
-            .key(key.as_slice())
-            .payload(value.as_slice());
-        if let Some(at) = at {
-            record = record.timestamp(*at);
-        }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = back;
-                }
+    for (message, at) in messages {
+        send(&producer, topic, message, *at);
+    }
+    producer.flush(Duration::from_secs(30)).expect("flushes");
+}
+
+/// Queues `message` on `producer` (with timestamp `at` if given), waiting
+/// while its queue is full.
+pub fn send(producer: &BaseProducer, topic: &str, message: &Outgoing, at: Option<i64>) {
+    let (partition, key, value) = message;
+    let mut record = BaseRecord::to(topic)
+        .partition(*partition)
+        .key(key.as_slice())
+        .payload(value.as_slice());
+    if let Some(at) = at {
+        record = record.timestamp(at);
+    }
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((_, back)) => {
+                producer.poll(Duration::from_millis(10));
+                record = back;
             }
         }
     }
-    producer.flush(Duration::from_secs(30)).expect("flushes");
 }
 
 /// One consumed message: partition, offset, key, value, headers.
