@@ -69,10 +69,12 @@ pub(crate) fn create_topic_with(
     }
     let results = block_on(admin.create_topics([&new], &options()))
         .map_err(|e| fault(&format!("creating topic `{topic}`"), &e))?;
+    // A topic that was there keeps its own partition count.
+    let mut expect = partitions.max(1) as usize;
     for result in results {
         match result {
             Ok(_) => {}
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => expect = 1,
             Err((name, code)) => {
                 return Err(Fault::fatal(format!(
                     "kafka: creating topic `{name}`: {code}"
@@ -80,7 +82,49 @@ pub(crate) fn create_topic_with(
             }
         }
     }
-    Ok(())
+    wait_until_served(&admin, topic, expect)
+}
+
+/// How long a new topic or partition may take to be served.
+const SERVED_WITHIN: Duration = Duration::from_secs(60);
+
+/// Waits until the broker's metadata shows `topic` with at least
+/// `partitions` partitions, each with a leader. The controller answers a
+/// create call once it has recorded the topic; the broker serves it a
+/// little later (seconds on a broker that has just started), and a client
+/// asking in between is told the topic does not exist.
+fn wait_until_served(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    partitions: usize,
+) -> Result<(), Fault> {
+    let deadline = std::time::Instant::now() + SERVED_WITHIN;
+    loop {
+        let served = match admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+        {
+            Ok(metadata) => metadata.topics().iter().any(|t| {
+                t.name() == topic
+                    && t.error().is_none()
+                    && t.partitions().len() >= partitions
+                    && t.partitions()
+                        .iter()
+                        .all(|p| p.error().is_none() && p.leader() >= 0)
+            }),
+            Err(_) => false,
+        };
+        if served {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Fault::fatal(format!(
+                "kafka: topic `{topic}` was created but the broker did not serve its {partitions} partitions within {} s",
+                SERVED_WITHIN.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Raises `topic`'s partition count to `partitions`.
@@ -96,7 +140,7 @@ pub fn add_partitions(config: &KafkaConfig, topic: &str, partitions: usize) -> R
             )));
         }
     }
-    Ok(())
+    wait_until_served(&admin, topic, partitions)
 }
 
 /// Deletes `topics` (a topic that does not exist is an error).
