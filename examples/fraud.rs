@@ -329,6 +329,7 @@ fn job(args: Args) -> anyhow::Result<()> {
     args.job.prepare("fraud")?;
     let output = args.job.clone();
     let bound = args.job.bound;
+    let event_time = args.job.event_time();
     let (window, slide) = (args.window, args.slide);
     let (max_n, max_spend) = (args.max_transactions, args.max_spend_cents);
     let span_ms = args.country_span.as_millis() as u64;
@@ -338,10 +339,12 @@ fn job(args: Args) -> anyhow::Result<()> {
     }
 
     common::finish(weir::run(&args.job.run, move |p| {
-        let by_card = p
-            .source("transactions", input.clone())
-            .event_time(|t: &Transaction| t.ts_ms, Watermarks::bounded(bound))
-            .key_by("by_card", |t| t.card);
+        let by_card = common::timed(
+            p.source("transactions", input.clone()),
+            event_time,
+            Watermarks::bounded(bound),
+        )
+        .key_by("by_card", |t| t.card);
         let many_countries = by_card.clone().process(
             "many_countries",
             ManyCountries {

@@ -85,13 +85,16 @@ fn job(args: Args) -> anyhow::Result<()> {
     args.job.prepare("iot")?;
     let output = args.job.clone();
     let bound = args.job.bound;
+    let event_time = args.job.event_time();
     let (window, gap) = (args.window, args.session_gap);
     let (lo, hi) = (args.min_value, args.max_value);
 
     common::finish(weir::run(&args.job.run, move |p| {
-        let readings = p
-            .source("readings", input.clone())
-            .event_time(|r: &Reading| r.ts_ms, Watermarks::bounded(bound));
+        let readings = common::timed(
+            p.source("readings", input.clone()),
+            event_time,
+            Watermarks::bounded(bound),
+        );
         let alerts = readings
             .clone()
             .filter(move |r| r.value < lo || r.value > hi)

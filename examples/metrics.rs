@@ -76,23 +76,26 @@ fn job(args: Args) -> anyhow::Result<()> {
     args.job.prepare("metrics")?;
     let output = args.job.clone();
     let bound = args.job.bound;
+    let event_time = args.job.event_time();
     let window = args.window;
     let (max_p99, max_error_rate) = (args.max_p99_us, args.max_error_rate);
 
     common::finish(weir::run(&args.job.run, move |p| {
-        let stats = p
-            .source("requests", input.clone())
-            .event_time(|r: &Request| r.ts_ms, Watermarks::bounded(bound))
-            .key_by("by_service", |r| r.service.clone())
-            .window(
-                "service_latency",
-                Windows::tumbling(window),
-                (
-                    Count,
-                    Sum::of(|r: &Request| u64::from(r.status >= 500)),
-                    Percentiles::of(|r: &Request| r.latency_us),
-                ),
-            );
+        let stats = common::timed(
+            p.source("requests", input.clone()),
+            event_time,
+            Watermarks::bounded(bound),
+        )
+        .key_by("by_service", |r| r.service.clone())
+        .window(
+            "service_latency",
+            Windows::tumbling(window),
+            (
+                Count,
+                Sum::of(|r: &Request| u64::from(r.status >= 500)),
+                Percentiles::of(|r: &Request| r.latency_us),
+            ),
+        );
         stats
             .fired
             .map(move |f| {

@@ -410,3 +410,84 @@ fn kill_minus_nine_with_exactly_once_output_loses_and_doubles_nothing() {
 fn kill_minus_nine_with_at_least_once_output_loses_nothing() {
     kill_on_kafka("at-least-once");
 }
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `--event-time kafka-timestamp`: a job's event time is each message's
+/// Kafka timestamp, not the value's `ts_ms`.
+#[test]
+fn event_time_can_come_from_the_kafka_timestamp() {
+    broker();
+    let dir = temp_dir("kafka-timestamps");
+    let from_timestamps = |job: &str, input: &str, w: usize| {
+        let (output, dead) = output_topics(&format!("{job}-ts-w{w}"));
+        let mut flags = kafka_flags(input, &output, &dead);
+        flags.extend(args(&[
+            "--event-time",
+            "kafka-timestamp",
+            "--quiet",
+            "--no-checkpoints",
+            "-w",
+            &w.to_string(),
+        ]));
+        run(job, &flags);
+        committed_lines(&output)
+    };
+    // Messages stamped with their records' event times: the same results
+    // as the file run, windows, alerts and the fraud job's timers alike.
+    for (job, keys, workers) in [("iot", "50", &[1, 2][..]), ("fraud", "300", &[2][..])] {
+        let stamped = unique(&format!("{job}-stamped"));
+        kafka_tool(&[
+            "topics",
+            &format!("{stamped}:4"),
+            "--config",
+            "retention.ms=-1",
+        ]);
+        kafka_tool(&[
+            "produce",
+            "--job",
+            job,
+            "--topic",
+            &stamped,
+            "--events",
+            "60000",
+            "--keys",
+            keys,
+            "--malformed-fraction",
+            "0.001",
+            "--timestamps",
+            "event-time",
+        ]);
+        let job_dir = dir.join(job);
+        std::fs::create_dir_all(&job_dir).expect("a test dir");
+        let (expected, _) = file_results(job, "60000", keys, &job_dir);
+        for &w in workers {
+            assert_eq!(
+                from_timestamps(job, &stamped, w),
+                expected,
+                "{job}, {w} workers, event time from Kafka timestamps equal to the records'"
+            );
+        }
+    }
+    // Messages stamped when they were written: every result lies in the
+    // minutes of this test, none in the records' own 2023.
+    let before = now_ms();
+    let input = produced("iot", "60000", "50");
+    let after = now_ms();
+    let got = from_timestamps("iot", &input, 1);
+    assert!(!got.is_empty(), "the run on write times has results");
+    for line in &got {
+        let row: serde_json::Value = serde_json::from_str(line).expect("a JSON row");
+        let start = row["start_ms"].as_u64().expect("start_ms");
+        assert!(
+            start + 60_000 >= before && start <= after,
+            "{line}: outside the write times {before}..{after}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -20,6 +20,17 @@ pub enum Delivery {
     ExactlyOnce,
 }
 
+/// Where records' event time comes from.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum EventTime {
+    /// The record's own time field (`ts_ms`).
+    #[default]
+    Field,
+    /// The Kafka message's timestamp (create time, or log-append time if
+    /// the topic keeps that); the value's time field is then ignored.
+    KafkaTimestamp,
+}
+
 /// Kafka flags.
 #[derive(Args, Clone, Debug, Default)]
 pub struct KafkaArgs {
@@ -61,6 +72,18 @@ pub struct KafkaArgs {
     )]
     pub start_at: Option<StartAt>,
 
+    /// Kafka: where event time comes from: field (the value's ts_ms) or
+    /// kafka-timestamp (each message's timestamp; a message without one is
+    /// a dead letter).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FROM",
+        default_value = "field",
+        requires = "kafka"
+    )]
+    pub event_time: Option<EventTime>,
+
     /// Kafka: the encoding of input and output values: json or csv (the
     /// record's fields in declaration order, no header).
     #[arg(
@@ -92,6 +115,7 @@ pub struct Kafka {
     pub stop_at_end: bool,
     pub start_at: StartAt,
     pub format: ValueFormat,
+    pub event_time: EventTime,
     /// Exactly-once: the output's `transactional.id`.
     pub transactional_id: Option<String>,
 }
@@ -156,6 +180,7 @@ impl KafkaArgs {
             stop_at_end: self.stop_at_end,
             start_at: self.start_at.unwrap_or_default(),
             format: self.value_format.unwrap_or_default(),
+            event_time: self.event_time.unwrap_or_default(),
         }))
     }
 }

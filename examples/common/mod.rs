@@ -11,7 +11,7 @@ use anyhow::bail;
 use clap::Args;
 use weir::config::parse_duration;
 use weir::source::CloneSource;
-use weir::{DeadLetter, RunArgs, Sink};
+use weir::{DeadLetter, RunArgs, Sink, Source, SourceBuilder, Stream, Watermarks};
 use weir_connectors::{
     FileSink, FileSource, Format, Generated, Generator, GeneratorConfig, PartsSink, StdoutSink,
 };
@@ -129,6 +129,7 @@ impl JobArgs {
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .start_at(kafka.start_at)
                 .stop_at_end(kafka.stop_at_end)
+                .timestamps(kafka.event_time == kafka::EventTime::KafkaTimestamp)
                 .format(kafka.format)?;
             self.kafka_job = Some(kafka);
             return Ok(Box::new(source));
@@ -164,6 +165,14 @@ impl JobArgs {
         };
         let generator = Generator::new(config).map_err(|e| anyhow::anyhow!("generator: {e}"))?;
         Ok(Box::new(generator))
+    }
+
+    /// Where the job's event time comes from (`--event-time`).
+    pub fn event_time(&self) -> kafka::EventTime {
+        self.kafka_job
+            .as_ref()
+            .map(|k| k.event_time)
+            .unwrap_or_default()
     }
 
     /// Checks output paths and sets up checkpoints before the job starts
@@ -271,6 +280,30 @@ impl JobArgs {
         } else {
             Box::new(FileSink::create(path, Format::Jsonl))
         }
+    }
+}
+
+/// The source's records with their event time: the record's `ts_ms`, or
+/// (`--event-time kafka-timestamp`) the Kafka message's timestamp, written
+/// into `ts_ms` too, so that what a job computes from the field (a process
+/// function's timers, an alert's time) agrees with the engine's event time.
+pub fn timed<'s, S>(
+    source: SourceBuilder<'s, S>,
+    from: kafka::EventTime,
+    watermarks: Watermarks,
+) -> Stream<'s, S::Item>
+where
+    S: Source,
+    S::Item: Generated,
+{
+    match from {
+        kafka::EventTime::Field => source.event_time(|r: &S::Item| r.ts_ms(), watermarks),
+        kafka::EventTime::KafkaTimestamp => source.source_time(watermarks).with_event_time().map(
+            |(ts_ms, mut record): (u64, S::Item)| {
+                record.set_ts_ms(ts_ms);
+                record
+            },
+        ),
     }
 }
 

@@ -56,7 +56,7 @@ pub fn create_topic(config: &KafkaConfig, topic: &str, partitions: i32) -> Resul
 }
 
 /// [`create_topic`] with topic-level settings (`cleanup.policy=compact`).
-pub(crate) fn create_topic_with(
+pub fn create_topic_with(
     config: &KafkaConfig,
     topic: &str,
     partitions: i32,

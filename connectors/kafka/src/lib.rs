@@ -14,7 +14,7 @@ mod source;
 pub mod transactions;
 mod value;
 
-pub use admin::{add_partitions, create_topic, delete_topics};
+pub use admin::{add_partitions, create_topic, create_topic_with, delete_topics};
 pub use config::KafkaConfig;
 pub use sink::{KafkaDeadLetterSink, KafkaSink};
 pub use source::{KafkaSource, StartAt};

@@ -12,6 +12,11 @@ pub trait Generated: weir::Data {
     const HEADER: &'static str;
     /// Record `index` with event time `ts_ms`, drawn from `rng`.
     fn generate(index: u64, ts_ms: u64, keys: &Keys, rng: &mut SplitMix64) -> Self;
+    /// The record's event time (ms), its `ts_ms` field.
+    fn ts_ms(&self) -> u64;
+    /// Sets the record's event time (a job taking event time from
+    /// elsewhere, such as the Kafka timestamp, keeps the field true).
+    fn set_ts_ms(&mut self, ts_ms: u64);
     /// A malformed CSV line of this type (for the dead-letter path).
     fn malformed(index: u64, rng: &mut SplitMix64) -> String {
         let columns: Vec<&str> = Self::HEADER.split(',').collect();
@@ -66,6 +71,12 @@ const COUNTRIES: [CountryCode; 8] = [
 
 impl Generated for Transaction {
     const HEADER: &'static str = "card,merchant,amount_cents,country,ts_ms";
+    fn ts_ms(&self) -> u64 {
+        self.ts_ms
+    }
+    fn set_ts_ms(&mut self, ts_ms: u64) {
+        self.ts_ms = ts_ms;
+    }
     fn generate(_index: u64, ts_ms: u64, keys: &Keys, rng: &mut SplitMix64) -> Self {
         let card = keys.pick(rng);
         // Cards shop at home, and now and then abroad.
@@ -112,6 +123,12 @@ const ENDPOINTS: [&str; 5] = ["/", "/login", "/search", "/cart", "/checkout"];
 
 impl Generated for Request {
     const HEADER: &'static str = "service,endpoint,status,latency_us,ts_ms";
+    fn ts_ms(&self) -> u64 {
+        self.ts_ms
+    }
+    fn set_ts_ms(&mut self, ts_ms: u64) {
+        self.ts_ms = ts_ms;
+    }
     fn generate(_index: u64, ts_ms: u64, keys: &Keys, rng: &mut SplitMix64) -> Self {
         let service = keys.pick(rng);
         // Service 0 has bad minutes: every 7th minute its errors and latency jump.
@@ -154,6 +171,12 @@ pub struct Reading {
 
 impl Generated for Reading {
     const HEADER: &'static str = "device,ts_ms,value";
+    fn ts_ms(&self) -> u64 {
+        self.ts_ms
+    }
+    fn set_ts_ms(&mut self, ts_ms: u64) {
+        self.ts_ms = ts_ms;
+    }
     fn generate(_index: u64, ts_ms: u64, keys: &Keys, rng: &mut SplitMix64) -> Self {
         let mut device = keys.pick(rng);
         // Each device goes quiet one minute in five, so sessions of activity end.
@@ -191,6 +214,12 @@ pub struct Bid {
 
 impl Generated for Bid {
     const HEADER: &'static str = "auction,bidder,price_cents,ts_ms";
+    fn ts_ms(&self) -> u64 {
+        self.ts_ms
+    }
+    fn set_ts_ms(&mut self, ts_ms: u64) {
+        self.ts_ms = ts_ms;
+    }
     fn generate(_index: u64, ts_ms: u64, keys: &Keys, rng: &mut SplitMix64) -> Self {
         Bid {
             auction: keys.pick(rng),

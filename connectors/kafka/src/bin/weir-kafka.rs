@@ -3,16 +3,19 @@
 //! - `weir-kafka produce --job iot --events N [--rate R] [--topic T]`
 //!   writes the job's generated records (JSON values, or CSV) to a topic;
 //!   with `--file PATH` it writes a file's lines instead, one message each.
+//!   `--timestamps event-time` stamps each generated message with its
+//!   record's event time (for jobs run with `--event-time kafka-timestamp`).
 //! - `weir-kafka tail --topic T [--follow] [--headers]` prints a topic's
 //!   committed messages (`read_committed`), one value per line.
-//! - `weir-kafka topics NAME[:PARTITIONS]…` creates topics.
+//! - `weir-kafka topics NAME[:PARTITIONS]… [--config KEY=VALUE]…` creates
+//!   topics.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -20,7 +23,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use weir::source::SplitStart;
 use weir::{Fault, ReadItem, ReadStatus, Source, SplitId};
 use weir_connectors::{Generated, Generator, GeneratorConfig, Reading, Request, Transaction};
-use weir_kafka::{create_topic, KafkaConfig, ValueFormat};
+use weir_kafka::{create_topic_with, KafkaConfig, ValueFormat};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +44,15 @@ struct Cli {
     kafka_config: Vec<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// What a produced message's Kafka timestamp is.
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum Stamp {
+    /// The time it is written (the producer's default, create time).
+    Now,
+    /// Its record's event time.
+    EventTime,
 }
 
 #[derive(Subcommand)]
@@ -74,6 +86,13 @@ enum Command {
         /// Seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// The messages' Kafka timestamps: now (when each is written) or
+        /// event-time (its record's ts_ms, for generated records). Generated
+        /// event times start in 2023: create the topic with
+        /// `--config retention.ms=-1`, or the broker's time-based retention
+        /// deletes them.
+        #[arg(long, value_enum, value_name = "now|event-time", default_value = "now")]
+        timestamps: Stamp,
     },
     /// Prints a topic's committed messages, one value per line.
     Tail {
@@ -90,6 +109,10 @@ enum Command {
     Topics {
         #[arg(required = true, value_name = "NAME[:PARTITIONS]")]
         names: Vec<String>,
+        /// A topic setting for the new topics, KEY=VALUE (repeatable), such
+        /// as retention.ms=-1.
+        #[arg(long, value_name = "KEY=VALUE")]
+        config: Vec<String>,
     },
 }
 
@@ -119,10 +142,17 @@ fn run(cli: Cli) -> Result<(), String> {
             malformed_fraction,
             value_format,
             seed,
+            timestamps,
         } => {
             let producer = producer(&config)?;
             if let Some(path) = file {
                 let topic = topic.ok_or("--file needs --topic")?;
+                if timestamps == Stamp::EventTime {
+                    return Err(
+                        "--timestamps event-time is for generated records (--job), not --file"
+                            .into(),
+                    );
+                }
                 return produce_file(&producer, &topic, &path);
             }
             let job = job.ok_or("say --job fraud|metrics|iot, or --file PATH --topic T")?;
@@ -142,6 +172,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     generator,
                     keys.unwrap_or(100_000),
                     value_format,
+                    timestamps,
                 ),
                 "metrics" => produce_generated::<Request>(
                     &producer,
@@ -149,6 +180,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     generator,
                     keys.unwrap_or(20),
                     value_format,
+                    timestamps,
                 ),
                 "iot" => produce_generated::<Reading>(
                     &producer,
@@ -156,6 +188,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     generator,
                     keys.unwrap_or(1_000),
                     value_format,
+                    timestamps,
                 ),
                 other => return Err(format!("--job {other}: use fraud, metrics or iot")),
             }?;
@@ -167,7 +200,19 @@ fn run(cli: Cli) -> Result<(), String> {
             follow,
             headers,
         } => tail(&config, &topic, follow, headers),
-        Command::Topics { names } => {
+        Command::Topics {
+            names,
+            config: settings,
+        } => {
+            let settings = settings
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .filter(|(k, _)| !k.trim().is_empty())
+                        .map(|(k, v)| (k.trim(), v.trim()))
+                        .ok_or_else(|| format!("--config `{pair}`: write KEY=VALUE"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             for name in names {
                 let (topic, partitions) = match name.split_once(':') {
                     Some((t, p)) => (
@@ -177,7 +222,8 @@ fn run(cli: Cli) -> Result<(), String> {
                     ),
                     None => (name.clone(), 4),
                 };
-                create_topic(&config, &topic, partitions).map_err(|e| e.to_string())?;
+                create_topic_with(&config, &topic, partitions, &settings)
+                    .map_err(|e| e.to_string())?;
                 eprintln!("weir-kafka: topic {topic} ({partitions} partitions)");
             }
             Ok(())
@@ -198,10 +244,14 @@ fn send(
     topic: &str,
     partition: Option<i32>,
     value: &[u8],
+    timestamp: Option<i64>,
 ) -> Result<(), String> {
     let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).payload(value);
     if let Some(p) = partition {
         record = record.partition(p);
+    }
+    if let Some(ms) = timestamp {
+        record = record.timestamp(ms);
     }
     loop {
         match producer.send(record) {
@@ -231,6 +281,7 @@ fn produce_generated<T: Generated + serde::Serialize>(
     mut generator: GeneratorConfig,
     keys: u64,
     format: ValueFormat,
+    stamp: Stamp,
 ) -> Result<u64, String> {
     generator.keys = keys;
     let partitions = producer_partitions(producer, topic)?;
@@ -275,11 +326,23 @@ fn produce_generated<T: Generated + serde::Serialize>(
                                 }
                             }
                         }
-                        send(producer, topic, partition, &value)?;
+                        let timestamp = match stamp {
+                            Stamp::Now => None,
+                            // A time past i64::MAX ms is no Kafka timestamp.
+                            Stamp::EventTime => {
+                                Some(i64::try_from(record.ts_ms()).map_err(|_| {
+                                    format!(
+                                        "event time {} is past Kafka's timestamps",
+                                        record.ts_ms()
+                                    )
+                                })?)
+                            }
+                        };
+                        send(producer, topic, partition, &value, timestamp)?;
                         sent += 1;
                     }
                     ReadItem::Bad(letter) => {
-                        send(producer, topic, partition, letter.raw.as_bytes())?;
+                        send(producer, topic, partition, letter.raw.as_bytes(), None)?;
                         sent += 1;
                     }
                     ReadItem::Watermark(_) | ReadItem::EndEpoch => {}
@@ -331,6 +394,7 @@ fn produce_file(producer: &BaseProducer, topic: &str, path: &PathBuf) -> Result<
             topic,
             Some((sent % partitions as u64) as i32),
             &line,
+            None,
         )?;
         sent += 1;
         if sent.is_multiple_of(1_000) {
