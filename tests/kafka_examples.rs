@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{args, example, output_within, run, sorted_lines, temp_dir, wait_within};
+use support::{args, example, free_port, output_within, run, sorted_lines, temp_dir, wait_within};
 
 const KAFKA: &str = "127.0.0.1:9092";
 
@@ -229,6 +229,72 @@ fn metrics_on_kafka_equals_metrics_on_a_file() {
 fn fraud_on_kafka_equals_fraud_on_a_file() {
     same_on_kafka("fraud", "60000", "300", &[1, 2], false);
     same_on_kafka("fraud", "60000", "300", &[2], true);
+}
+
+/// Runs `job` with `flags` as two processes of one worker each.
+fn run_two_processes(job: &str, flags: &[String], dir: &Path) {
+    let hostfile = dir.join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .expect("write hostfile");
+    let children: Vec<_> = (0..2)
+        .map(|p| {
+            let mut all = flags.to_vec();
+            all.extend(args(&["-n", "2", "-p", &p.to_string(), "--hostfile"]));
+            all.push(hostfile.display().to_string());
+            Command::new(example(job))
+                .args(&all)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a process")
+        })
+        .collect();
+    for (p, child) in children.into_iter().enumerate() {
+        let out = wait_within(child, Duration::from_secs(180));
+        assert!(
+            out.status.success(),
+            "{job} process {p}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Two processes of one worker each read the topic's partitions between
+/// them: the results equal the file run's, at least once without
+/// checkpoints and exactly once with them (one checkpoint directory).
+#[test]
+fn iot_on_kafka_on_two_processes_equals_iot_on_a_file() {
+    let (events, keys) = ("60000", "50");
+    let input = produced("iot", events, keys);
+    let dir = temp_dir("kafka-two-processes");
+    let (expected, dead_expected) = file_results("iot", events, keys, &dir);
+    for checkpoints in [false, true] {
+        let (output, dead) = output_topics(&format!("iot-n2-{checkpoints}"));
+        let mut flags = kafka_flags(&input, &output, &dead);
+        flags.push("--quiet".into());
+        if checkpoints {
+            flags.extend(checkpoint_flags(&dir.join("ck")));
+        } else {
+            flags.push("--no-checkpoints".into());
+        }
+        run_two_processes("iot", &flags, &dir);
+        assert_eq!(
+            committed_lines(&output),
+            expected,
+            "iot on Kafka, 2 processes, checkpoints {checkpoints}: results"
+        );
+        let letters = kafka_tool(&["tail", "--topic", &dead]);
+        assert_eq!(
+            letters.lines().count(),
+            dead_expected,
+            "2 processes, checkpoints {checkpoints}: dead letters"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
