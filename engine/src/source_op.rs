@@ -156,7 +156,12 @@ where
                         Some(Some(saved)) => match layout::parse_split_position(saved) {
                             Ok(saved) => {
                                 split_state.watermark.raise_to(saved.watermark);
-                                split_state.done = saved.done;
+                                // Not `saved.done`: whether a split has
+                                // ended is its reader's to say again. A
+                                // bounded Kafka split takes its end anew
+                                // when it opens, so a restored run reads what
+                                // was written since; a file or generator
+                                // split at its end says so at its first poll.
                                 split_state.offset = saved.offset;
                                 Some(saved.reader)
                             }

@@ -18,7 +18,10 @@
 //! - **Bounded runs** ([`KafkaSource::stop_at_end`]): each partition is read
 //!   up to the offset that was its end when it opened, then the split is
 //!   done, as Flink's bounded Kafka source does; the job then finishes and
-//!   flushes every window. On a topic written in transactions the end is
+//!   flushes every window. A restored run takes each partition's end
+//!   anew, also for a partition an earlier run had read to its end, so
+//!   `--restore` of a finished run's checkpoint reads what was written
+//!   since. On a topic written in transactions the end is
 //!   reached when the consumer's position passes it (the commit markers
 //!   take offsets but are never read).
 //! - **Values** are decoded as JSON or CSV ([`ValueFormat`]) into the job's

@@ -97,15 +97,12 @@ fn partitions_added_after_a_checkpoint_are_read_from_their_start_and_the_rest_on
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The same after a first run that finished: restoring its last checkpoint
-/// (`--restore`, as a finished run otherwise starts over) should read what
-/// was written to the old partitions since, but the checkpoint marks their
-/// splits done and the engine restores that (`source_op.rs`: `split_state.done
-/// = saved.done`), so the restored run never polls them and their new
-/// messages are never read. The source cannot undo that from
-/// `connectors/kafka`; kept as the reproduction.
+/// The same after a first run that finished: its last checkpoint
+/// (`--restore EPOCH`, as a finished run otherwise starts over) is
+/// restored. That checkpoint records partition 0's split done (it ended
+/// first) and partition 1's not; both are read again from their
+/// checkpointed offsets to their new end.
 #[test]
-#[ignore = "engine: a split a bounded run finished stays done on restore, so messages written to an old partition after a finished run are never read"]
 fn partitions_added_after_a_finished_bounded_run_are_read_from_their_start_and_the_rest_once() {
     let config = support::broker();
     let input = topic(&config, "added-finished-in", 2);
@@ -116,23 +113,31 @@ fn partitions_added_after_a_finished_bounded_run_are_read_from_their_start_and_t
     let dir = temp_dir("added-partitions-finished");
     let (first_messages, first_events) = batch(0..2, 0, 200, 1);
     produce(&input, &first_messages);
+    // Checkpointed with partition 0 ended and 1 at its end but held open,
+    // then let finish.
     let control = Control::default();
+    control.hold_done_of(1);
     let run = spawn_job(
         checkpointed(2, &dir),
         copy_job(&config, &input, &out1, &control, true),
     );
+    control.wait_read(first_events.len() as u64, LIMIT);
+    let at_end = control.checkpoint(LIMIT);
+    control.release_done();
     join_within(run, LIMIT).expect("the bounded first run ends");
     assert_eq!(events_on(&config, &out1), first_events);
-    let newest = manifest::read(&dir)
-        .expect("a manifest")
-        .complete
-        .last()
-        .map(|e| e.epoch)
-        .expect("the first run checkpointed");
+    assert!(
+        manifest::read(&dir)
+            .expect("a manifest")
+            .complete
+            .iter()
+            .any(|e| e.epoch == at_end),
+        "the checkpoint at the end of the input is kept"
+    );
 
     let expected = grow(&config, &input);
     let mut args = checkpointed(2, &dir);
-    args.restore = Some(newest);
+    args.restore = Some(at_end);
     let control = Control::default();
     let run = spawn_job(args, copy_job(&config, &input, &out2, &control, true));
     join_within(run, LIMIT).expect("the restored run ends");

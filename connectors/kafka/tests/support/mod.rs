@@ -253,6 +253,8 @@ pub struct ControlState {
     stop: AtomicBool,
     crash: AtomicBool,
     hold_done: AtomicBool,
+    /// The one split [`Control::hold_done_of`] holds (all when unset).
+    held_split: Mutex<Option<u32>>,
     complete: Mutex<Vec<u64>>,
 }
 
@@ -303,6 +305,20 @@ impl Control {
         self.0.hold_done.store(true, Ordering::SeqCst);
     }
 
+    /// [`Control::hold_done`] for `split` only: the others end, and are
+    /// recorded done in the checkpoints taken while it is held.
+    pub fn hold_done_of(&self, split: u32) {
+        if let Ok(mut held) = self.0.held_split.lock() {
+            *held = Some(split);
+        }
+        self.hold_done();
+    }
+
+    /// Lets splits held by [`Control::hold_done`] end: the job finishes.
+    pub fn release_done(&self) {
+        self.0.hold_done.store(false, Ordering::SeqCst);
+    }
+
     /// Makes every split fail fatally: the job stops with an error, as a
     /// crash would, without checkpointing further.
     pub fn crash(&self) {
@@ -340,6 +356,7 @@ impl<S: Source> Source for Controlled<S> {
             .map(|(i, inner)| {
                 Box::new(ControlledReader {
                     inner,
+                    split: splits[i].split.0,
                     control: self.control.clone(),
                     closes_epochs: i == 0,
                     seen,
@@ -358,6 +375,7 @@ impl<S: Source> Source for Controlled<S> {
 
 struct ControlledReader<T> {
     inner: Box<dyn SplitReader<T>>,
+    split: u32,
     control: Control,
     /// Whether this reader closes its worker's epochs (one per worker, so
     /// every worker closes each epoch once).
@@ -393,7 +411,12 @@ impl<T> SplitReader<T> for ControlledReader<T> {
             })
             .count();
         state.read.fetch_add(items as u64, Ordering::SeqCst);
-        if status == ReadStatus::Done && state.hold_done.load(Ordering::SeqCst) {
+        let held = state
+            .held_split
+            .lock()
+            .map(|h| h.is_none_or(|s| s == self.split))
+            .unwrap_or(true);
+        if status == ReadStatus::Done && held && state.hold_done.load(Ordering::SeqCst) {
             return Ok(ReadStatus::Idle);
         }
         Ok(status)
