@@ -12,7 +12,9 @@ use std::process::{Command, Output, Stdio};
 use weir_connectors::{Generation, Generator, GeneratorConfig, Reading};
 
 mod support;
-use support::{args, example, free_port, sorted_lines, temp_dir, wait_within, Run, RUN_LIMIT};
+use support::{
+    args, example, sorted_lines, temp_dir, two_process_hostfile, wait_within, Run, RUN_LIMIT,
+};
 
 /// Runs `job` quietly (no status lines) to its end.
 fn run(job: &str, args: &[String]) -> Output {
@@ -78,12 +80,7 @@ fn run_job(job: &str, dir: &Path, tag: &str, flags: &[String], cluster: &[String
 
 /// Runs `job` as two processes of one worker each; process 0 writes the output.
 fn run_two_processes(job: &str, dir: &Path, flags: &[String]) -> Run {
-    let hostfile = dir.join("hosts.txt");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .expect("write hostfile");
+    let hostfile = two_process_hostfile(dir);
     let (out, dead) = output_paths(dir, "cluster");
     let children: Vec<_> = (0..2)
         .map(|p| {

@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{args, example, free_port, output_within, run, sorted_lines, temp_dir, wait_within};
+use support::{
+    args, example, output_within, run, sorted_lines, temp_dir, two_process_hostfile, wait_within,
+};
 
 const KAFKA: &str = "127.0.0.1:9092";
 
@@ -233,24 +235,13 @@ fn fraud_on_kafka_equals_fraud_on_a_file() {
 
 /// Runs `job` with `flags` as two processes of one worker each.
 fn run_two_processes(job: &str, flags: &[String], dir: &Path) {
-    let hostfile = dir.join("hosts.txt");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .expect("write hostfile");
+    let hostfile = two_process_hostfile(dir);
     let children: Vec<_> = (0..2)
         .map(|p| {
             let mut all = flags.to_vec();
             all.extend(args(&["-n", "2", "-p", &p.to_string(), "--hostfile"]));
             all.push(hostfile.display().to_string());
-            Command::new(example(job))
-                .args(&all)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start a process")
+            spawn(job, &all, None)
         })
         .collect();
     for (p, child) in children.into_iter().enumerate() {

@@ -18,7 +18,9 @@ use weir::rng::SplitMix64;
 use weir_connectors::staged;
 
 mod support;
-use support::{args, example, free_port, output_within, temp_dir, wait_within, RUN_LIMIT};
+use support::{
+    args, example, output_within, temp_dir, two_process_hostfile, wait_within, RUN_LIMIT,
+};
 
 /// The generator and window flags every run of a test shares.
 fn job_flags(job: &str, events: u64, keys: u64) -> Vec<String> {
@@ -405,12 +407,7 @@ fn a_full_disk_stops_the_job_and_its_last_checkpoint_resumes() {
 
 /// Starts the job as two processes of one worker each.
 fn start_cluster(flags: &[String], paths: &Paths, dir: &Path) -> Vec<std::process::Child> {
-    let hostfile = dir.join("hosts.txt");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .expect("write hostfile");
+    let hostfile = two_process_hostfile(dir);
     (0..2)
         .map(|p| {
             start(flags, paths, 1, None)

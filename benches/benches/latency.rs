@@ -51,9 +51,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use weir::source::SplitStart;
-use weir::{
-    Fault, ReadItem, ReadStatus, RunArgs, Sink, Source, SplitReader, Watermarks, WorkerIndex,
-};
+use weir::{Fault, ReadItem, ReadStatus, RunArgs, Sink, Source, SplitReader, Watermarks};
 use weir_benches::arg_str;
 use weir_operators::{Count, Sum, WindowExt, Windows};
 
@@ -280,10 +278,6 @@ impl<T: 'static, C: 'static> Sink<T> for TimingSink<T, C> {
         Ok(())
     }
 
-    fn open(&mut self, _worker: WorkerIndex) -> Result<(), Fault> {
-        Ok(())
-    }
-
     fn parallel(&self) -> bool {
         true
     }
@@ -291,6 +285,33 @@ impl<T: 'static, C: 'static> Sink<T> for TimingSink<T, C> {
 
 /// The stage's check: count and sum of values.
 type StageCheck = (u64, u64);
+
+fn count(check: &mut StageCheck, e: &Event) {
+    check.0 += 1;
+    check.1 += u64::from(e.value);
+}
+
+/// The hand-written windows: count and sum per key and window start.
+#[derive(Default)]
+struct OpenWindows(HashMap<(u32, u64), (u64, u64)>);
+
+impl OpenWindows {
+    fn add(&mut self, e: &Event) {
+        let ts = e.due_us / 1_000;
+        let w = self.0.entry((e.key, ts - ts % WINDOW_MS)).or_insert((0, 0));
+        w.0 += 1;
+        w.1 += u64::from(e.value);
+    }
+
+    /// Fires every open window into `rows`, calling `fired` on each.
+    fn fire_all(&mut self, rows: &mut Vec<WindowRow>, mut fired: impl FnMut(&WindowRow)) {
+        for ((key, start), (n, sum)) in self.0.drain() {
+            let row = (key, start, n, sum);
+            fired(&row);
+            rows.push(row);
+        }
+    }
+}
 
 fn stage_since(e: &Event, s: &Schedule, warmup: Duration) -> (u64, bool) {
     (e.due_us, e.due_us >= s.warm_until_us(warmup))
@@ -357,10 +378,7 @@ fn engine(pipe: Pipe, schedule: Schedule, workers: usize, checkpoint: Option<&Pa
                 TimingSink {
                     shared: Arc::clone(&stage_sink),
                     since: stage_since,
-                    keep: |c: &mut StageCheck, e: Event| {
-                        c.0 += 1;
-                        c.1 += u64::from(e.value);
-                    },
+                    keep: |c: &mut StageCheck, e: Event| count(c, &e),
                     schedule,
                     warmup,
                 },
@@ -428,7 +446,7 @@ fn baseline(pipe: Pipe, schedule: Schedule) -> Outcome {
     let warmup = warmup();
     let mut timing = Timing::new();
     let mut check: StageCheck = (0, 0);
-    let mut open: HashMap<(u32, u64), (u64, u64)> = HashMap::new();
+    let mut open = OpenWindows::default();
     let mut rows = Vec::new();
     let mut window_end = u64::MAX;
     let mut i = 0;
@@ -443,8 +461,7 @@ fn baseline(pipe: Pipe, schedule: Schedule) -> Outcome {
                     if let Some(e) = stage(e) {
                         let (since, timed) = stage_since(&e, &schedule, warmup);
                         timing.record(now_us(), since, timed);
-                        check.0 += 1;
-                        check.1 += u64::from(e.value);
+                        count(&mut check, &e);
                     }
                 }
                 Pipe::Window => {
@@ -455,28 +472,22 @@ fn baseline(pipe: Pipe, schedule: Schedule) -> Outcome {
                     }
                     if ts >= window_end {
                         let at = now_us();
-                        for ((key, start), (n, sum)) in open.drain() {
-                            let row = (key, start, n, sum);
-                            let (since, timed) = window_since(&row, &schedule, warmup);
+                        open.fire_all(&mut rows, |row| {
+                            let (since, timed) = window_since(row, &schedule, warmup);
                             timing.record(at, since, timed);
-                            rows.push(row);
-                        }
+                        });
                         window_end = start + WINDOW_MS;
                     }
-                    let w = open.entry((e.key, start)).or_insert((0, 0));
-                    w.0 += 1;
-                    w.1 += u64::from(e.value);
+                    open.add(&e);
                 }
             }
         }
     }
     let at = now_us();
-    for ((key, start), (n, sum)) in open.drain() {
-        let row = (key, start, n, sum);
-        let (since, timed) = window_since(&row, &schedule, warmup);
+    open.fire_all(&mut rows, |row| {
+        let (since, timed) = window_since(row, &schedule, warmup);
         timing.record(at, since, timed);
-        rows.push(row);
-    }
+    });
     rows.sort_unstable();
     Outcome {
         timing,
@@ -670,28 +681,20 @@ fn main() {
 /// The baseline's results for `schedule`, computed without waiting.
 fn baseline_untimed(pipe: Pipe, schedule: Schedule) -> Outcome {
     let mut check: StageCheck = (0, 0);
-    let mut open: HashMap<(u32, u64), (u64, u64)> = HashMap::new();
+    let mut open = OpenWindows::default();
     for i in 0..schedule.events {
         let e = schedule.event(i);
         match pipe {
             Pipe::Stage => {
                 if let Some(e) = stage(e) {
-                    check.0 += 1;
-                    check.1 += u64::from(e.value);
+                    count(&mut check, &e);
                 }
             }
-            Pipe::Window => {
-                let ts = e.due_us / 1_000;
-                let w = open.entry((e.key, ts - ts % WINDOW_MS)).or_insert((0, 0));
-                w.0 += 1;
-                w.1 += u64::from(e.value);
-            }
+            Pipe::Window => open.add(&e),
         }
     }
-    let mut windows: Vec<WindowRow> = open
-        .into_iter()
-        .map(|((k, s), (n, sum))| (k, s, n, sum))
-        .collect();
+    let mut windows = Vec::new();
+    open.fire_all(&mut windows, |_| {});
     windows.sort_unstable();
     Outcome {
         timing: Timing::new(),

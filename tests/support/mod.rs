@@ -144,6 +144,18 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Writes `dir/hosts.txt` for a cluster of two processes on free loopback
+/// ports and returns its path.
+pub fn two_process_hostfile(dir: &Path) -> PathBuf {
+    let hostfile = dir.join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .expect("write hostfile");
+    hostfile
+}
+
 /// The lines of an output, sorted: a file, or a checkpointing job's
 /// directory of published parts (which must have nothing left staged).
 pub fn sorted_lines(path: &Path) -> Vec<String> {
