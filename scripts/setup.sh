@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing weir needs, skipping what is already
 # there: a Rust toolchain (1.88 or newer), a C/C++ compiler, libclang
-# (bindgen generates RocksDB's bindings with it), and RocksDB's C++ library,
+# (bindgen generates RocksDB's bindings with it), a JDK and Maven (the Kafka
+# broker), a font (the bench report's plots), and RocksDB's C++ library,
 # built once per machine into ~/.cache/weir (scripts/rocksdb-lib.sh: about
 # 10 minutes on 2 cores) and linked by every later build (scripts/env.sh).
 set -euo pipefail
@@ -24,6 +25,9 @@ need c++ || missing+=(g++)
 have_libclang || missing+=(libclang-dev)
 need java || missing+=(default-jdk-headless) # the Kafka broker (scripts/kafka.sh)
 need mvn || missing+=(maven)
+# A TrueType font for the plots of scripts/bench.sh's report.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || [ -n "${WEIR_REPORT_FONT:-}" ] ||
+  missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
   if need apt-get && [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${missing[*]}" >&2

@@ -9,11 +9,15 @@
 //!
 //! Run: `cargo bench -p weir-benches --bench iot_windows` (release build).
 //! Optional: `-- --events N` (default 4 000 000), `--runs R` (default 3),
-//! `--quantum-ms Q` (the watermark quantum, default 100).
+//! `--quantum-ms Q` (the watermark quantum, default 100), `--json PATH` (one
+//! JSON object per figure, for `scripts/bench.sh`).
 
 use std::time::Duration;
 
-use weir_benches::{arg, engine_minute_rows, measure, ratio, Fields, MinuteWindows, Row};
+use weir_benches::{
+    arg, arg_str, engine_minute_rows, measure, ratio, write_json_lines, Fields, MinuteWindows, Row,
+    ThroughputRow,
+};
 use weir_connectors::{Generation, Generator, GeneratorConfig, Reading};
 
 fn config(events: u64) -> GeneratorConfig {
@@ -65,9 +69,7 @@ fn main() {
     );
     let expected = baseline(events);
     println!("{} windows", expected.len());
-    let base = measure("baseline (1 thread)", runs, events, &expected, || {
-        baseline(events)
-    });
+    let base = measure("baseline", runs, events, &expected, || baseline(events));
     let one = measure("weir -w 1", runs, events, &expected, || {
         engine(events, 1, quantum)
     });
@@ -86,4 +88,23 @@ fn main() {
         &one,
         "goal >= 1.7",
     );
+    if let Some(path) = arg_str("--json") {
+        let row = |m, workers, one| {
+            ThroughputRow::of(
+                "iot_windows",
+                "iot",
+                m,
+                (workers, 1, false),
+                events,
+                &base,
+                one,
+            )
+        };
+        let rows = [
+            row(&base, 1, None),
+            row(&one, 1, None),
+            row(&two, 2, Some(&one)),
+        ];
+        write_json_lines(std::path::Path::new(&path), &rows);
+    }
 }

@@ -61,7 +61,8 @@
 //! no epoch ends, so no sink flush, during the run), `--runs 1` (runs of
 //! each pipe per rate, interleaved; with more than one, each run's row is
 //! printed and then all runs' histograms merged, and the p99 differences
-//! are taken on the merged ones).
+//! are taken on the merged ones), `--json PATH` (one JSON object per pipe
+//! and rate, all runs merged, for `scripts/bench.sh`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -658,6 +659,7 @@ fn main() {
         "kafka_latency: topic → pipe → topic on {BOOTSTRAP}, {PARTITIONS} partitions, {PAYLOAD}-byte payloads, open loop; rates {rates:?}, {runs} run(s) of each pipe per rate"
     );
     let mut lost = Vec::new();
+    let mut figures = Vec::new();
     for &rate in &rates {
         print_header(rate, seconds, warmup);
         // Each pipe's runs at this rate, merged.
@@ -687,6 +689,23 @@ fn main() {
                 print_row(o);
             }
         }
+        for o in all.iter().flatten() {
+            let h = &o.received.latency;
+            figures.push(serde_json::json!({
+                "pipe": o.pipe,
+                "offered": rate,
+                "achieved": o.sent.rate,
+                "timed": h.len(),
+                "p50_ms": ms(h, 0.5),
+                "p90_ms": ms(h, 0.9),
+                "p99_ms": ms(h, 0.99),
+                "p999_ms": ms(h, 0.999),
+                "max_ms": h.max() as f64 / 1000.0,
+                "inject_p99_ms": ms(&o.sent.late, 0.99),
+                "runs": runs,
+                "load": load(),
+            }));
+        }
         let plain = all
             .iter()
             .flatten()
@@ -701,6 +720,9 @@ fn main() {
                 );
             }
         }
+    }
+    if let Some(path) = arg_str("--json") {
+        weir_benches::write_json_lines(std::path::Path::new(&path), &figures);
     }
     assert!(lost.is_empty(), "messages lost: {}", lost.join("; "));
 }

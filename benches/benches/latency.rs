@@ -39,7 +39,9 @@
 //! `-- --rates 100000,500000` (events/s per worker; default), `--seconds 8`
 //! (per run, warm-up included), `--warmup 2`, `--workers 1,2`,
 //! `--pipes stage,window`, `--checkpoints off,1s`, `--json PATH` (one JSON
-//! object per row, for `scripts/bench.sh`).
+//! object per row, for `scripts/bench.sh`), `--sweep` (rates ascending: once
+//! a side is *broken* at a rate — p99 above 50 ms, or under 95 % of the
+//! offered rate achieved — it is not run at higher rates).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -52,7 +54,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use weir::source::SplitStart;
 use weir::{Fault, ReadItem, ReadStatus, RunArgs, Sink, Source, SplitReader, Watermarks};
-use weir_benches::arg_str;
+use weir_benches::{arg_str, write_json_lines};
 use weir_operators::{Count, Sum, WindowExt, Windows};
 
 /// The clock every due time and receipt is read on.
@@ -528,7 +530,12 @@ struct Row {
     p99_ms: f64,
     p999_ms: f64,
     max_ms: f64,
+    /// p99 above [`BROKEN_P99_MS`] or under 95 % of the offered rate.
+    broken: bool,
 }
+
+/// The p99 (ms) past which a side counts as broken at a rate.
+const BROKEN_P99_MS: f64 = 50.0;
 
 fn row(
     pipe: Pipe,
@@ -541,13 +548,15 @@ fn row(
 ) -> Row {
     let q = |x: f64| t.latencies.value_at_quantile(x) as f64 / 1_000.0;
     let span = t.last_receipt_us.saturating_sub(s.start_us).max(1) as f64 / 1e6;
+    let achieved = s.events as f64 / span;
     Row {
+        broken: q(0.99) > BROKEN_P99_MS || achieved < 0.95 * s.rate,
         pipe: pipe.name(),
         side: side.to_string(),
         workers,
         checkpoints: ck,
         offered_per_worker: rate,
-        achieved: s.events as f64 / span,
+        achieved,
         timed: t.latencies.len(),
         p50_ms: q(0.5),
         p90_ms: q(0.9),
@@ -602,6 +611,9 @@ fn main() {
         "latency: open loop, in process; {seconds} s per run, first {} s excluded (warm-up); latency in ms (stage: due → sink; window: watermark due → sink)",
         warmup().as_secs_f64()
     );
+    let sweep = std::env::args().any(|a| a == "--sweep");
+    // (pipe, side) broken at a lower rate: not run again when sweeping.
+    let mut broken: std::collections::HashSet<(&str, String)> = Default::default();
     for &rate in &rates {
         for &pipe in &pipes {
             println!(
@@ -624,6 +636,18 @@ fn main() {
                 events: (rate * seconds) as u64,
                 keys: 1_000,
             };
+            let skip = |side: &str, broken: &std::collections::HashSet<(&str, String)>| {
+                sweep && broken.contains(&(pipe.name(), side.to_string()))
+            };
+            if skip("baseline", &broken)
+                && workers.iter().all(|&w| {
+                    checkpoints
+                        .iter()
+                        .all(|&ck| skip(&side_name(w, ck), &broken))
+                })
+            {
+                continue;
+            }
             let base = baseline(pipe, base_schedule);
             assert!(
                 same(pipe, &base, &baseline_untimed(pipe, base_schedule)),
@@ -639,9 +663,15 @@ fn main() {
                 &base.timing,
             );
             print(&r);
+            if r.broken {
+                broken.insert((pipe.name(), r.side.clone()));
+            }
             rows.push(r);
             for &w in &workers {
                 for &ck in &checkpoints {
+                    if skip(&side_name(w, ck), &broken) {
+                        continue;
+                    }
                     let schedule = Schedule {
                         // Leaves the engine time to start its workers.
                         start_us: now_us() + 500_000,
@@ -659,9 +689,12 @@ fn main() {
                         "{} -w{w}: output differs from the baseline's",
                         pipe.name()
                     );
-                    let side = format!("weir -w{w}{}", if ck { " ck 1s" } else { "" });
+                    let side = side_name(w, ck);
                     let r = row(pipe, &side, w, ck, rate, &schedule, &out.timing);
                     print(&r);
+                    if r.broken {
+                        broken.insert((pipe.name(), side));
+                    }
                     rows.push(r);
                 }
             }
@@ -669,13 +702,15 @@ fn main() {
     }
     let _ = std::fs::remove_dir_all(&scratch);
     if let Some(path) = json {
-        let lines: Vec<String> = rows
-            .iter()
-            .map(|r| serde_json::to_string(r).expect("a row serializes"))
-            .collect();
-        std::fs::write(&path, lines.join("\n") + "\n")
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        write_json_lines(&path, &rows);
     }
+}
+
+fn side_name(workers: usize, checkpoints: bool) -> String {
+    format!(
+        "weir -w{workers}{}",
+        if checkpoints { " ck 1s" } else { "" }
+    )
 }
 
 /// The baseline's results for `schedule`, computed without waiting.

@@ -3,6 +3,8 @@
 //! output row and its hand-written accumulator, timing and the ratio lines,
 //! flags, and starting the local Kafka broker.
 
+pub mod nexmark;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -218,4 +220,82 @@ pub fn start_kafka() {
         ok,
         "the Kafka broker did not start (scripts/kafka.sh start)"
     );
+}
+
+/// One throughput figure, as the benches write it with `--json PATH` for
+/// `scripts/bench.sh`'s report (one JSON object per line).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ThroughputRow {
+    /// The bench (`nexmark`, `iot_windows`).
+    pub bench: String,
+    /// What it computed (`q5`, `iot`).
+    pub case: String,
+    /// Who computed it (`baseline`, `weir -w 1`, …).
+    pub side: String,
+    /// Worker threads per process.
+    pub workers: usize,
+    /// Processes.
+    pub processes: usize,
+    /// Whether 1 s checkpoints were on.
+    pub checkpoints: bool,
+    /// Events per run.
+    pub events: u64,
+    /// Median run time (s).
+    pub median_s: f64,
+    /// Fastest run (s).
+    pub min_s: f64,
+    /// Slowest run (s).
+    pub max_s: f64,
+    /// Events per second at the median.
+    pub events_per_s: f64,
+    /// Throughput over the baseline's, same run.
+    pub vs_baseline: f64,
+    /// Throughput over weir on 1 worker without checkpoints, same run.
+    pub vs_one_worker: f64,
+}
+
+impl ThroughputRow {
+    /// The row of `m` (named `<case> <side>` or `<side>`), measured over `events`, against the baseline `base`
+    /// and weir on one worker `one` (`None`: `m` is that one).
+    #[allow(clippy::too_many_arguments)]
+    pub fn of(
+        bench: &str,
+        case: &str,
+        m: &Measured,
+        setup: (usize, usize, bool),
+        events: u64,
+        base: &Measured,
+        one: Option<&Measured>,
+    ) -> ThroughputRow {
+        let (workers, processes, checkpoints) = setup;
+        ThroughputRow {
+            bench: bench.to_string(),
+            case: case.to_string(),
+            side: m
+                .name
+                .strip_prefix(&format!("{case} "))
+                .unwrap_or(&m.name)
+                .to_string(),
+            workers,
+            processes,
+            checkpoints,
+            events,
+            median_s: m.median() / 1e6,
+            min_s: m.micros.min() as f64 / 1e6,
+            max_s: m.micros.max() as f64 / 1e6,
+            events_per_s: events as f64 / (m.median() / 1e6),
+            vs_baseline: base.median() / m.median(),
+            vs_one_worker: one.map_or(1.0, |o| o.median() / m.median()),
+        }
+    }
+}
+
+/// Writes `rows` to `path`, one JSON object per line.
+pub fn write_json_lines<T: serde::Serialize>(path: &Path, rows: &[T]) {
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("a row serializes"))
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n")
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
