@@ -40,13 +40,13 @@ scripts/setup.sh
 . scripts/env.sh
 
 if [ "$mode" = quick ]; then
-  iot=(--events 1000000 --runs 1)
-  nexmark=(--events 1000000 --runs 1)
+  iot=(--events 2000000 --runs 1)
+  nexmark=(--events 5000000 --runs 1)
   latency=(--rates 100000,500000,2000000 --seconds 3 --warmup 1)
   kafka_args=(--rates 10000,100000 --seconds 6 --warmup 2)
 else
   iot=(--events 4000000 --runs 3)
-  nexmark=(--events 4000000 --runs 3)
+  nexmark=(--events 20000000 --runs 3)
   latency=(--rates 100000,250000,500000,1000000,2000000 --seconds 8 --warmup 2)
   kafka_args=(--rates 10000,50000,100000 --seconds 10 --warmup 2 --runs 3)
 fi

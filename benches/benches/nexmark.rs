@@ -9,7 +9,10 @@
 //! - Sides: the baseline (one thread, plain loops and hash maps); weir on 1
 //!   and 2 worker threads; weir on 1 worker with 1 s checkpoints (RocksDB in
 //!   a scratch directory); weir as 2 processes of 1 worker on loopback (this
-//!   bench started twice as children; their start-up is inside the time).
+//!   bench started twice as children), timed from the later of their two
+//!   dataflows' starts to the later end (wall clock): process start-up and
+//!   timely's connecting them (its listener looks for peers once a second)
+//!   are left out, as the in-process runs have neither.
 //! - Every run's output is checked equal to the baseline's (row count and
 //!   an order-independent hash of every row), so a side that drops or
 //!   doubles a row fails the bench instead of looking fast.
@@ -19,7 +22,7 @@
 //!   q7).
 //!
 //! Run: `cargo bench -p weir-benches --bench nexmark`. Optional: `--
-//! --events N` (default 4 000 000), `--runs R` (default 3), `--queries
+//! --events N` (default 20 000 000), `--runs R` (default 3), `--queries
 //! q0,q5` (default all), `--sides baseline,w1,w2,ck,p2` (default all),
 //! `--json PATH` (one JSON object per figure, for `scripts/bench.sh`).
 
@@ -29,8 +32,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use weir::RunArgs;
-use weir_benches::nexmark::{baseline_digest, engine_digest, Digest, Model, Nexmark, Query};
-use weir_benches::{arg, arg_str, measure, ratio, write_json_lines, ThroughputRow};
+use weir_benches::nexmark::{
+    baseline_digest, engine_digest, engine_digest_timed, Digest, Model, Nexmark, Query,
+};
+use weir_benches::{arg, arg_str, measure, measure_timed, ratio, write_json_lines, ThroughputRow};
 
 /// Events per second of event time.
 const EVENT_RATE: f64 = 100_000.0;
@@ -58,8 +63,9 @@ fn weir(query: Query, events: u64, workers: usize, checkpoints: Option<&PathBuf>
 }
 
 /// Runs the query as two processes of one worker (this bench, as children)
-/// and merges what their sinks saw.
-fn two_processes(query: Query, events: u64, scratch: &std::path::Path) -> Digest {
+/// and merges what their sinks saw; the time from the later start of their
+/// dataflows to the later end.
+fn two_processes(query: Query, events: u64, scratch: &std::path::Path) -> (Digest, Duration) {
     let hostfile = scratch.join("hosts.txt");
     let port = || {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -73,19 +79,19 @@ fn two_processes(query: Query, events: u64, scratch: &std::path::Path) -> Digest
     )
     .expect("write the hostfile");
     let exe = std::env::current_exe().expect("this bench's path");
-    let children: Vec<_> = (0..2)
-        .map(|p| {
-            Command::new(&exe)
-                .args(["--child", &p.to_string(), "--query", query.name()])
-                .args(["--events", &events.to_string()])
-                .arg("--hostfile")
-                .arg(&hostfile)
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("start a child process")
-        })
-        .collect();
+    let start = |p: usize| {
+        Command::new(&exe)
+            .args(["--child", &p.to_string(), "--query", query.name()])
+            .args(["--events", &events.to_string()])
+            .arg("--hostfile")
+            .arg(&hostfile)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start a child process")
+    };
+    let children = [start(0), start(1)];
     let mut total = Digest::default();
+    let (mut began, mut ended) = (0u64, 0u64);
     for child in children {
         let out = child.wait_with_output().expect("a child process");
         assert!(out.status.success(), "a child process failed");
@@ -96,13 +102,15 @@ fn two_processes(query: Query, events: u64, scratch: &std::path::Path) -> Digest
             .skip(1)
             .filter_map(|w| w.parse().ok())
             .collect();
-        assert_eq!(words.len(), 2, "a child printed no digest: {text}");
+        assert_eq!(words.len(), 4, "a child printed no digest: {text}");
         total.merge(Digest {
             rows: words[0],
             sum: words[1],
         });
+        began = began.max(words[2]);
+        ended = ended.max(words[3]);
     }
-    total
+    (total, Duration::from_micros(ended.saturating_sub(began)))
 }
 
 /// A child of [`two_processes`]: one process of two, one worker.
@@ -113,9 +121,20 @@ fn child(process: usize) {
     args.processes = 2;
     args.process = process;
     args.hostfile = arg_str("--hostfile").map(PathBuf::from);
-    let d = engine_digest(query, source(arg("--events", 0)), &args)
+    let (d, took) = engine_digest_timed(query, source(arg("--events", 0)), &args)
         .unwrap_or_else(|e| panic!("{} on weir failed: {e}", query.name()));
-    println!("digest {} {}", d.rows, d.sum);
+    // Unix µs of the dataflow's start and end, comparable across processes.
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
+    let start = end.saturating_sub(took);
+    println!(
+        "digest {} {} {} {}",
+        d.rows,
+        d.sum,
+        start.as_micros(),
+        end.as_micros()
+    );
     let _ = std::io::stdout().flush();
 }
 
@@ -124,7 +143,7 @@ fn main() {
         child(p.parse().expect("--child takes a process index"));
         return;
     }
-    let events = arg("--events", 4_000_000);
+    let events = arg("--events", 20_000_000);
     let runs = arg("--runs", 3) as usize;
     let queries: Vec<Query> = match arg_str("--queries") {
         None => Query::ALL.to_vec(),
@@ -198,7 +217,7 @@ fn main() {
             }
         }
         if want("p2") {
-            let p2 = measure(&label("weir 2 processes"), runs, events, &expected, || {
+            let p2 = measure_timed(&label("weir 2 processes"), runs, events, &expected, || {
                 two_processes(q, events, &scratch)
             });
             push(&p2, (1, 2, false), one.as_ref());

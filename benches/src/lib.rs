@@ -156,11 +156,25 @@ pub fn measure<R: PartialEq>(
     expected: &R,
     f: impl Fn() -> R,
 ) -> Measured {
-    let mut micros = Histogram::<u64>::new(3).expect("valid histogram");
-    for _ in 0..runs {
+    measure_timed(name, runs, events, expected, || {
         let started = Instant::now();
         let output = f();
-        let elapsed = started.elapsed();
+        (output, started.elapsed())
+    })
+}
+
+/// [`measure`] for a side that times itself: `f` returns its output and
+/// how long the measured part took.
+pub fn measure_timed<R: PartialEq>(
+    name: &str,
+    runs: usize,
+    events: u64,
+    expected: &R,
+    f: impl Fn() -> (R, Duration),
+) -> Measured {
+    let mut micros = Histogram::<u64>::new(3).expect("valid histogram");
+    for _ in 0..runs {
+        let (output, elapsed) = f();
         assert!(
             output == *expected,
             "{name}: output differs from the baseline's"

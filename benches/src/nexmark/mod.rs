@@ -16,7 +16,8 @@ pub mod rows;
 pub mod source;
 
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use weir::testing::Capture;
 use weir::{Data, JobError, RunArgs, Stream};
@@ -88,21 +89,25 @@ impl Query {
 /// A query on weir: the event stream in, its rows out.
 pub type Build<R> = for<'s> fn(Stream<'s, Event>) -> Stream<'s, R>;
 
-/// Runs `build` over `source` and returns what every worker's sink made of
-/// its output (`sink`: a fresh sink per worker).
-fn run<R, E, S>(build: Build<R>, source: E, args: &RunArgs, sink: S) -> Result<(), JobError>
+/// Runs `build` over `source`, each worker's output into a fresh `sink()`;
+/// the time from the first worker's building its dataflow (in a cluster of
+/// processes: once they are connected) to the end of the run.
+fn run<R, E, S>(build: Build<R>, source: E, args: &RunArgs, sink: S) -> Result<Duration, JobError>
 where
     R: Data,
     E: weir::Source<Item = Event> + Clone + Send + Sync + 'static,
     S: Fn() -> Box<dyn weir::Sink<R>> + Send + Sync + 'static,
 {
+    let built = Arc::new(OnceLock::new());
+    let first = Arc::clone(&built);
     weir::run(args, move |p| {
+        first.get_or_init(Instant::now);
         let events = p
             .source("events", source.clone())
             .event_time(|e: &Event| e.ts_ms(), queries::watermarks());
         build(events).sink("out", BoxedSink(sink()));
-    })
-    .map(|_| ())
+    })?;
+    Ok(built.get().map_or(Duration::ZERO, |t| t.elapsed()))
 }
 
 /// A boxed sink as a sink.
@@ -121,20 +126,30 @@ fn digest_of<R: Data + Hash>(
     build: Build<R>,
     source: Nexmark,
     args: &RunArgs,
-) -> Result<Digest, JobError> {
+) -> Result<(Digest, Duration), JobError> {
     let shared = Arc::new(Mutex::new(Digest::default()));
     let into = Arc::clone(&shared);
-    run(build, source, args, move || {
+    let took = run(build, source, args, move || {
         Box::new(DigestSink::new(Arc::clone(&into)))
     })?;
     let digest = *shared
         .lock()
         .map_err(|_| JobError::Runtime("a digest sink panicked".into()))?;
-    Ok(digest)
+    Ok((digest, took))
 }
 
 /// Runs `query` on weir over `source` and fingerprints its output.
 pub fn engine_digest(query: Query, source: Nexmark, args: &RunArgs) -> Result<Digest, JobError> {
+    engine_digest_timed(query, source, args).map(|(d, _)| d)
+}
+
+/// [`engine_digest`], with the time from the dataflow's start (once the
+/// processes are connected) to the end of the run.
+pub fn engine_digest_timed(
+    query: Query,
+    source: Nexmark,
+    args: &RunArgs,
+) -> Result<(Digest, Duration), JobError> {
     match query {
         Query::Q0 => digest_of(queries::q0, source, args),
         Query::Q1 => digest_of(queries::q1, source, args),
