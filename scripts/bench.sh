@@ -40,20 +40,21 @@ scripts/setup.sh
 . scripts/env.sh
 
 if [ "$mode" = quick ]; then
-  iot=(--events 2000000 --runs 1)
+  iot=(--events 10000000 --runs 1)
   nexmark=(--events 5000000 --runs 1)
   latency=(--rates 100000,500000,2000000 --seconds 3 --warmup 1)
   kafka_args=(--rates 10000,100000 --seconds 6 --warmup 2)
 else
-  iot=(--events 4000000 --runs 3)
+  iot=(--events 20000000 --runs 3)
   nexmark=(--events 20000000 --runs 3)
-  latency=(--rates 100000,250000,500000,1000000,2000000 --seconds 8 --warmup 2)
+  latency=(--rates 100000,250000,500000,1000000,2000000,4000000 --seconds 8 --warmup 2)
   kafka_args=(--rates 10000,50000,100000 --seconds 10 --warmup 2 --runs 3)
 fi
 
 mkdir -p "$out/logs"
 rm -f "$out"/*.jsonl "$out"/*.png "$out"/report.md "$out"/figures.json
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$SECONDS
 
 steps=(build iot nexmark latency)
@@ -120,7 +121,7 @@ cat >"$out/meta.json" <<EOF
   "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty",
   "machine": "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)",
   "cpu": "${cpu:-unknown}",
-  "load_before": "$(cut -d' ' -f1-3 /proc/loadavg)",
+  "load_before": "$load_before",
   "rustc": "$(rustc -V)"
 }
 EOF

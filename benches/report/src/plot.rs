@@ -224,17 +224,20 @@ pub fn ratios(path: &Path, rows: &[Value]) -> Result<(), String> {
             .label(*side)
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], colour.filled()));
     }
-    for (level, label) in [(1.0, "baseline"), (0.8, "goal 0.8")] {
+    for (level, label, colour) in [
+        (1.0, "baseline", BLACK),
+        (0.8, "goal 0.8 (weir -w 1)", RGBColor(214, 39, 40)),
+    ] {
         chart
             .draw_series(DashedLineSeries::new(
                 vec![(0.0, level), (n, level)],
                 8,
                 6,
-                BLACK.stroke_width(1),
+                colour.stroke_width(1),
             ))
             .map_err(err)?
             .label(label)
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLACK));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], colour));
     }
     chart
         .configure_series_labels()
@@ -261,7 +264,14 @@ fn span(values: &[f64], floor: f64) -> (f64, f64) {
     ((lo / 1.5).max(floor), hi * 1.5)
 }
 
+/// A rate's axis label, for 1, 2 and 5 times a power of ten only (a log
+/// axis asks for every minor tick).
 fn rate_label(x: f64) -> String {
+    let power = 10f64.powf(x.log10().floor());
+    let mantissa = (x / power).round();
+    if !matches!(mantissa as u32, 1 | 2 | 5) || (x / power - mantissa).abs() > 0.01 {
+        return String::new();
+    }
     if x >= 1e6 {
         format!("{}M", x / 1e6)
     } else if x >= 1e3 {
