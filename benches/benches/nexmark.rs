@@ -24,12 +24,15 @@
 //! Run: `cargo bench -p weir-benches --bench nexmark`. Optional: `--
 //! --events N` (default 20 000 000), `--runs R` (default 3), `--queries
 //! q0,q5` (default all), `--sides baseline,w1,w2,ck,p2` (default all),
-//! `--json PATH` (one JSON object per figure, for `scripts/bench.sh`).
+//! `--p2-timeout S` (default 60: a 2-process run not done by then is killed
+//! and reported as timed out, see the README on multi-process flow
+//! control), `--json PATH` (one JSON object per figure, for
+//! `scripts/bench.sh`).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use weir::RunArgs;
 use weir_benches::nexmark::{
@@ -64,8 +67,14 @@ fn weir(query: Query, events: u64, workers: usize, checkpoints: Option<&PathBuf>
 
 /// Runs the query as two processes of one worker (this bench, as children)
 /// and merges what their sinks saw; the time from the later start of their
-/// dataflows to the later end.
-fn two_processes(query: Query, events: u64, scratch: &std::path::Path) -> (Digest, Duration) {
+/// dataflows to the later end. `None` if they had not ended by `deadline`
+/// (then they are killed).
+fn two_processes(
+    query: Query,
+    events: u64,
+    scratch: &std::path::Path,
+    deadline: Duration,
+) -> Option<(Digest, Duration)> {
     let hostfile = scratch.join("hosts.txt");
     let port = || {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -79,23 +88,42 @@ fn two_processes(query: Query, events: u64, scratch: &std::path::Path) -> (Diges
     )
     .expect("write the hostfile");
     let exe = std::env::current_exe().expect("this bench's path");
+    let output = |p: usize| scratch.join(format!("child-{p}.out"));
     let start = |p: usize| {
+        let out = std::fs::File::create(output(p)).expect("a child's output file");
         Command::new(&exe)
             .args(["--child", &p.to_string(), "--query", query.name()])
             .args(["--events", &events.to_string()])
             .arg("--hostfile")
             .arg(&hostfile)
-            .stdout(Stdio::piped())
+            .stdout(Stdio::from(out))
             .spawn()
             .expect("start a child process")
     };
-    let children = [start(0), start(1)];
+    let mut children = [start(0), start(1)];
+    let until = Instant::now() + deadline;
+    for child in &mut children {
+        loop {
+            match child.try_wait().expect("a child process") {
+                Some(status) => {
+                    assert!(status.success(), "a child process failed");
+                    break;
+                }
+                None if Instant::now() >= until => {
+                    for c in &mut children {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    return None;
+                }
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
     let mut total = Digest::default();
     let (mut began, mut ended) = (0u64, 0u64);
-    for child in children {
-        let out = child.wait_with_output().expect("a child process");
-        assert!(out.status.success(), "a child process failed");
-        let text = String::from_utf8_lossy(&out.stdout);
+    for p in 0..2 {
+        let text = std::fs::read_to_string(output(p)).expect("a child's output");
         let words: Vec<u64> = text
             .split_whitespace()
             .skip_while(|w| *w != "digest")
@@ -110,7 +138,7 @@ fn two_processes(query: Query, events: u64, scratch: &std::path::Path) -> (Diges
         began = began.max(words[2]);
         ended = ended.max(words[3]);
     }
-    (total, Duration::from_micros(ended.saturating_sub(began)))
+    Some((total, Duration::from_micros(ended.saturating_sub(began))))
 }
 
 /// A child of [`two_processes`]: one process of two, one worker.
@@ -157,6 +185,7 @@ fn main() {
     let scratch = std::env::temp_dir().join(format!("weir-nexmark-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("a scratch directory");
     let json = arg_str("--json").map(PathBuf::from);
+    let p2_deadline = Duration::from_secs(arg("--p2-timeout", 60));
     println!("nexmark: {events} events ({EVENT_RATE} per s of event time), {runs} runs per side");
     let mut rows = Vec::new();
     for q in queries {
@@ -217,17 +246,37 @@ fn main() {
             }
         }
         if want("p2") {
-            let p2 = measure_timed(&label("weir 2 processes"), runs, events, &expected, || {
-                two_processes(q, events, &scratch)
-            });
-            push(&p2, (1, 2, false), one.as_ref());
-            if let Some(one) = &one {
-                ratio(
-                    &format!("{name} weir 2 processes / weir -w 1"),
-                    &p2,
-                    one,
-                    "goal >= 1.7",
-                );
+            let side = label("weir 2 processes");
+            let done: Option<Vec<(Digest, Duration)>> = (0..runs)
+                .map(|_| two_processes(q, events, &scratch, p2_deadline))
+                .collect();
+            match done {
+                Some(results) => {
+                    let results = std::cell::RefCell::new(results);
+                    let p2 = measure_timed(&side, runs, events, &expected, || {
+                        results.borrow_mut().pop().expect("one result per run")
+                    });
+                    push(&p2, (1, 2, false), one.as_ref());
+                    if let Some(one) = &one {
+                        let what = format!("{name} weir 2 processes / weir -w 1");
+                        ratio(&what, &p2, one, "goal >= 1.7");
+                    }
+                }
+                None => {
+                    println!("{side:<28} timed out after {} s", p2_deadline.as_secs());
+                    let once = weir_benches::Measured::once(&side, p2_deadline);
+                    let mut row = ThroughputRow::of(
+                        "nexmark",
+                        name,
+                        &once,
+                        (1, 2, false),
+                        events,
+                        &base,
+                        one.as_ref(),
+                    );
+                    row.timed_out = true;
+                    rows.push(row);
+                }
             }
         }
     }

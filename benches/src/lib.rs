@@ -141,6 +141,17 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// One run that took `took` (a side that did not finish is recorded at
+    /// its deadline).
+    pub fn once(name: &str, took: Duration) -> Measured {
+        let mut micros = Histogram::<u64>::new(3).expect("valid histogram");
+        let _ = micros.record(took.as_micros() as u64);
+        Measured {
+            name: name.to_string(),
+            micros,
+        }
+    }
+
     /// The median run time in microseconds.
     pub fn median(&self) -> f64 {
         self.micros.value_at_quantile(0.5) as f64
@@ -266,6 +277,10 @@ pub struct ThroughputRow {
     pub vs_baseline: f64,
     /// Throughput over weir on 1 worker without checkpoints, same run.
     pub vs_one_worker: f64,
+    /// The side did not finish within its deadline (the times are the
+    /// deadline's).
+    #[serde(default)]
+    pub timed_out: bool,
 }
 
 impl ThroughputRow {
@@ -300,6 +315,7 @@ impl ThroughputRow {
             events_per_s: events as f64 / (m.median() / 1e6),
             vs_baseline: base.median() / m.median(),
             vs_one_worker: one.map_or(1.0, |o| o.median() / m.median()),
+            timed_out: false,
         }
     }
 }

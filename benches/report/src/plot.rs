@@ -163,6 +163,7 @@ pub fn ratios(path: &Path, rows: &[Value]) -> Result<(), String> {
     let value = |case: &str, side: &str| {
         rows.iter()
             .find(|r| text(r, "case") == case && text(r, "side") == side)
+            .filter(|r| !r.get("timed_out").and_then(Value::as_bool).unwrap_or(false))
             .map(|r| num(r, "vs_baseline"))
     };
     let top = cases
