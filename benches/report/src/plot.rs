@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 use serde_json::Value;
 
-use crate::figures::{num, text, Sweep};
+use crate::figures::{flag, num, text, Sweep};
 
 /// Where a TrueType font is looked for (the first that exists), after
 /// `$WEIR_REPORT_FONT`.
@@ -104,7 +104,7 @@ pub fn latency(path: &Path, sweep: &Sweep<'_>) -> Result<(), String> {
     let broken: Vec<(f64, f64)> = sweep
         .rows
         .iter()
-        .filter(|r| r.get("broken").and_then(Value::as_bool).unwrap_or(false))
+        .filter(|r| flag(r, "broken"))
         .map(|r| (num(r, "offered_per_worker"), num(r, "p99_ms").max(y0)))
         .collect();
     if !broken.is_empty() {
@@ -163,7 +163,7 @@ pub fn ratios(path: &Path, rows: &[Value]) -> Result<(), String> {
     let value = |case: &str, side: &str| {
         rows.iter()
             .find(|r| text(r, "case") == case && text(r, "side") == side)
-            .filter(|r| !r.get("timed_out").and_then(Value::as_bool).unwrap_or(false))
+            .filter(|r| !flag(r, "timed_out"))
             .map(|r| num(r, "vs_baseline"))
     };
     let top = cases

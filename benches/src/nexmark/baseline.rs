@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use weir::FastMap;
 
-use super::model::{Bid, Event, Person};
+use super::model::{Bid, Event};
 use super::queries::keep_highest;
 use super::rows::*;
 
@@ -70,14 +70,7 @@ pub fn q3(events: impl Iterator<Item = Event>, out: &mut impl FnMut(Q3)) {
     for e in events {
         match e {
             Event::Person(p) => {
-                let Person {
-                    id,
-                    name,
-                    city,
-                    state,
-                    ..
-                } = *p;
-                let local = q3_local(&state).then_some((name, city, state));
+                let (id, local) = q3_person(*p);
                 let auctions = waiting.remove(&id).unwrap_or_default();
                 if let Some(l) = &local {
                     for a in auctions {

@@ -92,11 +92,17 @@ pub type Build<R> = for<'s> fn(Stream<'s, Event>) -> Stream<'s, R>;
 /// Runs `build` over `source`, each worker's output into a fresh `sink()`;
 /// the time from the first worker's building its dataflow (in a cluster of
 /// processes: once they are connected) to the end of the run.
-fn run<R, E, S>(build: Build<R>, source: E, args: &RunArgs, sink: S) -> Result<Duration, JobError>
+fn run<R, E, S, K>(
+    build: Build<R>,
+    source: E,
+    args: &RunArgs,
+    sink: S,
+) -> Result<Duration, JobError>
 where
     R: Data,
     E: weir::Source<Item = Event> + Clone + Send + Sync + 'static,
-    S: Fn() -> Box<dyn weir::Sink<R>> + Send + Sync + 'static,
+    S: Fn() -> K + Send + Sync + 'static,
+    K: weir::Sink<R>,
 {
     let built = Arc::new(OnceLock::new());
     let first = Arc::clone(&built);
@@ -105,21 +111,9 @@ where
         let events = p
             .source("events", source.clone())
             .event_time(|e: &Event| e.ts_ms(), queries::watermarks());
-        build(events).sink("out", BoxedSink(sink()));
+        build(events).sink("out", sink());
     })?;
     Ok(built.get().map_or(Duration::ZERO, |t| t.elapsed()))
-}
-
-/// A boxed sink as a sink.
-struct BoxedSink<R>(Box<dyn weir::Sink<R>>);
-
-impl<R: 'static> weir::Sink<R> for BoxedSink<R> {
-    fn write(&mut self, records: &mut Vec<R>) -> Result<(), weir::Fault> {
-        self.0.write(records)
-    }
-    fn parallel(&self) -> bool {
-        self.0.parallel()
-    }
 }
 
 fn digest_of<R: Data + Hash>(
@@ -130,7 +124,7 @@ fn digest_of<R: Data + Hash>(
     let shared = Arc::new(Mutex::new(Digest::default()));
     let into = Arc::clone(&shared);
     let took = run(build, source, args, move || {
-        Box::new(DigestSink::new(Arc::clone(&into)))
+        DigestSink::new(Arc::clone(&into))
     })?;
     let digest = *shared
         .lock()
@@ -188,7 +182,7 @@ where
 {
     let capture = Capture::<R>::new();
     let into = capture.clone();
-    run(build, source, args, move || Box::new(into.sink()))?;
+    run(build, source, args, move || into.sink())?;
     let mut rows = capture.records();
     rows.sort();
     Ok(rows)

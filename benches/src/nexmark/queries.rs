@@ -18,7 +18,7 @@ use weir::{Stream, Watermarks};
 use weir_operators::process::{Context, ProcessExt, ProcessFunction};
 use weir_operators::{Count, Fold, WindowExt, Windows};
 
-use super::model::{Bid, Event, Person};
+use super::model::{Bid, Event};
 use super::rows::*;
 
 /// The event-time watermark of the event stream: ascending per split, in
@@ -66,14 +66,7 @@ pub fn q3(events: Stream<'_, Event>) -> Stream<'_, Q3> {
     events
         .flat_map(|e| match e {
             Event::Person(p) => {
-                let Person {
-                    id,
-                    name,
-                    city,
-                    state,
-                    ..
-                } = *p;
-                let local = q3_local(&state).then_some((name, city, state));
+                let (id, local) = q3_person(*p);
                 Some(Q3In::Person { id, local })
             }
             Event::Auction(a) if a.category == Q3_CATEGORY => Some(Q3In::Auction {

@@ -24,6 +24,13 @@ pub fn q3_local(state: &str) -> bool {
     matches!(state, "OR" | "ID" | "CA")
 }
 
+/// What q3 keeps of a person: the id, and name, city and state if the
+/// person lives where q3 looks.
+pub fn q3_person(p: crate::nexmark::Person) -> (u64, Option<(String, String, String)>) {
+    let local = q3_local(&p.state).then_some((p.name, p.city, p.state));
+    (p.id, local)
+}
+
 /// q1's conversion: cents of dollars to cents of euros, at 0.908, rounded
 /// down (integers, so every side computes exactly the same).
 pub fn euros(cents: u64) -> u64 {

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use weir::source::{open_each, position_of, position_word, SplitStart};
 use weir::{Fault, ReadItem, ReadStatus, Source, SplitReader};
+use weir_connectors::generator::{paced_budget, poll_status};
 
 use super::model::{Event, Model};
 
@@ -88,12 +89,14 @@ impl SplitReader<Event> for NexmarkSplit {
     }
 
     fn poll(&mut self, max: usize, out: &mut Vec<ReadItem<Event>>) -> Result<ReadStatus, Fault> {
-        let mut budget = max as u64;
-        if let Some(pace) = self.source.pace {
-            let per_split = pace / f64::from(self.source.splits);
-            let due = (self.started.elapsed().as_secs_f64() * per_split) as u64;
-            budget = budget.min(due.saturating_sub(self.produced - self.resumed_at));
-        }
+        let read = self.produced - self.resumed_at;
+        let budget = paced_budget(
+            self.source.pace,
+            self.source.splits,
+            self.started,
+            read,
+            max,
+        );
         for _ in 0..budget {
             let n = self.next_index();
             if n >= self.source.events {
@@ -102,13 +105,8 @@ impl SplitReader<Event> for NexmarkSplit {
             out.push(ReadItem::Record(self.source.model.event(n)));
             self.produced += 1;
         }
-        if self.next_index() >= self.source.events {
-            Ok(ReadStatus::Done)
-        } else if budget == max as u64 {
-            Ok(ReadStatus::Ready)
-        } else {
-            Ok(ReadStatus::Idle)
-        }
+        let ended = self.next_index() >= self.source.events;
+        Ok(poll_status(ended, budget, max))
     }
 }
 

@@ -270,12 +270,14 @@ impl<T: Generated> SplitReader<T> for GeneratorSplit<T> {
 
     fn poll(&mut self, max: usize, out: &mut Vec<ReadItem<T>>) -> Result<ReadStatus, Fault> {
         let splits = self.config.splits as u64;
-        let mut budget = max as u64;
-        if let Some(rate) = self.config.rate {
-            let per_split = rate / splits as f64;
-            let due = (self.started.elapsed().as_secs_f64() * per_split) as u64;
-            budget = budget.min(due.saturating_sub(self.produced - self.resumed_at));
-        }
+        let read = self.produced - self.resumed_at;
+        let budget = paced_budget(
+            self.config.rate,
+            self.config.splits,
+            self.started,
+            read,
+            max,
+        );
         for _ in 0..budget {
             let index = self.split + self.produced * splits;
             if self.config.events.is_some_and(|n| index >= n) {
@@ -293,13 +295,42 @@ impl<T: Generated> SplitReader<T> for GeneratorSplit<T> {
             self.produced += 1;
         }
         let index = self.split + self.produced * splits;
-        if self.config.events.is_some_and(|n| index >= n) {
-            Ok(ReadStatus::Done)
-        } else if budget == max as u64 {
-            Ok(ReadStatus::Ready)
-        } else {
-            Ok(ReadStatus::Idle)
+        let ended = self.config.events.is_some_and(|n| index >= n);
+        Ok(poll_status(ended, budget, max))
+    }
+}
+
+/// How many records a split of a generated stream may produce in one poll
+/// of at most `max`: all of them unpaced; paced at `rate` records/s over
+/// `splits` splits, those due since `started` that it has not `read` yet.
+pub fn paced_budget(
+    rate: Option<f64>,
+    splits: u32,
+    started: Instant,
+    read: u64,
+    max: usize,
+) -> u64 {
+    let max = max as u64;
+    match rate {
+        None => max,
+        Some(rate) => {
+            let per_split = rate / f64::from(splits);
+            let due = (started.elapsed().as_secs_f64() * per_split) as u64;
+            max.min(due.saturating_sub(read))
         }
+    }
+}
+
+/// A generated split's status after a poll that produced `budget` of at
+/// most `max` records: done at its end, ready if pacing did not hold it
+/// back, idle until more records are due.
+pub fn poll_status(ended: bool, budget: u64, max: usize) -> ReadStatus {
+    if ended {
+        ReadStatus::Done
+    } else if budget == max as u64 {
+        ReadStatus::Ready
+    } else {
+        ReadStatus::Idle
     }
 }
 
