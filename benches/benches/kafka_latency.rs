@@ -477,6 +477,10 @@ impl<S: Source> Source for UntilStopped<S> {
     fn checkpoint_complete(&mut self, epoch: u64) -> Result<(), Fault> {
         self.inner.checkpoint_complete(epoch)
     }
+
+    fn reader_epochs(&self) -> bool {
+        self.inner.reader_epochs()
+    }
 }
 
 struct StoppableReader<T> {

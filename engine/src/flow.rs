@@ -7,6 +7,11 @@
 //! takes the minimum over the consumers of its worker and pauses while too
 //! many of its records are stamped below it's reach (see `source_op`).
 //!
+//! Stateful operators also note the newest epoch they have seen a record
+//! of ([`EpochSeen`]): a source behind it ends its own epoch at once (see
+//! `source_op`), so one worker's clock does not leave the others' records
+//! of the next epoch waiting in those operators for an epoch interval.
+//!
 //! Reading the frontier inside the consumers, rather than attaching timely
 //! probes, costs nothing per record: a probe is one more consumer of the
 //! stream and would receive a copy of every batch.
@@ -24,10 +29,24 @@ impl Consumer {
     }
 }
 
+/// The newest epoch any record arriving at one worker's stateful
+/// operators carried.
+#[derive(Clone, Default)]
+pub(crate) struct EpochSeen(Rc<Cell<u64>>);
+
+impl EpochSeen {
+    pub(crate) fn saw(&self, epoch: u64) {
+        if epoch > self.0.get() {
+            self.0.set(epoch);
+        }
+    }
+}
+
 /// The consumers of one worker's dataflow.
 #[derive(Default)]
 pub(crate) struct FlowControl {
     consumers: RefCell<Vec<Consumer>>,
+    epoch_seen: EpochSeen,
 }
 
 impl FlowControl {
@@ -36,6 +55,17 @@ impl FlowControl {
         let consumer = Consumer(Rc::new(Cell::new(0)));
         self.consumers.borrow_mut().push(consumer.clone());
         consumer
+    }
+
+    /// The handle stateful operators note arriving epochs with.
+    pub(crate) fn epoch_seen(&self) -> EpochSeen {
+        self.epoch_seen.clone()
+    }
+
+    /// The newest epoch a record arriving at this worker's stateful
+    /// operators carried (0 before any).
+    pub(crate) fn newest_epoch(&self) -> u64 {
+        self.epoch_seen.0.get()
     }
 
     /// Every stamp below this has been consumed everywhere (`u64::MAX` when

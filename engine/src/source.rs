@@ -147,6 +147,18 @@ pub trait Source: 'static {
         let _ = epoch;
         Ok(())
     }
+
+    /// Whether this source's readers alone decide where its epochs end
+    /// ([`ReadItem::EndEpoch`], as scripted test sources do). By default
+    /// (`false`) epochs end on the wall clock, and a source also ends its
+    /// epoch as soon as it sees that another source of the job, on any
+    /// worker or process, has moved on: so every source's epoch `e` ends at
+    /// about the same moment, and no keyed operator holds one worker's
+    /// records of epoch `e + 1` for a whole epoch interval while another
+    /// worker's clock catches up.
+    fn reader_epochs(&self) -> bool {
+        false
+    }
 }
 
 /// Opens each of `splits` on its own with `open(split, position)`: the
@@ -177,6 +189,9 @@ macro_rules! boxed_source {
             }
             fn checkpoint_complete(&mut self, epoch: u64) -> Result<(), Fault> {
                 (**self).checkpoint_complete(epoch)
+            }
+            fn reader_epochs(&self) -> bool {
+                (**self).reader_epochs()
             }
         }
     };

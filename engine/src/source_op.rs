@@ -105,6 +105,7 @@ where
     let name = name.to_string();
     let worker = scope.index();
     let peers = scope.peers();
+    let follows_epochs = !source.reader_epochs();
 
     builder.build(move |capabilities| {
         let mut caps: Vec<Capability<Time>> = capabilities;
@@ -270,8 +271,15 @@ where
                 return;
             }
 
-            // 1. Epochs advance on this source's wall clock.
-            if now >= next_epoch {
+            // 1. Epochs advance on this source's wall clock, or as soon as a
+            // record of a later epoch reached this worker's keyed operators:
+            // another source's clock ticked first (on another worker or
+            // process), and that operator holds such records until every
+            // source has ended the epoch before. Following it, and counting
+            // the interval from then, keeps all sources' epochs ending
+            // together behind whichever clock ticks first.
+            let behind = follows_epochs && state.flow.newest_epoch() > time.epoch;
+            if now >= next_epoch || behind {
                 close_epoch(&state, &name, time.epoch, &splits, &caps[2], &mut flush_out);
                 time.epoch += 1;
                 next_epoch = now + state.epoch_interval;
@@ -431,10 +439,14 @@ where
                 }
             }
 
-            // 4. Hold the least watermark over live splits.
+            // 4. Hold the least watermark over live splits. A paused split
+            // is waiting for downstream, not idle: its quiet time starts
+            // again when the pause ends.
             if let Some(idle_timeout) = strategy.idle() {
                 for split in splits.iter_mut().filter(|s| !s.done && !s.idle) {
-                    if now.duration_since(split.last_data) >= idle_timeout {
+                    if paused {
+                        split.last_data = now;
+                    } else if now.duration_since(split.last_data) >= idle_timeout {
                         split.idle = true;
                     }
                 }

@@ -161,6 +161,14 @@ impl<T: Clone + 'static> Source for Script<T> {
         self.splits.len() as u32
     }
 
+    /// A script that places epoch ends keeps them where they are.
+    fn reader_epochs(&self) -> bool {
+        self.splits
+            .iter()
+            .flatten()
+            .any(|step| matches!(step, Step::EndEpoch))
+    }
+
     fn open_splits(
         &mut self,
         splits: &[SplitStart<'_>],

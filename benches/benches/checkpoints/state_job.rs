@@ -66,6 +66,11 @@ impl Source for KeysSource {
         self.splits
     }
 
+    /// Epochs end where the readers put them (every `per_epoch` keys).
+    fn reader_epochs(&self) -> bool {
+        true
+    }
+
     fn open_splits(
         &mut self,
         splits: &[SplitStart<'_>],

@@ -56,6 +56,9 @@ impl Source for Partitions {
         }
         self.script.open_splits(splits)
     }
+    fn reader_epochs(&self) -> bool {
+        self.script.reader_epochs()
+    }
     fn checkpoint_complete(&mut self, epoch: u64) -> Result<(), Fault> {
         if let Ok(mut heard) = self.heard.lock() {
             heard.push(epoch);

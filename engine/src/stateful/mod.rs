@@ -78,6 +78,7 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
         self.state.claim_name("stateful operator", name);
         let state = Rc::clone(&self.state);
         let consumer = (!self.held).then(|| state.ctx.flow.register());
+        let epoch_seen = state.ctx.flow.epoch_seen();
         let route = self.router();
         let key = Rc::clone(&self.key);
         let input_stream = self.inner;
@@ -220,6 +221,7 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
                         // A message sent under no capability makes no claims.
                         return;
                     };
+                    epoch_seen.saw(time.epoch);
                     for t in cap.stamp().iter() {
                         hold_out.insert(cap.delayed(t, 0));
                         hold_late.insert(cap.delayed(t, 1));

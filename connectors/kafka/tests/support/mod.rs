@@ -365,6 +365,11 @@ impl<S: Source> Source for Controlled<S> {
             .collect())
     }
 
+    /// The control closes the epochs, in step on every worker.
+    fn reader_epochs(&self) -> bool {
+        true
+    }
+
     fn checkpoint_complete(&mut self, epoch: u64) -> Result<(), Fault> {
         if let Ok(mut complete) = self.control.0.complete.lock() {
             complete.push(epoch);
