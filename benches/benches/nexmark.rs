@@ -25,8 +25,8 @@
 //! --events N` (default 20 000 000), `--runs R` (default 3), `--queries
 //! q0,q5` (default all), `--sides baseline,w1,w2,ck,p2` (default all),
 //! `--p2-timeout S` (default 60: a 2-process run not done by then is killed
-//! and reported as timed out, see the README on multi-process flow
-//! control), `--json PATH` (one JSON object per figure, for
+//! and reported as timed out rather than waited for, see "Two processes and
+//! epochs" in benches/README.md), `--json PATH` (one JSON object per figure, for
 //! `scripts/bench.sh`).
 
 use std::io::Write;
@@ -251,10 +251,9 @@ fn main() {
                 .map(|_| two_processes(q, events, &scratch, p2_deadline))
                 .collect();
             match done {
-                Some(results) => {
-                    let results = std::cell::RefCell::new(results);
+                Some(mut results) => {
                     let p2 = measure_timed(&side, runs, events, &expected, || {
-                        results.borrow_mut().pop().expect("one result per run")
+                        results.pop().expect("one result per run")
                     });
                     push(&p2, (1, 2, false), one.as_ref());
                     if let Some(one) = &one {

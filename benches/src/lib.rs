@@ -181,7 +181,7 @@ pub fn measure_timed<R: PartialEq>(
     runs: usize,
     events: u64,
     expected: &R,
-    f: impl Fn() -> (R, Duration),
+    mut f: impl FnMut() -> (R, Duration),
 ) -> Measured {
     let mut micros = Histogram::<u64>::new(3).expect("valid histogram");
     for _ in 0..runs {
