@@ -116,7 +116,8 @@ where
         // Records emitted per stamp, not yet consumed downstream.
         let mut in_flight: BTreeMap<u64, usize> = BTreeMap::new();
         let mut buffer: Vec<ReadItem<S::Item>> = Vec::with_capacity(BATCH);
-        let mut stamped: Vec<(Time, (u64, S::Item))> = Vec::with_capacity(BATCH);
+        // Records of one stamp, handed to timely as one container.
+        let mut run: Vec<(u64, S::Item)> = Vec::with_capacity(BATCH);
         let mut dead_letters: Vec<(Time, (u64, DeadLetter))> = Vec::new();
         // When every live split went idle, and the watermark then.
         let mut all_idle_since: Option<(Instant, u64)> = None;
@@ -349,6 +350,7 @@ where
                         .shared
                         .events_in
                         .fetch_add(buffer.len() as u64, Ordering::Relaxed);
+                    let mut run_stamp = split.watermark.current();
                     for item in buffer.drain(..) {
                         let stamp = split.watermark.current();
                         let offset = split.offset;
@@ -380,7 +382,12 @@ where
                         match extract(&record, known) {
                             Some(event) => {
                                 split.watermark.observe(&strategy, event);
-                                stamped.push((Time::new(time.epoch, stamp), (event, record)));
+                                if stamp != run_stamp {
+                                    let at = Time::new(time.epoch, run_stamp);
+                                    emit_run(&mut records_out, &caps[0], at, &mut run, &mut in_flight);
+                                    run_stamp = stamp;
+                                }
+                                run.push((event, record));
                             }
                             None => {
                                 let raw = Raw::json(&record);
@@ -399,22 +406,9 @@ where
                             }
                         }
                     }
-                    // Emit in runs of equal times (stamps only rise within a split).
-                    if !stamped.is_empty() {
-                        let mut out = records_out.activate();
-                        let mut records = stamped.drain(..).peekable();
-                        while let Some((at, first)) = records.next() {
-                            let cap = caps[0].delayed(&at);
-                            let mut session = out.session(&cap);
-                            session.give(first);
-                            let mut count = 1;
-                            while let Some((_, record)) = records.next_if(|(t, _)| *t == at) {
-                                session.give(record);
-                                count += 1;
-                            }
-                            *in_flight.entry(at.event).or_insert(0) += count;
-                        }
-                    }
+                    // The last run (stamps only rise within a split).
+                    let at = Time::new(time.epoch, run_stamp);
+                    emit_run(&mut records_out, &caps[0], at, &mut run, &mut in_flight);
                     if !dead_letters.is_empty() {
                         state
                             .shared
@@ -520,6 +514,28 @@ where
         }
     });
     (records, dead)
+}
+
+/// Sends `run`, records all stamped `at`, as one container (no copy per
+/// record), counts them in flight, and leaves `run` empty with room for a
+/// batch.
+fn emit_run<D: Data>(
+    out: &mut TimedOutput<D>,
+    cap: &Capability<Time>,
+    at: Time,
+    run: &mut Vec<(u64, D)>,
+    in_flight: &mut BTreeMap<u64, usize>,
+) {
+    if run.is_empty() {
+        return;
+    }
+    *in_flight.entry(at.event).or_insert(0) += run.len();
+    let cap = cap.delayed(&at);
+    out.activate().session(&cap).give_container(run);
+    run.clear();
+    if run.capacity() < BATCH {
+        run.reserve(BATCH);
+    }
 }
 
 /// Records this source's final watermark for the summary, as its input

@@ -7,8 +7,11 @@
 
 use std::rc::Rc;
 
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::{Concat, Exchange, Inspect};
-use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Filter;
 use timely::dataflow::StreamVec;
 
 use crate::data::{Data, Key};
@@ -61,7 +64,9 @@ impl<'s, D: Data> Stream<'s, D> {
 
     /// Transforms each record.
     pub fn map<D2: Data>(self, mut logic: impl FnMut(D) -> D2 + 'static) -> Stream<'s, D2> {
-        let inner = self.inner.clone().map(move |(t, d)| (t, logic(d)));
+        let inner = per_batch(self.inner.clone(), "Map", move |batch, out| {
+            out.extend(batch.map(|(t, d)| (t, logic(d))));
+        });
         self.with(inner)
     }
 
@@ -77,10 +82,11 @@ impl<'s, D: Data> Stream<'s, D> {
         I: IntoIterator,
         I::Item: Data,
     {
-        let inner = self
-            .inner
-            .clone()
-            .flat_map(move |(t, d)| logic(d).into_iter().map(move |x| (t, x)));
+        let inner = per_batch(self.inner.clone(), "FlatMap", move |batch, out| {
+            for (t, d) in batch {
+                out.extend(logic(d).into_iter().map(|x| (t, x)));
+            }
+        });
         self.with(inner)
     }
 
@@ -163,21 +169,20 @@ impl<'s, D: Data> Stream<'s, D> {
     pub fn dead_letter(self, logic: impl FnMut(D) -> DeadLetter + 'static) {
         let shared = std::sync::Arc::clone(&self.state.ctx.shared);
         let mut logic = logic;
-        let dead = self
-            .inner
-            .clone()
-            .map(move |(t, d)| (t, logic(d)))
-            .inspect(move |_| {
-                shared
-                    .dead_letters
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            });
+        let dead = per_batch(self.inner.clone(), "DeadLetter", move |batch, out| {
+            out.extend(batch.map(|(t, d)| (t, logic(d))));
+            shared
+                .dead_letters
+                .fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        });
         self.state.add_dead_letters(dead);
     }
 
     /// The event time of each record, as the record it travels with.
     pub fn with_event_time(self) -> Stream<'s, (u64, D)> {
-        let inner = self.inner.clone().map(|(t, d)| (t, (t, d)));
+        let inner = per_batch(self.inner.clone(), "WithEventTime", |batch, out| {
+            out.extend(batch.map(|(t, d)| (t, (t, d))));
+        });
         self.with(inner)
     }
 
@@ -231,10 +236,10 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
     pub fn into_stream(self) -> Stream<'s, (K, D)> {
         let key = Rc::clone(&self.key);
         let route = self.router();
-        let inner = self
-            .inner
-            .exchange(move |r: &Timed<D>| route(r))
-            .map(move |(t, d)| (t, (key(&d), d)));
+        let exchanged = self.inner.exchange(move |r: &Timed<D>| route(r));
+        let inner = per_batch(exchanged, "WithKey", move |batch, out| {
+            out.extend(batch.map(|(t, d)| (t, (key(&d), d))));
+        });
         Stream::new(inner, self.state, self.held)
     }
 
@@ -255,8 +260,30 @@ impl<'s, K: Key, D: Data> KeyedStream<'s, K, D> {
     pub fn into_timely(self) -> StreamVec<'s, Time, (K, u64, D)> {
         let key = Rc::clone(&self.key);
         let route = self.router();
-        self.inner
-            .exchange(move |r: &Timed<D>| route(r))
-            .map(move |(t, d)| (key(&d), t, d))
+        let exchanged = self.inner.exchange(move |r: &Timed<D>| route(r));
+        per_batch(exchanged, "WithKey", move |batch, out| {
+            out.extend(batch.map(|(t, d)| (key(&d), t, d)));
+        })
     }
+}
+
+/// A record-at-a-time step run a batch at a time: `logic` drains each input
+/// batch into a vector that is handed on as one container, instead of
+/// pushing every record through timely's container builder.
+fn per_batch<'s, A: 'static, B: 'static>(
+    inner: StreamVec<'s, Time, A>,
+    name: &str,
+    mut logic: impl FnMut(std::vec::Drain<'_, A>, &mut Vec<B>) + 'static,
+) -> StreamVec<'s, Time, B> {
+    inner.unary::<CapacityContainerBuilder<Vec<B>>, _, _, _>(Pipeline, name, move |_, _| {
+        let mut out: Vec<B> = Vec::new();
+        move |input, output| {
+            input.for_each(|cap, batch| {
+                out.reserve(batch.len());
+                logic(batch.drain(..), &mut out);
+                output.session(&cap).give_container(&mut out);
+                out.clear();
+            });
+        }
+    })
 }
