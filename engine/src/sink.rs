@@ -91,10 +91,24 @@ pub trait Sink<T>: 'static {
     }
 
     /// At-least-once: every record of epochs `<= through` has been written
-    /// (`u64::MAX`: the input ended); flush what is buffered.
+    /// (`u64::MAX`: the input ended); flush what is buffered. It need not
+    /// wait until the output is durable if [`Sink::durable`] says when it
+    /// is (a producer waiting for a broker's acknowledgements), except at
+    /// the end of input: after `end_epoch(u64::MAX)` everything is durable.
     fn end_epoch(&mut self, through: u64) -> Result<(), Fault> {
         let _ = through;
         Ok(())
+    }
+
+    /// At-least-once in a job that checkpoints: whether the output of
+    /// epochs `<= through` (an epoch [`Sink::end_epoch`] was called with)
+    /// is durable yet. It must answer at once; the engine asks again soon
+    /// after and meanwhile goes on writing later epochs, and reports the
+    /// epoch to the checkpoint only once this says `true`. By default
+    /// `true`: `end_epoch` made it durable.
+    fn durable(&mut self, through: u64) -> Result<bool, Fault> {
+        let _ = through;
+        Ok(true)
     }
 
     /// Whether every worker writes its own records (`true`), or all records
@@ -296,6 +310,9 @@ impl<T: 'static> Sink<T> for Box<dyn Sink<T>> {
     }
     fn end_epoch(&mut self, through: u64) -> Result<(), Fault> {
         (**self).end_epoch(through)
+    }
+    fn durable(&mut self, through: u64) -> Result<bool, Fault> {
+        (**self).durable(through)
     }
     fn parallel(&self) -> bool {
         (**self).parallel()

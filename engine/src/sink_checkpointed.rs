@@ -12,6 +12,7 @@
 //! (broadcast to every worker, which activates this operator: it never
 //! polls), it commits.
 
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -63,6 +64,10 @@ pub(crate) fn build<'s, D: Data, S: Sink<D>>(
     state.register_step(name, step_kind(parallel), 1, flushes);
 }
 
+/// How often an at-least-once sink is asked again whether an ended epoch
+/// is durable ([`Sink::durable`]).
+const DURABLE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// How the checkpoint counts a sink's flushes: once, or on every worker.
 fn step_kind(parallel: bool) -> StepKind {
     if parallel {
@@ -109,7 +114,12 @@ impl<S> Driver<S> {
                     parallel,
                     delivery,
                 } = self;
-                checkpoint.listen(scope.activator_for(Rc::clone(&info.address)));
+                let activator = scope.activator_for(Rc::clone(&info.address));
+                checkpoint.listen(activator.clone());
+                // At-least-once: epochs ended but not yet durable, oldest
+                // first; each is reported once the sink says it is.
+                let mut awaiting: VecDeque<u64> = VecDeque::new();
+                let defers = delivery == Delivery::AtLeastOnceCheckpointed;
                 let plan = Arc::clone(&checkpoint.plan);
                 let restored = plan.restore.as_ref().map(|r| r.epoch);
                 let writes = sink_protocol::writes_on(parallel, worker);
@@ -192,22 +202,62 @@ impl<S> Driver<S> {
                                 Action::EndEpoch(through) => {
                                     shared.retrying(&name, || sink.end_epoch(through))
                                 }
+                                Action::Report(epoch) if defers => {
+                                    awaiting.push_back(epoch);
+                                    Ok(())
+                                }
                                 Action::Report(epoch) => {
                                     report(&checkpoint, &name, kind, worker, epoch, cap, output)
                                 }
-                                Action::ReportEnd => report(
-                                    &checkpoint,
-                                    &name,
-                                    kind,
-                                    worker,
-                                    FINAL_EPOCH,
-                                    cap,
-                                    output,
-                                ),
+                                Action::ReportEnd => {
+                                    // `end_epoch(u64::MAX)` left everything durable.
+                                    let mut done = Ok(());
+                                    for epoch in awaiting.drain(..) {
+                                        if done.is_ok() {
+                                            done = report(
+                                                &checkpoint,
+                                                &name,
+                                                kind,
+                                                worker,
+                                                epoch,
+                                                cap,
+                                                output,
+                                            );
+                                        }
+                                    }
+                                    done.and_then(|()| {
+                                        report(
+                                            &checkpoint,
+                                            &name,
+                                            kind,
+                                            worker,
+                                            FINAL_EPOCH,
+                                            cap,
+                                            output,
+                                        )
+                                    })
+                                }
                                 Action::Release => {
                                     *cap = None;
                                     Ok(())
                                 }
+                            };
+                            if let Err(fault) = done {
+                                fail(fault, failed);
+                            }
+                        }
+                        // Report what has become durable since, in order.
+                        while let Some(&epoch) = awaiting.front() {
+                            if *failed {
+                                return;
+                            }
+                            let done = match sink.durable(epoch) {
+                                Ok(false) => break,
+                                Ok(true) => {
+                                    awaiting.pop_front();
+                                    report(&checkpoint, &name, kind, worker, epoch, cap, output)
+                                }
+                                Err(fault) => Err(fault),
                             };
                             if let Err(fault) = done {
                                 fail(fault, failed);
@@ -252,6 +302,9 @@ impl<S> Driver<S> {
                     run(actions, &mut cap, &mut failed, &mut sink);
                     if failed {
                         cap = None;
+                    } else if !awaiting.is_empty() {
+                        // Ask again soon, input or not.
+                        activator.activate_after(DURABLE_POLL);
                     }
                 }
             },

@@ -23,7 +23,9 @@
 //! and once more with `u64::MAX` when the input ends. A restore writes again
 //! what followed the restored checkpoint. In a job that checkpoints
 //! ([`Delivery::AtLeastOnceCheckpointed`]) the worker then reports the epoch
-//! flushed, like step 2 below, so a checkpoint is complete only once every
+//! flushed, like step 2 below, once [`Sink::durable`] says its output is
+//! durable (asked again every millisecond meanwhile, while later epochs are
+//! written; reports keep epoch order), so a checkpoint is complete only once every
 //! writing worker's output through it is durable: a crash right after a
 //! checkpoint cannot lose output the restore will not produce again. At the
 //! end of input it reports the end and, like an exactly-once sink, waits for

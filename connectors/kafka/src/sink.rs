@@ -4,10 +4,14 @@
 //!   CSV, [`ValueFormat`]), the key chosen by the job ([`KafkaSink::key`];
 //!   none by default, which spreads messages over partitions). Every worker
 //!   writes its own records (a parallel sink). Delivery is **at least
-//!   once**: each epoch's messages are flushed to the broker when the input
-//!   passes the epoch ([`Sink::end_epoch`]), so a checkpoint never covers
-//!   output the broker has not acknowledged; a restore may write the
-//!   messages since the last checkpoint again. Or **exactly once**
+//!   once**: when the input passes an epoch ([`Sink::end_epoch`]) its
+//!   lingering batches are sent at once, without waiting for the broker,
+//!   and in a job that checkpoints the epoch counts toward a checkpoint
+//!   only once the broker has acknowledged all its messages
+//!   ([`Sink::durable`]), so a checkpoint never covers output the broker
+//!   has not acknowledged, and the worker never stalls at an epoch end; at
+//!   the end of input the sink waits for every acknowledgement. A restore
+//!   may write the messages since the last checkpoint again. Or **exactly once**
 //!   ([`KafkaSink::exactly_once`]): one transaction per checkpoint, written
 //!   by one worker, with a commit log that lets a restore resume from
 //!   exactly what is visible ([`crate::transactions`]).
@@ -20,6 +24,8 @@
 //! `message.timeout.ms`) stops the job with the broker's reason: at least
 //! once means nothing may be dropped.
 
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,28 +49,59 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// the whole of it).
 const POLL_SLICE: Duration = Duration::from_millis(1);
 
-/// Remembers the first message the broker refused.
+/// Remembers the first message the broker refused, and how many messages
+/// of each flush generation are still unacknowledged.
 #[derive(Default)]
 pub(crate) struct Deliveries {
     refused: Mutex<Option<String>>,
+    /// Per generation: messages counted in at its mark minus reports
+    /// received (a report may come before its generation is marked, so a
+    /// count can be negative meanwhile). Zero counts are removed.
+    unacked: Mutex<BTreeMap<usize, i64>>,
 }
 
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            if let Ok(mut refused) = self.refused.lock() {
-                refused.get_or_insert_with(|| e.to_string());
+impl Deliveries {
+    fn settle(&self, generation: usize, by: i64) {
+        if let Ok(mut unacked) = self.unacked.lock() {
+            let count = unacked.entry(generation).or_insert(0);
+            *count += by;
+            if *count == 0 {
+                unacked.remove(&generation);
             }
         }
     }
 }
 
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    /// The message's flush generation ([`Producing::mark`]).
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, generation: usize) {
+        if let Err((e, _)) = result {
+            if let Ok(mut refused) = self.refused.lock() {
+                refused.get_or_insert_with(|| e.to_string());
+            }
+        }
+        self.settle(generation, -1);
+    }
+}
+
 /// One worker's producer, with the checks every sink here needs.
+///
+/// Messages are sent in *flush generations*: [`Producing::mark`] closes the
+/// current one (an epoch end) and [`Producing::acknowledged`] tells, without
+/// waiting, whether every message of a closed generation has its delivery
+/// report, so an epoch end need not stall the worker until the broker has
+/// answered.
 pub(crate) struct Producing {
     producer: BaseProducer<Deliveries>,
+    /// The generation messages sent now belong to.
+    generation: AtomicUsize,
+    /// Messages sent in it so far (counted in at its mark).
+    sent: AtomicI64,
+    /// Epochs ended and not yet known durable, with their generations.
+    ended: VecDeque<(u64, usize)>,
 }
 
 impl Producing {
@@ -86,7 +123,12 @@ impl Producing {
             .client(&defaults)
             .create_with_context(Deliveries::default())
             .map_err(|e| fault("creating a producer", &e))?;
-        Ok(Producing { producer })
+        Ok(Producing {
+            producer,
+            generation: AtomicUsize::new(0),
+            sent: AtomicI64::new(0),
+            ended: VecDeque::new(),
+        })
     }
 
     /// The librdkafka producer (for transactions).
@@ -102,7 +144,9 @@ impl Producing {
         value: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<(), Fault> {
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(value);
+        let generation = self.generation.load(Ordering::Relaxed);
+        let mut record: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(topic, generation).payload(value);
         if let Some(key) = key {
             record = record.key(key);
         }
@@ -111,7 +155,10 @@ impl Producing {
         }
         loop {
             match self.producer.send(record) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.sent.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
                 Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     // Let deliveries drain the queue, then try again.
                     self.producer.poll(POLL_SLICE);
@@ -138,6 +185,60 @@ impl Producing {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Closes the current flush generation and returns it: the messages
+    /// sent so far are its (or an earlier one's). Asks librdkafka to send
+    /// lingering batches now, without waiting.
+    pub(crate) fn mark(&self) -> usize {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let sent = self.sent.swap(0, Ordering::Relaxed);
+        self.producer.context().settle(generation, sent);
+        let _ = self.producer.flush(Duration::ZERO);
+        generation
+    }
+
+    /// Whether every message of generations `<= generation` has its
+    /// delivery report (serving the reports that are in, without waiting);
+    /// a refused message is a fatal fault.
+    pub(crate) fn acknowledged(&self, generation: usize) -> Result<bool, Fault> {
+        self.check()?;
+        let unacked = self.producer.context().unacked.lock();
+        Ok(unacked.is_ok_and(|u| u.range(..=generation).next().is_none()))
+    }
+
+    /// [`Sink::end_epoch`] for a producer: epochs `<= through` are sent;
+    /// close their generation without waiting for the broker. At the end
+    /// of input (`u64::MAX`), wait until everything is acknowledged.
+    pub(crate) fn end_epoch(&mut self, through: u64) -> Result<(), Fault> {
+        if through == u64::MAX {
+            self.flush()?;
+            self.ended.clear();
+            return Ok(());
+        }
+        self.check()?;
+        let generation = self.mark();
+        self.ended.push_back((through, generation));
+        Ok(())
+    }
+
+    /// [`Sink::durable`] for a producer: whether the broker has
+    /// acknowledged every message of epochs `<= through`.
+    pub(crate) fn durable(&mut self, through: u64) -> Result<bool, Fault> {
+        let newest = self
+            .ended
+            .iter()
+            .take_while(|(epoch, _)| *epoch <= through)
+            .last()
+            .map(|(_, generation)| *generation);
+        let Some(generation) = newest else {
+            return self.check().map(|()| true);
+        };
+        if !self.acknowledged(generation)? {
+            return Ok(false);
+        }
+        self.ended.retain(|(epoch, _)| *epoch > through);
+        Ok(true)
     }
 
     /// Waits until the broker has acknowledged every queued message.
@@ -347,8 +448,19 @@ impl<T: Serialize + 'static> Sink<T> for KafkaSink<T> {
         Ok(())
     }
 
-    fn end_epoch(&mut self, _through: u64) -> Result<(), Fault> {
-        self.producer()?.flush()
+    fn end_epoch(&mut self, through: u64) -> Result<(), Fault> {
+        self.producer()?;
+        match self.producer.as_mut() {
+            Some(producer) => producer.end_epoch(through),
+            None => Err(Fault::fatal("kafka: no producer")),
+        }
+    }
+
+    fn durable(&mut self, through: u64) -> Result<bool, Fault> {
+        match self.producer.as_mut() {
+            Some(producer) => producer.durable(through),
+            None => Ok(true),
+        }
     }
 
     /// At least once, every worker writes; exactly once, worker 0 alone
@@ -443,10 +555,17 @@ impl Sink<DeadLetter> for KafkaDeadLetterSink {
         Ok(())
     }
 
-    fn end_epoch(&mut self, _through: u64) -> Result<(), Fault> {
-        match &self.producer {
-            Some(producer) => producer.flush(),
+    fn end_epoch(&mut self, through: u64) -> Result<(), Fault> {
+        match self.producer.as_mut() {
+            Some(producer) => producer.end_epoch(through),
             None => Ok(()),
+        }
+    }
+
+    fn durable(&mut self, through: u64) -> Result<bool, Fault> {
+        match self.producer.as_mut() {
+            Some(producer) => producer.durable(through),
+            None => Ok(true),
         }
     }
 }

@@ -8,10 +8,16 @@
 //! ended is a violation. Before such sinks took part in checkpoints, the
 //! 2-worker test failed every time: worker 0's steps and the manifest writer
 //! completed epochs while worker 1's sink was still writing them.
+//!
+//! The sink also makes each ended epoch durable only 5 ms later, as a
+//! producer waiting for a broker's acknowledgements does ([`Sink::durable`]
+//! says `false` until then): no checkpoint of the epoch may complete
+//! meanwhile, and the worker goes on writing.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use weir::backend::manifest;
 use weir::testing::Script;
@@ -42,7 +48,12 @@ struct Seen {
     ended: Vec<u64>,
     violations: Vec<String>,
     records: usize,
+    /// Times `durable` answered `false`.
+    not_yet: usize,
 }
+
+/// How long after its end an epoch's output becomes durable.
+const DURABLE_AFTER: Duration = Duration::from_millis(5);
 
 /// Writes on every worker, slowly on all but worker 0, and checks the
 /// manifest as each epoch ends.
@@ -50,6 +61,8 @@ struct Checking {
     dir: PathBuf,
     seen: Arc<Mutex<Seen>>,
     worker: usize,
+    /// When each epoch was ended.
+    ended_at: BTreeMap<u64, Instant>,
 }
 
 impl Sink<String> for Checking {
@@ -85,7 +98,29 @@ impl Sink<String> for Checking {
             }
             seen.ended.push(through);
         }
+        self.ended_at.insert(through, Instant::now());
         Ok(())
+    }
+
+    fn durable(&mut self, through: u64) -> Result<bool, Fault> {
+        let at = self.ended_at.get(&through).copied();
+        if at.is_some_and(|at| at.elapsed() >= DURABLE_AFTER) {
+            return Ok(true);
+        }
+        let complete = newest_complete(&self.dir);
+        if let Ok(mut seen) = self.seen.lock() {
+            if at.is_none() {
+                seen.violations
+                    .push(format!("asked about {through}, never ended"));
+            }
+            if complete.is_some_and(|c| c >= through) {
+                seen.violations.push(format!(
+                    "epoch {complete:?} complete before the sink's output through {through} was durable"
+                ));
+            }
+            seen.not_yet += 1;
+        }
+        Ok(false)
     }
 }
 
@@ -118,6 +153,7 @@ fn check(workers: usize) {
                     dir: sink_dir.clone(),
                     seen: Arc::clone(&sink_seen),
                     worker: 0,
+                    ended_at: BTreeMap::new(),
                 },
             );
     })
@@ -127,6 +163,10 @@ fn check(workers: usize) {
     // One window per key per 10 s: 5 keys, 3 windows in each 30 s epoch.
     assert_eq!(seen.records as u64, EPOCHS * 3 * 5, "{summary:?}");
     assert_eq!(seen.ended.last(), Some(&u64::MAX), "the end is ended too");
+    assert!(
+        seen.not_yet > 0,
+        "the sink was asked before its output was durable"
+    );
     let complete = newest_complete(&dir).expect("complete checkpoints");
     assert!(
         complete >= 3,
