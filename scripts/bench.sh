@@ -46,7 +46,7 @@ if [ "$mode" = quick ]; then
   kafka_args=(--rates 10000,100000 --seconds 6 --warmup 2)
 else
   iot=(--events 20000000 --runs 3)
-  nexmark=(--events 10000000 --runs 3)
+  nexmark=(--events 30000000 --runs 3)
   latency=(--rates 100000,250000,500000,1000000,2000000,4000000 --seconds 8 --warmup 2)
   kafka_args=(--rates 10000,50000,100000 --seconds 10 --warmup 2 --runs 3)
 fi
