@@ -38,8 +38,9 @@
 //!   `enable.idempotence=true`, `acks=all`, `linger.ms=5`,
 //!   `queue.buffering.max.kbytes=65536`. It never flushes while running.
 //! - **weir -w N eE**: `weir::run` on N worker threads, no checkpoints,
-//!   epoch interval E (default 1 s, weir's default; the at-least-once sink
-//!   flushes its producer at each epoch end): `KafkaSource` → event time
+//!   epoch interval E (default 1 s, weir's default; at each epoch end the
+//!   at-least-once sink sends its producer's lingering batches at once,
+//!   without waiting for acknowledgements): `KafkaSource` → event time
 //!   (`due_us`, ascending) → `map` (identity) → `KafkaSink`, JSON decoded
 //!   and encoded again.
 //!
@@ -343,7 +344,8 @@ enum Pipe {
     Plain,
     Weir {
         workers: usize,
-        /// The job's epoch interval (its sink flushes at each epoch end).
+        /// The job's epoch interval (its sink sends lingering batches at
+        /// each epoch end).
         epoch: Duration,
     },
 }
