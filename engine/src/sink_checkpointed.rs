@@ -209,34 +209,20 @@ impl<S> Driver<S> {
                                 Action::Report(epoch) => {
                                     report(&checkpoint, &name, kind, worker, epoch, cap, output)
                                 }
-                                Action::ReportEnd => {
-                                    // `end_epoch(u64::MAX)` left everything durable.
-                                    let mut done = Ok(());
-                                    for epoch in awaiting.drain(..) {
-                                        if done.is_ok() {
-                                            done = report(
-                                                &checkpoint,
-                                                &name,
-                                                kind,
-                                                worker,
-                                                epoch,
-                                                cap,
-                                                output,
-                                            );
-                                        }
-                                    }
-                                    done.and_then(|()| {
-                                        report(
-                                            &checkpoint,
-                                            &name,
-                                            kind,
-                                            worker,
-                                            FINAL_EPOCH,
-                                            cap,
-                                            output,
-                                        )
-                                    })
+                                // After the reports still awaited, in order.
+                                Action::ReportEnd if defers => {
+                                    awaiting.push_back(FINAL_EPOCH);
+                                    Ok(())
                                 }
+                                Action::ReportEnd => report(
+                                    &checkpoint,
+                                    &name,
+                                    kind,
+                                    worker,
+                                    FINAL_EPOCH,
+                                    cap,
+                                    output,
+                                ),
                                 Action::Release => {
                                     *cap = None;
                                     Ok(())
@@ -251,7 +237,13 @@ impl<S> Driver<S> {
                             if *failed {
                                 return;
                             }
-                            let done = match sink.durable(epoch) {
+                            // `end_epoch(u64::MAX)` left everything durable.
+                            let durable = if epoch == FINAL_EPOCH {
+                                Ok(true)
+                            } else {
+                                sink.durable(epoch)
+                            };
+                            let done = match durable {
                                 Ok(false) => break,
                                 Ok(true) => {
                                     awaiting.pop_front();

@@ -386,12 +386,12 @@ impl<T: Serialize + 'static> KafkaSink<T> {
             .ok_or_else(|| Fault::fatal("kafka: no transactions"))
     }
 
-    fn producer(&mut self) -> Result<&Producing, Fault> {
+    fn producer(&mut self) -> Result<&mut Producing, Fault> {
         if self.producer.is_none() {
             self.producer = Some(Producing::new(&self.config)?);
         }
         self.producer
-            .as_ref()
+            .as_mut()
             .ok_or_else(|| Fault::fatal("kafka: no producer"))
     }
 }
@@ -449,11 +449,7 @@ impl<T: Serialize + 'static> Sink<T> for KafkaSink<T> {
     }
 
     fn end_epoch(&mut self, through: u64) -> Result<(), Fault> {
-        self.producer()?;
-        match self.producer.as_mut() {
-            Some(producer) => producer.end_epoch(through),
-            None => Err(Fault::fatal("kafka: no producer")),
-        }
+        self.producer()?.end_epoch(through)
     }
 
     fn durable(&mut self, through: u64) -> Result<bool, Fault> {
