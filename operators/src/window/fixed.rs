@@ -58,7 +58,10 @@ pub(crate) struct FixedWindows<K, T, A: Aggregator<T>> {
     pane: u64,
     /// Windows starting before this have fired.
     next_start: u64,
-    scratch: Vec<Window>,
+    /// The windows holding the pane of the last record (they depend on the
+    /// pane alone), so that a run of records in one pane, the common case,
+    /// skips the assigner's divisions.
+    memo: PaneWindows,
     /// Restored keys and the watermark their windows had fired through when
     /// checkpointed: a window firing at or before it is not emitted again.
     /// Emptied once no window left can fire that early.
@@ -80,7 +83,7 @@ impl<K: Key, T, A: Aggregator<T>> FixedWindows<K, T, A> {
             aggregator,
             pane: gcd(size, slide),
             next_start: 0,
-            scratch: Vec::new(),
+            memo: PaneWindows::default(),
             restored: FastMap::default(),
             restored_until: 0,
             _record: PhantomData,
@@ -103,6 +106,35 @@ impl<K: Key, T, A: Aggregator<T>> FixedWindows<K, T, A> {
         last_start
             .saturating_add(self.size)
             .saturating_add(self.lateness)
+    }
+}
+
+/// The windows that hold one pane: the same for every time in it, since
+/// the pane length divides both size and slide.
+#[derive(Default)]
+struct PaneWindows {
+    /// The pane's start, once `assigned`.
+    pane: u64,
+    /// Whether a pane was assigned yet.
+    assigned: bool,
+    /// Its windows, in start order.
+    windows: Vec<Window>,
+    /// The start of its first window that cannot be represented, if any.
+    beyond: Option<u64>,
+}
+
+impl PaneWindows {
+    /// Whether `ts` lies in the pane assigned last (of length `pane`).
+    fn holds(&self, ts: u64, pane: u64) -> bool {
+        self.assigned && ts >= self.pane && ts - self.pane < pane
+    }
+
+    /// Assigns the pane of `ts` and its windows.
+    fn assign(&mut self, ts: u64, pane: u64, size: u64, slide: u64) {
+        self.windows.clear();
+        self.beyond = sliding_windows(ts, size, slide, &mut self.windows);
+        self.pane = ts - ts % pane;
+        self.assigned = true;
     }
 }
 
@@ -135,9 +167,10 @@ where
         EventTime(stamp): EventTime,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
-        self.scratch.clear();
-        let beyond = sliding_windows(ts, self.size, self.slide, &mut self.scratch);
-        if let Some(start) = beyond {
+        if !self.memo.holds(ts, self.pane) {
+            self.memo.assign(ts, self.pane, self.size, self.slide);
+        }
+        if let Some(start) = self.memo.beyond {
             emit.reject(
                 EventTime(stamp),
                 EventTime(ts),
@@ -147,35 +180,42 @@ where
                     limit: Limit::Fixed {
                         start,
                         size: self.size,
-                        counted_in: self.scratch.len(),
+                        counted_in: self.memo.windows.len(),
                     },
                 }),
             );
         }
-        // Windows come in start order, so the late ones come first.
-        let mut from = None;
-        for window in self.scratch.drain(..) {
-            let fire = fire_time(&window, self.lateness);
-            if stamp >= fire {
-                emit.late(
-                    EventTime(stamp),
-                    EventTime(ts),
-                    Rejected::Late(Late {
-                        key: key.clone(),
-                        window,
-                        record: record.clone(),
-                        watermark: stamp,
-                    }),
-                );
-            } else if from.is_none() {
-                from = Some(window.start);
+        let pane = self.memo.pane;
+        let from = match self.memo.windows.first() {
+            // On time for its first window, so for every later one.
+            Some(first) if stamp < fire_time(first, self.lateness) => first.start,
+            _ => {
+                // Windows come in start order, so the late ones come first.
+                let mut from = None;
+                for &window in &self.memo.windows {
+                    let fire = fire_time(&window, self.lateness);
+                    if stamp >= fire {
+                        emit.late(
+                            EventTime(stamp),
+                            EventTime(ts),
+                            Rejected::Late(Late {
+                                key: key.clone(),
+                                window,
+                                record: record.clone(),
+                                watermark: stamp,
+                            }),
+                        );
+                    } else if from.is_none() {
+                        from = Some(window.start);
+                    }
+                }
+                let Some(from) = from else {
+                    return;
+                };
+                from
             }
-        }
-        let Some(from) = from else {
-            return;
         };
         // The windows from `from` on count it.
-        let pane = ts - ts % self.pane;
         let aggregator = &self.aggregator;
         let acc = keys
             .state
@@ -275,5 +315,40 @@ where
             self.restored_until = self.restored_until.max(watermark);
         }
         Ok(!groups.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir::rng::SplitMix64;
+
+    /// The memo gives every time the windows the assigner gives it, for
+    /// times that stay in a pane, move on, jump back, and sit at the end of
+    /// time (where windows cannot be represented).
+    #[test]
+    fn the_pane_memo_gives_the_windows_of_every_time() {
+        let mut rng = SplitMix64::new(7);
+        for (size, slide) in [(10, 10), (10, 5), (10, 4), (7, 3), (1, 1), (1_000, 1)] {
+            let pane = gcd(size, slide);
+            let mut memo = PaneWindows::default();
+            let mut ts = 0u64;
+            for _ in 0..5_000 {
+                ts = match rng.below(6) {
+                    0 => rng.below(1_000),
+                    1 => u64::MAX - rng.below(30),
+                    2 => ts.saturating_sub(rng.below(5)),
+                    _ => ts.saturating_add(rng.below(4)),
+                };
+                if !memo.holds(ts, pane) {
+                    memo.assign(ts, pane, size, slide);
+                }
+                let mut direct = Vec::new();
+                let beyond = sliding_windows(ts, size, slide, &mut direct);
+                assert_eq!(memo.windows, direct, "ts {ts} size {size} slide {slide}");
+                assert_eq!(memo.beyond, beyond, "ts {ts} size {size} slide {slide}");
+                assert_eq!(memo.pane, ts - ts % pane);
+            }
+        }
     }
 }
