@@ -129,8 +129,12 @@ impl PaneWindows {
         self.assigned && ts >= self.pane && ts - self.pane < pane
     }
 
-    /// Assigns the pane of `ts` and its windows.
-    fn assign(&mut self, ts: u64, pane: u64, size: u64, slide: u64) {
+    /// Holds the pane of `ts` and its windows, assigning them unless `ts`
+    /// lies in the pane held already.
+    fn hold(&mut self, ts: u64, pane: u64, size: u64, slide: u64) {
+        if self.holds(ts, pane) {
+            return;
+        }
         self.windows.clear();
         self.beyond = sliding_windows(ts, size, slide, &mut self.windows);
         self.pane = ts - ts % pane;
@@ -167,9 +171,7 @@ where
         EventTime(stamp): EventTime,
         emit: &mut Emit<Self::Out, Self::Late>,
     ) {
-        if !self.memo.holds(ts, self.pane) {
-            self.memo.assign(ts, self.pane, self.size, self.slide);
-        }
+        self.memo.hold(ts, self.pane, self.size, self.slide);
         if let Some(start) = self.memo.beyond {
             emit.reject(
                 EventTime(stamp),
@@ -186,34 +188,27 @@ where
             );
         }
         let pane = self.memo.pane;
-        let from = match self.memo.windows.first() {
-            // On time for its first window, so for every later one.
-            Some(first) if stamp < fire_time(first, self.lateness) => first.start,
-            _ => {
-                // Windows come in start order, so the late ones come first.
-                let mut from = None;
-                for &window in &self.memo.windows {
-                    let fire = fire_time(&window, self.lateness);
-                    if stamp >= fire {
-                        emit.late(
-                            EventTime(stamp),
-                            EventTime(ts),
-                            Rejected::Late(Late {
-                                key: key.clone(),
-                                window,
-                                record: record.clone(),
-                                watermark: stamp,
-                            }),
-                        );
-                    } else if from.is_none() {
-                        from = Some(window.start);
-                    }
-                }
-                let Some(from) = from else {
-                    return;
-                };
-                from
+        // Windows come in start order, so the late ones come first.
+        let mut from = None;
+        for &window in &self.memo.windows {
+            let fire = fire_time(&window, self.lateness);
+            if stamp >= fire {
+                emit.late(
+                    EventTime(stamp),
+                    EventTime(ts),
+                    Rejected::Late(Late {
+                        key: key.clone(),
+                        window,
+                        record: record.clone(),
+                        watermark: stamp,
+                    }),
+                );
+            } else if from.is_none() {
+                from = Some(window.start);
             }
+        }
+        let Some(from) = from else {
+            return;
         };
         // The windows from `from` on count it.
         let aggregator = &self.aggregator;
@@ -340,9 +335,7 @@ mod tests {
                     2 => ts.saturating_sub(rng.below(5)),
                     _ => ts.saturating_add(rng.below(4)),
                 };
-                if !memo.holds(ts, pane) {
-                    memo.assign(ts, pane, size, slide);
-                }
+                memo.hold(ts, pane, size, slide);
                 let mut direct = Vec::new();
                 let beyond = sliding_windows(ts, size, slide, &mut direct);
                 assert_eq!(memo.windows, direct, "ts {ts} size {size} slide {slide}");
